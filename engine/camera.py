@@ -1,0 +1,221 @@
+"""Pinhole cameras in float64.
+
+Owns: camera pose and intrinsics, projection, the per-point pixel scale (`s_render` /
+`s_native`), the view frustum and AABB tests against it, JSON (de)serialisation with checks.
+Does not own: camera *motion* (the frame loop and input do that) or rendering.
+
+Axes follow OpenCV and gsplat: x right, y down, z forward (depth = camera-space z).
+`T_world_camera` maps camera coordinates to world coordinates (camera-to-world);
+`T_camera_world` is its inverse (gsplat's `viewmat`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any, Mapping
+
+import numpy as np
+
+MAX_IMAGE_SIDE = 1 << 15
+
+
+class CameraError(ValueError):
+    """A camera description is malformed (non-finite, non-rigid pose, bad intrinsics)."""
+
+
+def _as_rigid(T: np.ndarray) -> np.ndarray:
+    T = np.asarray(T, dtype=np.float64)
+    if T.shape != (4, 4):
+        raise CameraError(f"pose must be 4x4, got {T.shape}")
+    if not np.isfinite(T).all():
+        raise CameraError("pose holds NaN or Inf")
+    R = T[:3, :3]
+    if np.abs(R @ R.T - np.eye(3)).max() > 1e-6 or abs(np.linalg.det(R) - 1.0) > 1e-6:
+        raise CameraError("pose rotation is not orthonormal")
+    if np.abs(T[3] - np.array([0.0, 0.0, 0.0, 1.0])).max() > 0:
+        raise CameraError("pose last row must be 0 0 0 1")
+    return T
+
+
+@dataclass(frozen=True, eq=False)
+class Camera:
+    T_world_camera: np.ndarray  # [4, 4] float64 camera-to-world, OpenCV axes
+    fx: float  # focal lengths in pixels
+    fy: float
+    cx: float  # principal point in pixels
+    cy: float
+    width: int
+    height: int
+    near: float = 1e-6  # clip distances in world units; zoom code shrinks `near` with depth
+    far: float = 1e9
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "T_world_camera", _as_rigid(self.T_world_camera))
+        for name in ("fx", "fy", "cx", "cy", "near", "far"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value):
+                raise CameraError(f"{name} is not finite")
+            object.__setattr__(self, name, value)
+        if not (self.fx > 0 and self.fy > 0):
+            raise CameraError("focal lengths must be positive")
+        if not (0 < self.near < self.far):
+            raise CameraError("need 0 < near < far")
+        w, h = int(self.width), int(self.height)
+        if not (0 < w <= MAX_IMAGE_SIDE and 0 < h <= MAX_IMAGE_SIDE):
+            raise CameraError(f"image size {w}x{h} out of range")
+        object.__setattr__(self, "width", w)
+        object.__setattr__(self, "height", h)
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def look_at(
+        cls,
+        eye: np.ndarray,  # [3]
+        target: np.ndarray,  # [3]
+        up: np.ndarray = (0.0, -1.0, 0.0),  # world "up"; default matches OpenCV's y-down
+        fov_y_deg: float = 60.0,
+        width: int = 640,
+        height: int = 480,
+        near: float = 1e-6,
+        far: float = 1e9,
+    ) -> "Camera":
+        eye = np.asarray(eye, np.float64)
+        forward = np.asarray(target, np.float64) - eye
+        forward /= np.linalg.norm(forward)
+        up = np.asarray(up, np.float64)
+        right = np.cross(forward, up)
+        if np.linalg.norm(right) < 1e-9:  # looking along `up`: pick any perpendicular
+            right = np.cross(forward, [1.0, 0.0, 0.0])
+            if np.linalg.norm(right) < 1e-9:
+                right = np.cross(forward, [0.0, 0.0, 1.0])
+        right /= np.linalg.norm(right)
+        down = np.cross(forward, right)
+        T = np.eye(4)
+        T[:3, 0], T[:3, 1], T[:3, 2], T[:3, 3] = right, down, forward, eye
+        f = 0.5 * height / math.tan(math.radians(fov_y_deg) / 2)
+        return cls(T, f, f, width / 2.0, height / 2.0, width, height, near, far)
+
+    def with_fov_scale(self, factor: float) -> "Camera":
+        """Same pose, focal lengths multiplied by `factor` (factor > 1 zooms in)."""
+        return replace(self, fx=self.fx * factor, fy=self.fy * factor)
+
+    # ---- frames -------------------------------------------------------------------------
+    @property
+    def position(self) -> np.ndarray:  # [3] float64
+        return self.T_world_camera[:3, 3].copy()
+
+    @property
+    def T_camera_world(self) -> np.ndarray:  # [4, 4] world-to-camera (gsplat viewmat)
+        R = self.T_world_camera[:3, :3]
+        t = self.T_world_camera[:3, 3]
+        out = np.eye(4)
+        out[:3, :3] = R.T
+        out[:3, 3] = -R.T @ t
+        return out
+
+    @property
+    def K(self) -> np.ndarray:  # [3, 3]
+        return np.array([[self.fx, 0, self.cx], [0, self.fy, self.cy], [0, 0, 1.0]])
+
+    @property
+    def focal(self) -> float:
+        """sqrt(fx * fy): the focal length that turns depth into world length per pixel."""
+        return math.sqrt(self.fx * self.fy)
+
+    def points_to_camera(self, points_world: np.ndarray) -> np.ndarray:
+        """[N, 3] world -> [N, 3] camera coordinates (float64).
+
+        Subtracts the camera position before rotating, so points near a far-away camera keep
+        their precision."""
+        p = np.asarray(points_world, np.float64) - self.T_world_camera[:3, 3]
+        return p @ self.T_world_camera[:3, :3]
+
+    def project(self, points_world: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[N, 3] world points -> (uv [N, 2] pixels, depth [N]). Depth <= 0 means behind."""
+        pc = self.points_to_camera(points_world)
+        z = pc[:, 2]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            u = self.fx * pc[:, 0] / z + self.cx
+            v = self.fy * pc[:, 1] / z + self.cy
+        return np.stack([u, v], axis=1), z
+
+    def pixel_scale(self, points_world: np.ndarray) -> np.ndarray:
+        """World length per pixel at each point's depth: depth / sqrt(fx * fy).  [N]"""
+        return self.points_to_camera(points_world)[:, 2] / self.focal
+
+    def unproject(self, uv: np.ndarray, depth: np.ndarray) -> np.ndarray:
+        """Pixels [N, 2] with depths [N] -> world points [N, 3]."""
+        uv = np.asarray(uv, np.float64)
+        z = np.asarray(depth, np.float64)
+        pc = np.stack([(uv[:, 0] - self.cx) / self.fx * z, (uv[:, 1] - self.cy) / self.fy * z, z], 1)
+        return pc @ self.T_world_camera[:3, :3].T + self.T_world_camera[:3, 3]
+
+    # ---- frustum ------------------------------------------------------------------------
+    def frustum_planes_camera(self) -> np.ndarray:
+        """[6, 4] planes (n, d) in camera space with n.x + d >= 0 inside."""
+        l, r = -self.cx / self.fx, (self.width - self.cx) / self.fx
+        t, b = -self.cy / self.fy, (self.height - self.cy) / self.fy
+        planes = [
+            (1.0, 0.0, -l, 0.0),  # x >= l z
+            (-1.0, 0.0, r, 0.0),  # x <= r z
+            (0.0, 1.0, -t, 0.0),  # y >= t z
+            (0.0, -1.0, b, 0.0),  # y <= b z
+            (0.0, 0.0, 1.0, -self.near),
+            (0.0, 0.0, -1.0, self.far),
+        ]
+        out = np.array(planes, np.float64)
+        out[:, :3] /= np.linalg.norm(out[:, :3], axis=1, keepdims=True)
+        out[:4, 3] = 0.0
+        out[4, 3], out[5, 3] = -self.near, self.far
+        return out
+
+    def aabb_depth_range(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Camera-space depth range of AABBs ([M, 3] lo/hi): extremes are at corners."""
+        corners = self._aabb_corners_camera(lo, hi)  # [M, 8, 3]
+        z = corners[..., 2]
+        return z.min(axis=1), z.max(axis=1)
+
+    def aabbs_in_frustum(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        """[M] bool: may each AABB intersect the frustum? (conservative: no false negatives)."""
+        corners = self._aabb_corners_camera(lo, hi)  # [M, 8, 3]
+        planes = self.frustum_planes_camera()  # [6, 4]
+        dist = corners @ planes[:, :3].T + planes[:, 3]  # [M, 8, 6]
+        outside_one_plane = (dist < 0).all(axis=1).any(axis=1)
+        return ~outside_one_plane
+
+    def _aabb_corners_camera(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+        lo = np.atleast_2d(np.asarray(lo, np.float64))
+        hi = np.atleast_2d(np.asarray(hi, np.float64))
+        sel = np.array([[(i >> k) & 1 for k in range(3)] for i in range(8)], bool)  # [8, 3]
+        corners = np.where(sel[None], hi[:, None, :], lo[:, None, :])  # [M, 8, 3]
+        return self.points_to_camera(corners.reshape(-1, 3)).reshape(-1, 8, 3)
+
+    # ---- serialisation ------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "T_world_camera": self.T_world_camera.tolist(),
+            "fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
+            "width": self.width, "height": self.height, "near": self.near, "far": self.far,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Camera":
+        """Parse a camera written by `to_dict`; raises `CameraError` on anything malformed."""
+        if not isinstance(d, Mapping):
+            raise CameraError("camera must be an object")
+        try:
+            T = np.array(d["T_world_camera"], dtype=np.float64)
+            nums = {k: d[k] for k in ("fx", "fy", "cx", "cy", "width", "height")}
+            near, far = d.get("near", 1e-6), d.get("far", 1e9)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CameraError(f"camera field missing or not numeric: {exc}") from None
+        for k, v in [*nums.items(), ("near", near), ("far", far)]:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise CameraError(f"camera field {k} must be a number")
+            if not math.isfinite(v):
+                raise CameraError(f"camera field {k} is not finite")
+        if nums["width"] != int(nums["width"]) or nums["height"] != int(nums["height"]):
+            raise CameraError("camera width/height must be integers")
+        return cls(T, nums["fx"], nums["fy"], nums["cx"], nums["cy"],
+                   int(nums["width"]), int(nums["height"]), near, far)

@@ -1,0 +1,229 @@
+"""The LoD index: each splat's links to the adjacent coarser and finer levels.
+
+Owns: deriving `s_parent` and `s_child` for every splat from the history (the chunks of each
+level and the camera C_i that created it). The links are *derived data*: chunks are never
+mutated, the index is rebuilt from the history when a world is loaded and updated when a
+level is appended.
+Does not own: the alpha formula (`engine.modulation`) or rendering.
+
+Appending level i (camera C_i) over the world:
+- coverage: the new splats are projected into C_i; the pixels they cover (closed to fill
+  sampling gaps) with their front depth and native scale form the coverage maps. This stands
+  in for the new level's rendered alpha mask: pixel-aligned splats cover about one pixel of
+  C_i each, so their centres on a grid of their own footprint size tile the patch.
+- older splats whose projection lands on a covered pixel, in front of the camera and within a
+  relative depth tolerance of the new surface there, are "inside the region": their `s_child`
+  becomes the new level's native scale at that pixel (if the new level is finer there). An
+  older splat that already has a finer child keeps the coarser of the two children, which is
+  the adjacent level. A coarse splat outside the patch keeps `s_child = 0` and never fades.
+- new splats take as `s_parent` the native scale of the finest older level whose own coverage
+  in C_i holds their pixel, at about their depth, and is coarser than they are; where no older
+  surface is seen, the median of the parents found (they are still finer content), or +inf if
+  nothing is seen.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from engine.camera import Camera
+from engine.modulation import visible_band
+from engine.splats import SplatChunk
+
+DEPTH_TOLERANCE = 0.05  # relative depth difference still counted as "the same surface"
+
+
+@dataclass
+class LodLinks:
+    s_parent: np.ndarray  # [N] float32, inf where no coarser level
+    s_child: np.ndarray  # [N] float32, 0 where no finer level
+
+    @classmethod
+    def root(cls, n: int) -> "LodLinks":
+        return cls(np.full(n, np.inf, np.float32), np.zeros(n, np.float32))
+
+
+@dataclass
+class LodIndex:
+    """chunk id -> per-splat links, plus the camera and level of each appended level."""
+
+    links: dict[int, LodLinks] = field(default_factory=dict)
+
+    def band(self, chunk_id: int, chunk: SplatChunk) -> tuple[float, float]:
+        """(lo, hi) s_render interval outside which no splat of the chunk has alpha > cull."""
+        if len(chunk) == 0:
+            return (np.inf, 0.0)
+        links = self.links[chunk_id]
+        lo, hi = visible_band(chunk.s_native, links.s_parent, links.s_child)
+        return float(lo.min()), float(hi.max())
+
+
+@dataclass(frozen=True)
+class _Maps:
+    """Per-pixel maps of a set of splats seen from one camera (grid of `cell` pixels)."""
+
+    cell: float
+    shape: tuple[int, int]
+    depth: np.ndarray  # [H, W] front depth, inf where empty
+    s_native: np.ndarray  # [H, W] native scale at the front, nan where empty
+    covered: np.ndarray  # [H, W] bool after closing
+
+
+def _pixels(camera: Camera, points: np.ndarray, cell: float, shape: tuple[int, int]
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flat grid index [N], depth [N] and an in-view mask [N] for world points."""
+    uv, z = camera.project(points)
+    with np.errstate(invalid="ignore"):
+        ij = np.floor(uv / cell)
+        ok = (z > camera.near) & np.isfinite(ij).all(axis=1)
+        ok &= (ij[:, 0] >= 0) & (ij[:, 0] < shape[1]) & (ij[:, 1] >= 0) & (ij[:, 1] < shape[0])
+    flat = np.zeros(len(z), np.int64)
+    flat[ok] = ij[ok, 1].astype(np.int64) * shape[1] + ij[ok, 0].astype(np.int64)
+    return flat, z, ok
+
+
+def _close(mask: np.ndarray) -> np.ndarray:
+    """Binary closing with a 3x3 square: fills one-cell sampling gaps, keeps the outline."""
+    def dilate(m: np.ndarray) -> np.ndarray:
+        p = np.pad(m, 1)
+        out = np.zeros_like(m)
+        for dy in range(3):
+            for dx in range(3):
+                out |= p[dy:dy + m.shape[0], dx:dx + m.shape[1]]
+        return out
+
+    return ~dilate(~dilate(mask))
+
+
+def coverage_maps(camera: Camera, chunks: Sequence[SplatChunk]) -> _Maps:
+    """Coverage, front depth and native scale of `chunks` as seen from `camera`."""
+    pts = np.concatenate([c.world_positions() for c in chunks])
+    s_nat = np.concatenate([c.s_native for c in chunks]).astype(np.float64)
+    sigma = np.exp(np.concatenate([c.log_scales.astype(np.float64).mean(axis=1) for c in chunks]))
+    _, z = camera.project(pts)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sigma_px = sigma * camera.focal / z
+    front = (z > camera.near) & np.isfinite(sigma_px)
+    cell = float(np.clip(np.median(sigma_px[front]), 1.0, 64.0)) if front.any() else 1.0
+    shape = (int(np.ceil(camera.height / cell)), int(np.ceil(camera.width / cell)))
+    flat, z, ok = _pixels(camera, pts, cell, shape)
+    depth = np.full(shape[0] * shape[1], np.inf)
+    np.minimum.at(depth, flat[ok], z[ok])
+    # native scale of the front-most splat per cell: among splats within tolerance of the front
+    near_front = ok.copy()
+    near_front[ok] = z[ok] <= depth[flat[ok]] * (1 + DEPTH_TOLERANCE)
+    s_map = np.full(shape[0] * shape[1], np.inf)
+    np.minimum.at(s_map, flat[near_front], s_nat[near_front])
+    hit = np.isfinite(depth).reshape(shape)
+    covered = _close(hit)
+    depth = depth.reshape(shape)
+    s_map = np.where(np.isfinite(s_map), s_map, np.nan).reshape(shape)
+    # cells filled by the closing take the values of a covered neighbour
+    depth, s_map = _fill_from_neighbours(depth, s_map, covered & ~hit)
+    return _Maps(cell, shape, depth, s_map, covered)
+
+
+def _fill_from_neighbours(depth: np.ndarray, s_map: np.ndarray, holes: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+    if not holes.any():
+        return depth, s_map
+    d = depth.copy()
+    s = s_map.copy()
+    pd = np.pad(depth, 1, constant_values=np.inf)
+    ps = np.pad(s_map, 1, constant_values=np.nan)
+    best = np.full(depth.shape, np.inf)
+    for dy in range(3):
+        for dx in range(3):
+            cand = pd[dy:dy + depth.shape[0], dx:dx + depth.shape[1]]
+            cs = ps[dy:dy + depth.shape[0], dx:dx + depth.shape[1]]
+            take = holes & (cand < best)
+            best = np.where(take, cand, best)
+            s = np.where(take, cs, s)
+    d = np.where(holes, best, d)
+    return d, s
+
+
+def link_level(
+    index: LodIndex,
+    camera: Camera,  # C_i, the camera that created the new level
+    new_chunks: Mapping[int, SplatChunk],
+    older_chunks: Mapping[int, SplatChunk],
+) -> None:
+    """Add the new level's links to `index` and update older splats' `s_child` (in the index,
+    never in the chunks). `older_chunks` must already be in the index."""
+    if not new_chunks:
+        return
+    new_maps = coverage_maps(camera, list(new_chunks.values()))
+    cov_depth = new_maps.depth.reshape(-1)
+    cov_s = new_maps.s_native.reshape(-1)
+    covered = new_maps.covered.reshape(-1)
+
+    # children: older splats on the surface the new level covers, coarser than it there
+    for cid, chunk in older_chunks.items():
+        if len(chunk) == 0:
+            continue
+        flat, z, ok = _pixels(camera, chunk.world_positions(), new_maps.cell, new_maps.shape)
+        rows = np.flatnonzero(ok)
+        f = flat[rows]
+        front_d = cov_depth[f]
+        on_surface = covered[f] & (np.abs(z[rows] - front_d) <= DEPTH_TOLERANCE * front_d)
+        finer_here = on_surface & (cov_s[f] < chunk.s_native[rows])
+        if finer_here.any():
+            links = index.links[cid]
+            r = rows[finer_here]
+            s_child = links.s_child.copy()
+            s_child[r] = np.maximum(s_child[r], cov_s[f[finer_here]].astype(np.float32))
+            index.links[cid] = LodLinks(links.s_parent, s_child)
+
+    # parents: per older level, finest first, the level's own coverage of the new surface
+    new_pts = {cid: c.world_positions() for cid, c in new_chunks.items()}
+    s_parent = {cid: np.full(len(c), np.inf) for cid, c in new_chunks.items()}
+    for group in _levels_finest_first(older_chunks):
+        maps = coverage_maps(camera, group)
+        depth, s_map, cov = maps.depth.reshape(-1), maps.s_native.reshape(-1), maps.covered.reshape(-1)
+        for cid, chunk in new_chunks.items():
+            flat, z, ok = _pixels(camera, new_pts[cid], maps.cell, maps.shape)
+            todo = ok & np.isinf(s_parent[cid])
+            r = np.flatnonzero(todo)
+            f = flat[r]
+            hit = cov[f] & (np.abs(z[r] - depth[f]) <= DEPTH_TOLERANCE * depth[f])
+            hit &= s_map[f] > chunk.s_native[r]
+            s_parent[cid][r[hit]] = s_map[f[hit]]
+    found = np.concatenate([v[np.isfinite(v)] for v in s_parent.values()])
+    fallback = float(np.median(found)) if len(found) else np.inf
+    for cid, chunk in new_chunks.items():
+        sp = np.where(np.isfinite(s_parent[cid]), s_parent[cid], fallback)
+        # a parent must be coarser than the splat; otherwise the link is meaningless
+        sp = np.where(sp > chunk.s_native, sp, np.inf)
+        index.links[cid] = LodLinks(sp.astype(np.float32), np.zeros(len(chunk), np.float32))
+
+
+def _levels_finest_first(chunks: Mapping[int, SplatChunk]) -> list[list[SplatChunk]]:
+    by_level: dict[int, list[SplatChunk]] = {}
+    for chunk in chunks.values():
+        if len(chunk):
+            by_level.setdefault(chunk.level, []).append(chunk)
+    groups = list(by_level.values())
+    groups.sort(key=lambda g: float(np.median(np.concatenate([c.s_native for c in g]))))
+    return groups
+
+
+def build_lod_index(
+    levels: Sequence[tuple[Camera | None, Mapping[int, SplatChunk]]],
+) -> LodIndex:
+    """Rebuild the index from a path of levels, root first: (C_i or None, chunks of level i).
+
+    A level without a camera (an import) and the first level are roots (no parent links)."""
+    index = LodIndex()
+    older: dict[int, SplatChunk] = {}
+    for i, (camera, chunks) in enumerate(levels):
+        if i == 0 or camera is None:
+            for cid, chunk in chunks.items():
+                index.links[cid] = LodLinks.root(len(chunk))
+        else:
+            link_level(index, camera, chunks, older)
+        older.update(chunks)
+    return index

@@ -1,0 +1,136 @@
+"""Pixel-aligned splats from an image + depth + camera, and small synthetic worlds.
+
+Owns: the numpy pixel-aligned initialisation of DESIGN.md idea 1 (position back-projected
+from depth, orientation from the depth map's normal, scale from the pixel footprint, colour
+from the pixel, opacity 0.1, `s_native` from depth and the camera) and procedural multi-level
+worlds used by the demo, the tests and the benchmarks.
+Does not own: optimisation of the splats (generation) or any model inference.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from engine.camera import Camera
+from engine.splats import SplatChunk, matrices_to_quaternions, rgb_to_sh_dc
+
+INIT_OPACITY = 0.1
+THIN_RATIO = 0.1  # splat thickness along the surface normal, relative to its footprint
+
+
+def pixel_aligned_splats(
+    camera: Camera,
+    depth: np.ndarray,  # [H, W] camera-space depth (z), H, W = camera.height, camera.width
+    rgb: np.ndarray,  # [H, W, 3] colours in [0, 1]
+    level: int = 0,
+    stride: int = 1,
+    mask: np.ndarray | None = None,  # [H, W] bool: only these pixels get splats
+    footprint: float = 1.0,  # sigma in units of the neighbour spacing (Nyquist ~ 1)
+    opacity: float = INIT_OPACITY,
+) -> SplatChunk:
+    """One splat per `stride`-th pixel, in the chunk's float64 frame centred on the points."""
+    H, W = depth.shape
+    if (H, W) != (camera.height, camera.width) or rgb.shape[:2] != (H, W):
+        raise ValueError(f"depth {depth.shape} / rgb {rgb.shape} do not match camera "
+                         f"{camera.width}x{camera.height}")
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64)
+    uv = np.stack([u.ravel() + 0.5, v.ravel() + 0.5], 1)
+    z = depth.astype(np.float64).ravel()
+    pts = camera.unproject(uv, z).reshape(H, W, 3)  # [H, W, 3]
+    # tangents from neighbours one `stride` apart (central differences inside, one-sided at edges)
+    du = np.gradient(pts, axis=1) * stride
+    dv = np.gradient(pts, axis=0) * stride
+    n = np.cross(du, dv)
+    n_norm = np.linalg.norm(n, axis=-1, keepdims=True)
+    du_len = np.linalg.norm(du, axis=-1)
+    dv_len = np.linalg.norm(dv, axis=-1)
+    t1 = du / np.maximum(du_len[..., None], 1e-300)
+    nrm = n / np.maximum(n_norm, 1e-300)
+    t2 = np.cross(nrm, t1)
+    R = np.stack([t1, t2, nrm], axis=-1)  # columns: tangent, bitangent, normal
+    sigma_u = footprint * du_len
+    sigma_v = footprint * dv_len
+    sigma_n = THIN_RATIO * np.minimum(sigma_u, sigma_v)
+    keep = np.zeros((H, W), bool)
+    keep[stride // 2::stride, stride // 2::stride] = True
+    if mask is not None:
+        keep &= mask.astype(bool)
+    keep &= (depth > 0) & np.isfinite(depth) & (n_norm[..., 0] > 0)
+    rows = keep.ravel()
+    log_scales = np.log(np.maximum(np.stack([sigma_u, sigma_v, sigma_n], -1).reshape(-1, 3)[rows],
+                                   1e-30))
+    s_native = z[rows] / camera.focal
+    logit = math.log(opacity / (1 - opacity))
+    return SplatChunk.from_world(
+        positions_world=pts.reshape(-1, 3)[rows],
+        rotations=matrices_to_quaternions(R.reshape(-1, 3, 3)[rows]),
+        log_scales=log_scales,
+        opacity_logits=np.full(rows.sum(), logit),
+        sh_dc=rgb_to_sh_dc(rgb.reshape(-1, 3)[rows]),
+        s_native=s_native,
+        level=level,
+    )
+
+
+def procedural_texture(h: int, w: int, seed: int, detail: float = 1.0) -> np.ndarray:
+    """A colourful, deterministic texture [h, w, 3] in [0, 1] (sum of random sinusoids)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    out = np.zeros((h, w, 3))
+    for _ in range(6):
+        f = rng.uniform(2, 12) * detail
+        ang = rng.uniform(0, 2 * np.pi)
+        phase = rng.uniform(0, 2 * np.pi)
+        wave = np.sin(2 * np.pi * f * (np.cos(ang) * x + np.sin(ang) * y) + phase)
+        out += wave[..., None] * rng.uniform(-0.15, 0.15, 3)
+    return np.clip(0.5 + out, 0.0, 1.0)
+
+
+def zoom_camera(parent: Camera, target: np.ndarray, factor: float) -> Camera:
+    """Camera C_i looking at `target` from the parent's position with a `factor`x narrower view
+    centred on it (the pixel scale at the target shrinks by `factor`)."""
+    eye = parent.position
+    fov_y = 2 * math.degrees(math.atan(0.5 * parent.height / parent.fy))
+    new_fov = 2 * math.degrees(math.atan(math.tan(math.radians(fov_y) / 2) / factor))
+    up = -parent.T_world_camera[:3, 1]
+    return Camera.look_at(eye, target, up=up, fov_y_deg=new_fov, width=parent.width,
+                          height=parent.height, near=parent.near / factor, far=parent.far)
+
+
+def nested_plane_world(
+    levels: int = 3,
+    factor: float = 4.0,
+    size: int = 96,
+    depth: float = 4.0,
+    seed: int = 0,
+) -> list[tuple[Camera, SplatChunk]]:
+    """A textured plane seen head-on, then `levels - 1` zooms each `factor`x finer into the
+    middle of the previous view: [(C_i, level i splats)], root first."""
+    cam = Camera.look_at([0.0, 0.0, -depth], [0.0, 0.0, 0.0], fov_y_deg=50, width=size, height=size)
+    out = []
+    target = np.zeros(3)
+    rng = np.random.default_rng(seed)
+    for i in range(levels):
+        if i > 0:
+            target = target + rng.uniform(-0.1, 0.1, 3) * cam.pixel_scale(target[None])[0] * size
+            target[2] = 0.0
+            cam = zoom_camera(cam, target, factor)
+        d = _plane_depth(cam)
+        rgb = procedural_texture(size, size, seed + i, detail=1.0 + i)
+        out.append((cam, pixel_aligned_splats(cam, d, rgb, level=i)))
+    return out
+
+
+def _plane_depth(camera: Camera) -> np.ndarray:
+    """[H, W] depth of the world plane z = 0 seen by `camera`."""
+    H, W = camera.height, camera.width
+    v, u = np.mgrid[0:H, 0:W].astype(np.float64) + 0.5
+    rays = np.stack([(u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy, np.ones_like(u)], -1)
+    R = camera.T_world_camera[:3, :3]
+    o = camera.T_world_camera[:3, 3]
+    dir_world_z = rays @ R[2]  # z component of the world ray per unit camera depth
+    with np.errstate(divide="ignore"):
+        t = -o[2] / dir_world_z
+    return np.where(t > 0, t, np.inf)
