@@ -53,7 +53,8 @@ def normalize_quaternions(q: np.ndarray) -> np.ndarray:
     """Unit quaternions from any non-zero ones; zero rows become the identity."""
     q = np.asarray(q, dtype=np.float64)
     norm = np.linalg.norm(q, axis=-1, keepdims=True)
-    out = np.where(norm > 0, q / np.where(norm > 0, norm, 1.0), np.array([1.0, 0.0, 0.0, 0.0]))
+    # zero rows -> identity; NaN rows stay NaN so validate() still refuses them
+    out = np.where(norm == 0, np.array([1.0, 0.0, 0.0, 0.0]), q / np.where(norm == 0, 1.0, norm))
     return out.astype(np.float32)
 
 
@@ -187,6 +188,8 @@ class SplatChunk:
         """Merge chunks into one (re-expressed relative to `origin`, default: the first's)."""
         if not chunks:
             raise ValueError("concatenate needs at least one chunk")
+        if len({c.level for c in chunks}) > 1:
+            raise ValueError("concatenate merges chunks of one level only")
         origin = chunks[0].origin if origin is None else np.asarray(origin, np.float64)
         degree = max(c.sh_degree for c in chunks)
         m = SH_REST_COUNTS[degree]
@@ -238,7 +241,8 @@ class SplatChunk:
                 or rest.shape[0] != n or rest.shape[2] != 3 or rest.shape[1] not in SH_REST_COUNTS):
             raise SplatValidationError(f"sh_rest has shape {getattr(rest, 'shape', None)}, "
                                        f"expected [{n}, 0|3|8|15, 3] float32")
-        if not isinstance(self.level, (int, np.integer)) or not 0 <= int(self.level) < 1024:
+        if (isinstance(self.level, bool) or not isinstance(self.level, (int, np.integer))
+                or not 0 <= int(self.level) < 1024):
             raise SplatValidationError(f"level {self.level!r} is not an integer in [0, 1024)")
         for name, (arr, _, _) in expect.items():
             if not np.isfinite(arr).all():
