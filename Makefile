@@ -1,0 +1,27 @@
+# The two commands a newcomer runs: `make run` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test bench clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first: ==2.13.0 is a CPU wheel on local disk here; unpinned would pull a CUDA build
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+run: $(STAMP)
+	$(BIN)/wonderzoom demo --out out/demo
+
+test: $(STAMP)
+	SDL_VIDEODRIVER=offscreen $(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python bench/saves.py --json
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .hypothesis *.egg-info
