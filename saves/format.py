@@ -1,0 +1,556 @@
+"""The append-only world file (`.wzs`): load, save atomically, append steps.
+
+Owns: the meaning of the record sequence (commit semantics, orphans, torn tails, ids, head),
+format-version migration, `load_world` (hostile input -> `LoadedWorld` or `SaveFormatError`,
+nothing else), `save_world` (atomic new file) and `WorldWriter` (O(step) appends, crash-safe).
+The byte layout is documented in saves/FORMAT.md.
+Does not own: record framing (`saves.records`), chunk payloads (`saves.chunks`), step JSON
+(`saves.steps`), PLY import/export (`saves.ply`), or the history rules (`engine.history`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+from engine.history import History, HistoryError, Step
+from engine.splats import SplatChunk
+from saves.chunks import CODECS, ChunkDesc, decode_chunk, encode_chunk, parse_chunk_header
+from saves.errors import SaveFormatError, WorldBusyError
+from saves.limits import LoadLimits
+from saves.records import (
+    CHUNK_SUBHEADER_LEN, FILE_HEADER, FORMAT_VERSION, TAG_CHNK, TAG_HEAD, TAG_META, TAG_STEP,
+    BufferSource, FileSource, RawRecord, Scan, Source, check_json_value, dump_json,
+    encode_file_header, encode_json_record, encode_record, parse_json, read_whole_file,
+    record_nbytes, scan_records,
+)
+from saves.steps import head_from_json, head_to_json, meta_from_json, step_from_json, step_to_json
+
+try:  # advisory lock against two writers; absent on Windows
+    import fcntl
+except ImportError:  # pragma: no cover
+    fcntl = None  # type: ignore[assignment]
+
+__all__ = ["FORMAT_VERSION", "MIGRATIONS", "LoadLimits", "LoadedWorld", "SaveFormatError",
+           "WorldBusyError", "WorldWriter", "load_world", "save_world"]
+
+Migration = Callable[[list[RawRecord]], list[RawRecord]]
+# version v -> function turning the parsed records of a version-v file into version v+1 ones.
+# Only version 1 exists; a version 2 would add {1: upgrade_1_to_2} here.
+MIGRATIONS: Mapping[int, Migration] = MappingProxyType({})
+
+
+# ---- the result ------------------------------------------------------------------------
+@dataclass
+class LoadedWorld:
+    history: History
+    chunks: dict[int, SplatChunk]  # every chunk a committed step references
+    meta: dict[str, Any]
+    path: Path
+    ignored_tail_bytes: int = 0  # a torn last record (a crash while appending), not loaded
+    orphan_chunk_ids: tuple[int, ...] = ()  # complete chunks no committed step references
+    format_version: int = FORMAT_VERSION  # as written in the file (before any migration)
+
+
+# ---- the record index (shared by the loader and the appender) ---------------------------
+@dataclass
+class Budget:
+    """Running totals checked against `LoadLimits`; `error` is what exceeding one raises."""
+
+    limits: LoadLimits
+    error: type[Exception] = SaveFormatError
+    chunks: int = 0
+    splats: int = 0
+    decoded_bytes: int = 0
+
+    def add_chunk(self) -> None:
+        self.chunks += 1
+        if self.chunks > self.limits.max_chunks:
+            raise self.error(f"world holds more than {self.limits.max_chunks} chunks")
+
+    def claim(self, desc: ChunkDesc) -> None:
+        self.splats += desc.n
+        self.decoded_bytes += desc.raw_nbytes
+        if self.splats > self.limits.max_splats_total:
+            raise self.error(f"world holds more than {self.limits.max_splats_total} splats")
+        if self.decoded_bytes > self.limits.max_decoded_bytes:
+            raise self.error(f"world decodes to more than {self.limits.max_decoded_bytes} bytes")
+
+
+@dataclass
+class WorldIndex:
+    """What the records of a file say, before any chunk array is decoded."""
+
+    history: History
+    meta: dict[str, Any]
+    chunks: dict[int, tuple[ChunkDesc, RawRecord]]  # every complete CHNK record (body dropped)
+    owner: dict[int, int]  # chunk id -> the step that appended it
+    budget: Budget
+    n_records: int
+    json_bytes: int  # STEP/HEAD/META payload bytes
+    end_committed: int  # end of the last STEP/HEAD/META record (or of the file header)
+    torn_bytes: int  # bytes of a torn last record (not part of any record)
+
+    def orphans(self) -> tuple[int, ...]:
+        return tuple(sorted(set(self.chunks) - set(self.owner)))
+
+
+def migrate(version: int, records: list[RawRecord], migrations: Mapping[int, Migration],
+            current: int) -> list[RawRecord]:
+    while version < current:
+        if version not in migrations:
+            raise SaveFormatError(f"no upgrade from world format version {version}")
+        records = migrations[version](records)
+        version += 1
+    return records
+
+
+def build_index(scan: Scan, limits: LoadLimits, migrations: Mapping[int, Migration] = MIGRATIONS,
+                current: int = FORMAT_VERSION) -> WorldIndex:
+    """Replay the records in file order: a step commits when its STEP record is complete."""
+    records = migrate(scan.version, scan.records, migrations, current)
+    index = WorldIndex(History(), {}, {}, {}, Budget(limits), len(records), scan.json_bytes,
+                       FILE_HEADER.size, scan.torn_bytes)
+    for rec in records:
+        if rec.tag == TAG_CHNK:
+            _index_chunk(index, rec, limits)
+            continue
+        if rec.tag == TAG_STEP:
+            _index_step(index, rec, limits)
+        elif rec.tag == TAG_HEAD:
+            _index_head(index, rec)
+        elif rec.tag == TAG_META:
+            index.meta = meta_from_json(rec.body)
+        index.end_committed = rec.end
+    return index
+
+
+def _index_chunk(index: WorldIndex, rec: RawRecord, limits: LoadLimits) -> None:
+    desc = parse_chunk_header(rec.body, rec.length, rec.data_start, limits)
+    if desc.id in index.chunks:
+        raise SaveFormatError(f"chunk id {desc.id} is stored twice")
+    index.budget.add_chunk()
+    index.chunks[desc.id] = (desc, RawRecord(rec.tag, rec.offset, rec.length, None, rec.data_start))
+
+
+def _index_step(index: WorldIndex, rec: RawRecord, limits: LoadLimits) -> None:
+    step, move_head = step_from_json(rec.body, limits)
+    if len(index.history) >= limits.max_steps:
+        raise SaveFormatError(f"world holds more than {limits.max_steps} steps")
+    if step.id in index.history.steps:
+        raise SaveFormatError(f"step id {step.id} is stored twice")
+    for cid in step.chunk_ids:
+        if cid not in index.chunks:
+            raise SaveFormatError(f"step {step.id} references chunk {cid}, not stored before it")
+        if cid in index.owner:
+            raise SaveFormatError(f"chunk {cid} is claimed by steps {index.owner[cid]} and {step.id}")
+        index.owner[cid] = step.id
+        index.budget.claim(index.chunks[cid][0])
+    try:
+        index.history.add(step, move_head=move_head)
+    except HistoryError as exc:  # parent not stored before it (so cycles are impossible)
+        raise SaveFormatError(str(exc)) from None
+
+
+def _index_head(index: WorldIndex, rec: RawRecord) -> None:
+    head = head_from_json(rec.body)
+    if head not in index.history.steps:
+        raise SaveFormatError(f"head points to step {head}, which does not exist")
+    index.history.head = head
+
+
+# ---- loading ---------------------------------------------------------------------------
+def _open_regular(path: Path, flags: int, max_bytes: int) -> tuple[int, int]:
+    """Open without blocking on FIFOs/devices; refuse anything but a regular file. -> (fd, size)"""
+    fd = os.open(path, flags | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SaveFormatError(f"{path.name} is not a regular file")
+        if st.st_size > max_bytes:
+            raise SaveFormatError(f"world file is {st.st_size} bytes (limit {max_bytes})")
+        return fd, st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def load_world(path: str | os.PathLike[str], limits: LoadLimits = LoadLimits()) -> LoadedWorld:
+    """Read and fully validate a world file. Raises only `SaveFormatError`."""
+    try:
+        return _load(Path(path), limits, MIGRATIONS, FORMAT_VERSION)
+    except SaveFormatError:
+        raise
+    except MemoryError:
+        raise SaveFormatError("not enough memory to load this world") from None
+    except OSError as exc:
+        raise SaveFormatError(f"cannot read world file: {exc.strerror or exc}") from None
+    except Exception as exc:  # a bug or an unforeseen input: still one clean line
+        raise SaveFormatError(f"unreadable world file ({type(exc).__name__}: {exc})") from exc
+
+
+def _load(path: Path, limits: LoadLimits, migrations: Mapping[int, Migration],
+          current: int) -> LoadedWorld:
+    fd, size = _open_regular(path, os.O_RDONLY, limits.max_file_bytes)
+    try:
+        buf = read_whole_file(fd, size)  # [size] uint8, the one read of the file
+    finally:
+        os.close(fd)
+    src = BufferSource(buf)
+    scan = scan_records(src, limits)
+    version = scan.version
+    index = build_index(scan, limits, migrations, current)
+    del scan  # drop the parsed JSON bodies before decoding arrays
+    chunks = {}
+    for cid in sorted(index.owner, key=lambda c: index.chunks[c][1].offset):
+        desc, rec = index.chunks[cid]
+        chunks[cid] = decode_chunk(desc, buf[rec.payload_offset:rec.end])
+    return LoadedWorld(index.history, chunks, index.meta, path, index.torn_bytes,
+                       index.orphans(), version)
+
+
+# ---- writing ---------------------------------------------------------------------------
+def _write_all(fd: int, parts: list[memoryview]) -> None:
+    for part in parts:
+        view = part.cast("B") if part.format != "B" else part
+        while view.nbytes:
+            n = os.write(fd, view)
+            view = view[n:]
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        dfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def _check_codec(codec: str) -> None:
+    if codec not in CODECS:
+        raise ValueError(f"unknown codec {codec!r} (known: {', '.join(CODECS)})")
+
+
+def _encode_step(step: Step, move_head: bool, limits: LoadLimits) -> list[memoryview]:
+    """The STEP record, proven loadable by parsing it back with the loader's own checks."""
+    body = step_to_json(step, move_head)
+    try:
+        step_from_json(parse_json(dump_json(body), limits, f"step {step.id}"), limits)
+    except SaveFormatError as exc:
+        raise ValueError(f"step {step.id} cannot be saved: {exc}") from None
+    return encode_json_record(TAG_STEP, body)
+
+
+def _encode_meta(meta: Mapping[str, Any], limits: LoadLimits) -> list[memoryview]:
+    body = dict(meta)
+    try:
+        check_json_value(body, limits, "meta")
+    except SaveFormatError as exc:
+        raise ValueError(str(exc)) from None
+    parts = encode_json_record(TAG_META, body)
+    if record_nbytes(parts[1:]) > limits.max_meta_bytes:
+        raise ValueError(f"meta is larger than {limits.max_meta_bytes} bytes")
+    return parts
+
+
+def _encode_chunks(step: Step, chunks: Mapping[int, SplatChunk], codec: str,
+                   budget: Budget) -> list[tuple[ChunkDesc, list[memoryview]]]:
+    """CHNK records of a step's chunks (validated), counted into `budget` (raises ValueError)."""
+    out = []
+    for cid in step.chunk_ids:
+        chunk = chunks[cid].validate()
+        budget.add_chunk()
+        parts = encode_chunk(cid, chunk, codec)  # [u32 length, sub-header, blobs...]
+        rec = encode_record(TAG_CHNK, parts)
+        try:
+            sub = parse_json(parts[1], budget.limits, f"chunk {cid}")
+            desc = parse_chunk_header(sub, record_nbytes(rec[1:]),
+                                      CHUNK_SUBHEADER_LEN.size + len(parts[1]), budget.limits)
+        except SaveFormatError as exc:
+            raise ValueError(f"chunk {cid} cannot be saved: {exc}") from None
+        budget.claim(desc)
+        out.append((desc, rec))
+    return out
+
+
+def _topological(history: History) -> list[Step]:
+    """Steps parents-first; ValueError for unknown parents or cycles."""
+    kids: dict[int | None, list[Step]] = {}
+    for step in history:
+        if step.parent is not None and step.parent not in history.steps:
+            raise ValueError(f"step {step.id} has unknown parent {step.parent}")
+        kids.setdefault(step.parent, []).append(step)
+    order: list[Step] = []
+    todo = list(reversed(kids.get(None, [])))
+    while todo:
+        step = todo.pop()
+        order.append(step)
+        todo.extend(reversed(kids.get(step.id, [])))
+    if len(order) != len(history.steps):
+        raise ValueError("history has a cycle")
+    return order
+
+
+def save_world(path: str | os.PathLike[str], history: History, chunks: Mapping[int, SplatChunk],
+               meta: Mapping[str, Any] | None = None, *, codec: str = "raw",
+               limits: LoadLimits = LoadLimits()) -> None:
+    """Write a new world file atomically: a temporary file in the same directory, fsync,
+    `os.replace`, fsync of the directory. The old file (if any) stays intact until the rename.
+    Raises ValueError for a history/chunk set that cannot be saved or loaded back."""
+    _check_codec(codec)
+    path = Path(path)
+    records = _encode_world(history, chunks, meta or {}, codec, limits)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        try:
+            _write_all(fd, [memoryview(encode_file_header())])
+            for rec in records:
+                _write_all(fd, rec)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def _encode_world(history: History, chunks: Mapping[int, SplatChunk], meta: Mapping[str, Any],
+                  codec: str, limits: LoadLimits) -> list[list[memoryview]]:
+    order = _topological(history)
+    if len(order) > limits.max_steps:
+        raise ValueError(f"history has more than {limits.max_steps} steps")
+    claimed = [cid for step in order for cid in step.chunk_ids]
+    if len(set(claimed)) != len(claimed):
+        raise ValueError("a chunk id is listed by more than one step")
+    missing = sorted(set(claimed) - set(chunks))
+    if missing:
+        raise ValueError(f"chunks {missing[:5]} are referenced by steps but not given")
+    extra = sorted(set(chunks) - set(claimed))
+    if extra:
+        raise ValueError(f"chunks {extra[:5]} are not referenced by any step")
+    budget = Budget(limits, ValueError)
+    records = [_encode_meta(meta, limits)]
+    for step in order:
+        records += [rec for _, rec in _encode_chunks(step, chunks, codec, budget)]
+        records.append(_encode_step(step, False, limits))
+    if history.head is not None:
+        if history.head not in history.steps:
+            raise ValueError(f"head {history.head} is not a step")
+        records.append(encode_json_record(TAG_HEAD, head_to_json(history.head)))
+    _check_totals(records, limits, FILE_HEADER.size, 0)
+    json_bytes = sum(record_nbytes(r[1:]) for r in records if bytes(r[0][:4]) != b"CHNK")
+    if json_bytes > limits.max_json_total_bytes:
+        raise ValueError(f"world would hold more than {limits.max_json_total_bytes} bytes of "
+                         "step/head/meta JSON")
+    return records
+
+
+def _check_totals(records: list[list[memoryview]], limits: LoadLimits, size: int,
+                  n_records: int) -> None:
+    size += sum(record_nbytes(r) for r in records)
+    if size > limits.max_file_bytes:
+        raise ValueError(f"world file would exceed {limits.max_file_bytes} bytes")
+    if n_records + len(records) > limits.max_records:
+        raise ValueError(f"world file would exceed {limits.max_records} records")
+
+
+@dataclass
+class WorldWriter:
+    """Appends steps to an existing world file. Each append writes only that step's records:
+    its CHNK records, fsync, then the STEP record (the commit point), fsync.
+
+    Use `WorldWriter.open(path)`; holds an exclusive advisory lock until `close()`.
+    Not thread-safe: use it from one thread (the frame loop's save point)."""
+
+    path: Path
+    fd: int
+    index: WorldIndex = field(repr=False)
+    codec: str = "raw"
+    limits: LoadLimits = field(default_factory=LoadLimits, repr=False)
+    end: int = 0  # file offset where the next record goes
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, codec: str = "raw",
+             limits: LoadLimits = LoadLimits()) -> "WorldWriter":
+        """Open for appending. Validates the record index (headers, checksums of every record
+        but the chunk arrays, ids, parents, head) and truncates what follows the last commit
+        record: a torn record, or chunks of a step that never committed.
+        Raises SaveFormatError (bad file), WorldBusyError (another writer), OSError."""
+        _check_codec(codec)
+        path = Path(path)
+        fd, size = _open_regular(path, os.O_RDWR, limits.max_file_bytes)
+        try:
+            _lock(fd)
+            index = _index_for_append(fd, size, limits)
+            if index.end_committed < size:
+                os.ftruncate(fd, index.end_committed)
+                os.fsync(fd)
+            return cls(path, fd, index, codec, limits, index.end_committed)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    # ---- queries ----------------------------------------------------------------------
+    @property
+    def history(self) -> History:
+        """A copy of the committed history (steps are immutable and shared)."""
+        return History(dict(self.index.history.steps), self.index.history.head)
+
+    @property
+    def chunk_ids(self) -> frozenset[int]:
+        return frozenset(self.index.owner)
+
+    @property
+    def closed(self) -> bool:
+        return self.fd < 0
+
+    # ---- appends ----------------------------------------------------------------------
+    def append_step(self, step: Step, chunks: Mapping[int, SplatChunk], *,
+                    move_head: bool = True) -> None:
+        """Append `step` and the chunks it created (`chunks` keys == `step.chunk_ids`, all new).
+        Returns once the step is durable. Raises ValueError (HistoryError, SplatValidationError)
+        for a step that does not fit the history, leaving the file unchanged."""
+        self._check_open()
+        self._check_step(step, chunks)
+        budget = Budget(self.limits, ValueError, self.index.budget.chunks,
+                        self.index.budget.splats, self.index.budget.decoded_bytes)
+        encoded = _encode_chunks(step, chunks, self.codec, budget)
+        chunk_records = [rec for _, rec in encoded]
+        step_record = _encode_step(step, move_head, self.limits)
+        self._check_totals([*chunk_records, step_record], step_record)
+        offset = self.end
+        self._append(chunk_records, step_record)
+        for desc, rec in encoded:
+            length = record_nbytes(rec[1:])
+            self.index.chunks[desc.id] = (desc, RawRecord(TAG_CHNK, offset, length, None))
+            self.index.owner[desc.id] = step.id
+            offset += record_nbytes(rec)
+        self.index.budget = budget
+        self.index.n_records += len(chunk_records) + 1
+        self.index.json_bytes += record_nbytes(step_record[1:])
+        self.index.history.add(step, move_head=move_head)
+
+    def set_head(self, step_id: int) -> None:
+        """Make `step_id` current (undo / checkout): appends one small HEAD record."""
+        self._check_open()
+        if step_id not in self.index.history.steps:
+            raise HistoryError(f"no step {step_id}")
+        record = encode_json_record(TAG_HEAD, head_to_json(step_id))
+        self._check_totals([record], record)
+        self._append([], record)
+        self.index.n_records += 1
+        self.index.json_bytes += record_nbytes(record[1:])
+        self.index.history.head = step_id
+
+    def set_meta(self, meta: Mapping[str, Any]) -> None:
+        """Replace the world's meta dict (a later META record wins)."""
+        self._check_open()
+        record = _encode_meta(meta, self.limits)
+        self._check_totals([record], record)
+        self._append([], record)
+        self.index.n_records += 1
+        self.index.json_bytes += record_nbytes(record[1:])
+        self.index.meta = dict(meta)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            fd, self.fd = self.fd, -1
+            os.close(fd)  # also releases the lock
+
+    def __enter__(self) -> "WorldWriter":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "fd", -1) >= 0:
+            self.close()
+
+    # ---- internals --------------------------------------------------------------------
+    def _check_open(self) -> None:
+        if self.fd < 0:
+            raise ValueError("world writer is closed")
+
+    def _check_step(self, step: Step, chunks: Mapping[int, SplatChunk]) -> None:
+        steps = self.index.history.steps
+        if step.id in steps:
+            raise HistoryError(f"step {step.id} already exists")
+        if step.parent is not None and step.parent not in steps:
+            raise HistoryError(f"step {step.id} has unknown parent {step.parent}")
+        if step.parent is None and step.kind == "zoom":
+            raise HistoryError("a zoom step needs a parent")
+        if len(set(step.chunk_ids)) != len(step.chunk_ids):
+            raise ValueError(f"step {step.id} lists a chunk twice")
+        if set(chunks) != set(step.chunk_ids):
+            raise ValueError(f"chunks given ({sorted(chunks)[:5]}) differ from step "
+                             f"{step.id}'s chunk_ids ({list(step.chunk_ids)[:5]})")
+        stored = set(step.chunk_ids) & set(self.index.chunks)
+        if stored:
+            raise ValueError(f"chunk ids {sorted(stored)[:5]} are already stored")
+
+    def _check_totals(self, records: list[list[memoryview]], json_record: list[memoryview]) -> None:
+        _check_totals(records, self.limits, self.end, self.index.n_records)
+        if self.index.json_bytes + record_nbytes(json_record[1:]) > self.limits.max_json_total_bytes:
+            raise ValueError(f"world file would hold more than {self.limits.max_json_total_bytes} "
+                             "bytes of step/head/meta JSON")
+
+    def _append(self, chunk_records: list[list[memoryview]], commit: list[memoryview]) -> None:
+        """Write chunk records, fsync, then the commit record, fsync. On any failure the file is
+        cut back to where it was, so no half record stays behind (a crash leaves a torn tail
+        that the next open removes)."""
+        start = self.end
+        try:
+            os.lseek(self.fd, start, os.SEEK_SET)
+            for rec in chunk_records:
+                self._write(rec)
+            if chunk_records:
+                os.fsync(self.fd)
+            self._write(commit)
+            os.fsync(self.fd)
+        except BaseException:
+            os.ftruncate(self.fd, start)
+            raise
+        self.end = start + sum(record_nbytes(r) for r in [*chunk_records, commit])
+        self.index.end_committed = self.end
+
+    def _write(self, parts: list[memoryview]) -> None:
+        """The single point where record bytes reach the file (tests subclass it to crash)."""
+        _write_all(self.fd, parts)
+
+
+def _lock(fd: int) -> None:
+    if fcntl is None:  # pragma: no cover
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise WorldBusyError("world file is already open for appending elsewhere") from None
+
+
+def _index_for_append(fd: int, size: int, limits: LoadLimits) -> WorldIndex:
+    """The index of a file about to be appended to, minus what follows the last commit record
+    (the caller truncates that away)."""
+    src: Source = FileSource(fd, size)
+    scan = scan_records(src, limits, verify_chunk_crc=False)
+    if scan.version != FORMAT_VERSION:
+        raise SaveFormatError(f"world file is format version {scan.version}; load and save it "
+                              "again to upgrade before appending")
+    index = build_index(scan, limits)
+    dropped = [cid for cid, (_, rec) in index.chunks.items() if rec.offset >= index.end_committed]
+    for cid in dropped:
+        del index.chunks[cid]
+    index.budget.chunks -= len(dropped)
+    index.n_records -= len(dropped)
+    return index

@@ -1,0 +1,352 @@
+"""Record framing of `.wzs` world files: file header, record headers, checksums, bounded JSON.
+
+Owns: the byte layout below the meaning of records (see saves/FORMAT.md): encoding a record,
+scanning a file into a list of `RawRecord`s (checking every header and payload checksum and every
+declared length against the file size and the limits before reading it), detecting a torn tail,
+and a strict, bounded JSON reader (`parse_json`).
+Does not own: what STEP/HEAD/META/CHNK records mean (`saves.steps`, `saves.chunks`,
+`saves.format`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any, Iterable, Protocol, Sequence
+
+import numpy as np
+
+from saves.errors import SaveFormatError
+from saves.limits import LoadLimits
+
+MAGIC = b"\x89WZS\r\n\x1a\n"  # PNG-style: catches text-mode transfers and truncation to 7 bits
+FORMAT_VERSION = 1
+FILE_HEADER = struct.Struct("<8sIIII")  # magic, version, flags, reserved, crc32(first 20 bytes)
+RECORD_HEADER = struct.Struct("<4sIQII")  # tag, flags, payload length, crc32(payload), crc32(first 20)
+ALIGN = 8  # every payload length is a multiple of 8, so every record starts 8-aligned
+
+TAG_META, TAG_CHNK, TAG_STEP, TAG_HEAD = "META", "CHNK", "STEP", "HEAD"
+TAGS = (TAG_META, TAG_CHNK, TAG_STEP, TAG_HEAD)
+CHUNK_SUBHEADER_LEN = struct.Struct("<I")
+MAX_SAFE_INT = 1 << 63
+
+Buffer = bytes | bytearray | memoryview
+
+
+# ---- encoding --------------------------------------------------------------------------
+def encode_file_header(version: int = FORMAT_VERSION, flags: int = 0, reserved: int = 0) -> bytes:
+    head = FILE_HEADER.pack(MAGIC, version, flags, reserved, 0)[:20]
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
+def record_header(tag: str, payload_len: int, payload_crc: int, flags: int = 0) -> bytes:
+    head = RECORD_HEADER.pack(tag.encode("ascii"), flags, payload_len, payload_crc, 0)[:20]
+    return head + struct.pack("<I", zlib.crc32(head))
+
+
+def as_bytes_view(buf: Buffer | np.ndarray) -> memoryview:
+    """A flat byte view of a contiguous buffer (numpy arrays included), without copying."""
+    if isinstance(buf, np.ndarray):
+        buf = np.ascontiguousarray(buf).reshape(-1).view(np.uint8)
+    return memoryview(buf).cast("B")
+
+
+def encode_record(tag: str, payload_parts: Sequence[Buffer | np.ndarray]) -> list[memoryview]:
+    """Header + payload parts of one record, checksummed, ready to write in order.
+
+    The payload (the parts concatenated) must be a multiple of 8 bytes long."""
+    parts = [as_bytes_view(p) for p in payload_parts]
+    length = sum(p.nbytes for p in parts)
+    if length % ALIGN:
+        raise ValueError(f"{tag} payload of {length} bytes is not a multiple of {ALIGN}")
+    crc = 0
+    for p in parts:
+        crc = zlib.crc32(p, crc)
+    return [memoryview(record_header(tag, length, crc)), *parts]
+
+
+def pad_to(data: bytes, multiple: int = ALIGN, offset: int = 0, fill: bytes = b" ") -> bytes:
+    """`data` padded with `fill` so that `offset + len(result)` is a multiple of `multiple`."""
+    return data + fill * ((-(offset + len(data))) % multiple)
+
+
+def json_default(value: Any) -> Any:
+    """Let numpy scalars and small arrays through `json.dumps`."""
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def dump_json(obj: Any) -> bytes:
+    """Compact UTF-8 JSON; NaN/Inf refused (ValueError)."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False,
+                      default=json_default).encode("utf-8")
+
+
+def encode_json_record(tag: str, obj: Any) -> list[memoryview]:
+    """A STEP/HEAD/META record: JSON padded with spaces to a multiple of 8 bytes."""
+    return encode_record(tag, [pad_to(dump_json(obj))])
+
+
+def record_nbytes(parts: Iterable[memoryview]) -> int:
+    return sum(p.nbytes for p in parts)
+
+
+# ---- bounded JSON ----------------------------------------------------------------------
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"JSON constant {name} is not allowed")
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate JSON key {key[:40]!r}")
+        out[key] = value
+    return out
+
+
+def check_string(s: str, limit: int, what: str) -> str:
+    if len(s) > limit:
+        raise SaveFormatError(f"{what}: string of {len(s)} characters (limit {limit})")
+    if not s.isascii():
+        try:
+            s.encode("utf-8")
+        except UnicodeEncodeError:
+            raise SaveFormatError(f"{what}: string holds a lone surrogate") from None
+    return s
+
+
+def check_json_value(value: Any, limits: LoadLimits, what: str) -> None:
+    """Iteratively check nesting depth, finite numbers, integer range and string sizes."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (dict, list)) and depth > limits.max_json_depth:
+            raise SaveFormatError(f"{what}: JSON nested deeper than {limits.max_json_depth}")
+        if isinstance(v, dict):
+            for key, item in v.items():
+                check_string(key, limits.max_string_chars, what)
+                stack.append((item, depth + 1))
+        elif isinstance(v, list):
+            stack.extend((item, depth + 1) for item in v)
+        elif isinstance(v, str):
+            check_string(v, limits.max_string_chars, what)
+        elif v is None or isinstance(v, bool):
+            continue
+        elif isinstance(v, int):
+            if not -MAX_SAFE_INT <= v < MAX_SAFE_INT:
+                raise SaveFormatError(f"{what}: integer out of range")
+        elif isinstance(v, float):
+            if not math.isfinite(v):
+                raise SaveFormatError(f"{what}: number is not finite")
+        else:
+            raise SaveFormatError(f"{what}: unexpected JSON value of type {type(v).__name__}")
+
+
+# Stateless once built (a constant, not mutable state): strict about NaN and duplicate keys.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_object)
+
+
+def parse_json(data: Buffer, limits: LoadLimits, what: str) -> Any:
+    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, bounded depth and strings."""
+    try:
+        text = bytes(data).decode("utf-8")
+        value = _DECODER.decode(text)
+    except RecursionError:
+        raise SaveFormatError(f"{what}: JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SaveFormatError(f"{what}: invalid JSON ({exc})") from None
+    check_json_value(value, limits, what)
+    return value
+
+
+# ---- reading ---------------------------------------------------------------------------
+class Source(Protocol):
+    """Random access to the bytes of a world file."""
+
+    size: int
+
+    def read(self, offset: int, n: int) -> Buffer: ...
+
+    def crc(self, offset: int, n: int) -> int: ...
+
+
+@dataclass
+class BufferSource:
+    """The whole file, read once into memory (the loader's source)."""
+
+    buf: np.ndarray  # [size] uint8
+
+    @property
+    def size(self) -> int:
+        return int(self.buf.shape[0])
+
+    def read(self, offset: int, n: int) -> memoryview:
+        return memoryview(self.buf[offset:offset + n])
+
+    def crc(self, offset: int, n: int) -> int:
+        return zlib.crc32(memoryview(self.buf[offset:offset + n]))
+
+
+@dataclass
+class FileSource:
+    """Positioned reads of an open file (the appender's source: reads headers, not chunks)."""
+
+    fd: int
+    size: int
+    block: int = 1 << 22
+
+    def read(self, offset: int, n: int) -> bytes:
+        data = os.pread(self.fd, n, offset)
+        if len(data) != n:
+            raise SaveFormatError("world file changed size while it was being read")
+        return data
+
+    def crc(self, offset: int, n: int) -> int:
+        crc = 0
+        for start in range(offset, offset + n, self.block):
+            crc = zlib.crc32(self.read(start, min(self.block, offset + n - start)), crc)
+        return crc
+
+
+def read_whole_file(fd: int, size: int) -> np.ndarray:
+    """Read `size` bytes from `fd` into one fresh uint8 array.  # [size]"""
+    buf = np.empty(size, np.uint8)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = os.readv(fd, [view[got:]])
+        if n == 0:
+            break
+        got += n
+    if got != size:
+        raise SaveFormatError("world file changed size while it was being read")
+    return buf
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One complete, checksum-verified record; `body` is its parsed JSON (for CHNK: the
+    sub-header). Offsets are file offsets."""
+
+    tag: str
+    offset: int  # of the record header
+    length: int  # payload bytes
+    body: Any
+    data_start: int = 0  # CHNK: payload-relative offset just past the sub-header
+
+    @property
+    def payload_offset(self) -> int:
+        return self.offset + RECORD_HEADER.size
+
+    @property
+    def end(self) -> int:
+        return self.payload_offset + self.length
+
+
+@dataclass(frozen=True)
+class Scan:
+    version: int
+    records: list[RawRecord]
+    end_complete: int  # end of the last complete record (== size unless the tail is torn)
+    size: int
+    json_bytes: int  # STEP/HEAD/META payload bytes
+
+    @property
+    def torn_bytes(self) -> int:
+        return self.size - self.end_complete
+
+
+def read_file_header(src: Source) -> int:
+    """Check magic, header checksum and flags; returns the format version."""
+    if src.size < FILE_HEADER.size:
+        raise SaveFormatError(f"not a WonderZoom world file (only {src.size} bytes)")
+    raw = bytes(src.read(0, FILE_HEADER.size))
+    magic, version, flags, reserved, crc = FILE_HEADER.unpack(raw)
+    if magic != MAGIC:
+        raise SaveFormatError("not a WonderZoom world file (bad magic bytes)")
+    if crc != zlib.crc32(raw[:20]):
+        raise SaveFormatError("world file header is corrupt (checksum mismatch)")
+    if version > FORMAT_VERSION:
+        raise SaveFormatError(f"world file was made by a newer WonderZoom (format version "
+                              f"{version}; this build reads up to {FORMAT_VERSION})")
+    if version < 1:
+        raise SaveFormatError(f"unknown world file format version {version}")
+    if flags or reserved:
+        raise SaveFormatError("world file header has unknown flags set")
+    return version
+
+
+def scan_records(src: Source, limits: LoadLimits, verify_chunk_crc: bool = True) -> Scan:
+    """Walk the records. Raises on anything corrupt; stops quietly at a torn tail (a last record
+    whose header or payload runs past the end of the file)."""
+    version = read_file_header(src)
+    records: list[RawRecord] = []
+    pos, json_total = FILE_HEADER.size, 0
+    while src.size - pos >= RECORD_HEADER.size:
+        tag, length, crc = _read_record_header(src, pos)
+        payload = pos + RECORD_HEADER.size
+        if length > src.size - payload:
+            break  # torn tail: a crash mid-record
+        if len(records) >= limits.max_records:
+            raise SaveFormatError(f"world file holds more than {limits.max_records} records")
+        record = _read_payload(src, pos, tag, length, crc, limits, verify_chunk_crc)
+        json_total += 0 if tag == TAG_CHNK else length
+        if json_total > limits.max_json_total_bytes:
+            raise SaveFormatError(f"world file holds more than {limits.max_json_total_bytes} "
+                                  "bytes of step/head/meta JSON")
+        records.append(record)
+        pos = record.end
+    return Scan(version, records, pos, src.size, json_total)
+
+
+def _read_record_header(src: Source, pos: int) -> tuple[str, int, int]:
+    """(tag, payload length, payload crc32) of the record at `pos`, header checked."""
+    raw = bytes(src.read(pos, RECORD_HEADER.size))
+    tag_b, flags, length, payload_crc, crc = RECORD_HEADER.unpack(raw)
+    if crc != zlib.crc32(raw[:20]):
+        raise SaveFormatError(f"record header at byte {pos} is corrupt (checksum mismatch)")
+    tag = tag_b.decode("latin-1")
+    if tag not in TAGS:
+        raise SaveFormatError(f"unknown record type {ascii(tag)} at byte {pos}")
+    if flags:
+        raise SaveFormatError(f"{tag} record at byte {pos} has unknown flags set")
+    if length % ALIGN:
+        raise SaveFormatError(f"{tag} record at byte {pos} has a misaligned length")
+    return tag, length, payload_crc
+
+
+def _read_payload(src: Source, pos: int, tag: str, length: int, stored_crc: int,
+                  limits: LoadLimits, verify_chunk_crc: bool) -> RawRecord:
+    """Check and parse one complete record's payload."""
+    payload = pos + RECORD_HEADER.size
+    where = f"{tag} record at byte {pos}"
+    if tag != TAG_CHNK:
+        cap = limits.max_meta_bytes if tag == TAG_META else limits.max_json_bytes
+        if length > cap:
+            raise SaveFormatError(f"{where} is {length} bytes (limit {cap})")
+    if (tag != TAG_CHNK or verify_chunk_crc) and src.crc(payload, length) != stored_crc:
+        raise SaveFormatError(f"{where} is corrupt (checksum mismatch)")
+    if tag != TAG_CHNK:
+        return RawRecord(tag, pos, length, parse_json(src.read(payload, length), limits, where))
+    n_len = CHUNK_SUBHEADER_LEN.size
+    if length < n_len:
+        raise SaveFormatError(f"{where} is too short")
+    (sub_len,) = CHUNK_SUBHEADER_LEN.unpack(bytes(src.read(payload, n_len)))
+    if sub_len > min(limits.max_chunk_header_bytes, length - n_len):
+        raise SaveFormatError(f"{where} declares a {sub_len}-byte sub-header")
+    body = parse_json(src.read(payload + n_len, sub_len), limits, where)
+    return RawRecord(tag, pos, length, body, data_start=n_len + sub_len)

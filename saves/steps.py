@@ -1,0 +1,173 @@
+"""STEP, HEAD and META payloads: `engine.history.Step` <-> JSON, strictly validated.
+
+Owns: the JSON schema of steps (camera via `Camera.to_dict/from_dict`), head records and the
+meta dict, and their validation (types, ranges, finite numbers, bounded strings).
+Does not own: the history tree's rules (`engine.history.History` enforces parents and ids while
+`saves.format` replays records into it) or the bytes around the JSON (`saves.records`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from engine.camera import Camera, CameraError
+from engine.history import STEP_KINDS, HistoryError, Step
+from saves.errors import SaveFormatError
+from saves.limits import LoadLimits
+from saves.records import check_string
+
+MAX_ID = 1 << 53
+MAX_ABS_POINT = 1e12
+STEP_REQUIRED = frozenset({"id", "parent", "kind", "chunk_ids"})
+STEP_OPTIONAL = frozenset({"camera", "point", "prompt", "backend", "timings", "created",
+                           "move_head"})
+CAMERA_KEYS = frozenset({"T_world_camera", "fx", "fy", "cx", "cy", "width", "height", "near",
+                         "far"})
+MAX_CREATED_CHARS = 64
+
+
+# ---- encoding --------------------------------------------------------------------------
+def step_to_json(step: Step, move_head: bool) -> dict[str, Any]:
+    return {
+        "id": int(step.id),
+        "parent": None if step.parent is None else int(step.parent),
+        "kind": step.kind,
+        "chunk_ids": [int(c) for c in step.chunk_ids],
+        "camera": None if step.camera is None else step.camera.to_dict(),
+        "point": None if step.point is None else [float(x) for x in step.point],
+        "prompt": step.prompt,
+        "backend": dict(step.backend),
+        "timings": {str(k): float(v) for k, v in step.timings.items()},
+        "created": step.created,
+        "move_head": bool(move_head),
+    }
+
+
+def head_to_json(step_id: int) -> dict[str, Any]:
+    return {"head": int(step_id)}
+
+
+# ---- decoding --------------------------------------------------------------------------
+def _id(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_ID:
+        raise SaveFormatError(f"{what} must be an integer in [0, 2^53)")
+    return value
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SaveFormatError(f"{what} must be a number")
+    out = float(value)
+    if not math.isfinite(out):
+        raise SaveFormatError(f"{what} is not finite")
+    return out
+
+
+def _camera(value: Any, what: str) -> Camera | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not set(value) <= CAMERA_KEYS:
+        raise SaveFormatError(f"{what}: camera must be an object with fields "
+                              f"{', '.join(sorted(CAMERA_KEYS))}")
+    pose = value.get("T_world_camera")
+    if not (isinstance(pose, list) and len(pose) == 4
+            and all(isinstance(row, list) and len(row) == 4 for row in pose)):
+        raise SaveFormatError(f"{what}: camera pose must be a 4x4 list of numbers")
+    for row in pose:
+        for x in row:
+            _number(x, f"{what}: camera pose entry")
+    for key in CAMERA_KEYS - {"T_world_camera"}:
+        if key in value:
+            _number(value[key], f"{what}: camera {key}")
+    try:
+        return Camera.from_dict(value)
+    except (CameraError, ValueError, TypeError, OverflowError) as exc:
+        raise SaveFormatError(f"{what}: bad camera ({exc})") from None
+
+
+def _point(value: Any, what: str) -> tuple[float, float, float] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or len(value) != 3:
+        raise SaveFormatError(f"{what}: point must be 3 numbers or null")
+    p = tuple(_number(x, f"{what}: point") for x in value)
+    if max(abs(x) for x in p) > MAX_ABS_POINT:
+        raise SaveFormatError(f"{what}: point is absurdly far away")
+    return p  # type: ignore[return-value]
+
+
+def _backend(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SaveFormatError(f"{what}: backend must be an object")
+    for key in ("name", "version"):
+        if key in value and not isinstance(value[key], str):
+            raise SaveFormatError(f"{what}: backend {key} must be a string")
+    seed = value.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise SaveFormatError(f"{what}: backend seed must be an integer or null")
+    if "settings" in value and not isinstance(value["settings"], dict):
+        raise SaveFormatError(f"{what}: backend settings must be an object")
+    return value  # depth, strings and numbers were checked by parse_json
+
+
+def _timings(value: Any, what: str) -> dict[str, float]:
+    if not isinstance(value, dict):
+        raise SaveFormatError(f"{what}: timings must be an object")
+    out = {}
+    for key, seconds in value.items():
+        t = _number(seconds, f"{what}: timing {ascii(key)[:40]}")
+        if t < 0:
+            raise SaveFormatError(f"{what}: timing {ascii(key)[:40]} is negative")
+        out[key] = t
+    return out
+
+
+def step_from_json(body: Any, limits: LoadLimits) -> tuple[Step, bool]:
+    """(Step, move_head) from a STEP payload; raises SaveFormatError on anything malformed."""
+    if not isinstance(body, dict):
+        raise SaveFormatError("step record must be a JSON object")
+    keys = set(body)
+    if not STEP_REQUIRED <= keys or not keys <= STEP_REQUIRED | STEP_OPTIONAL:
+        extra = sorted(keys - STEP_REQUIRED - STEP_OPTIONAL) or sorted(STEP_REQUIRED - keys)
+        raise SaveFormatError(f"step record has missing or unknown field {ascii(extra[0])[:60]}")
+    sid = _id(body["id"], "step id")
+    what = f"step {sid}"
+    parent = None if body["parent"] is None else _id(body["parent"], f"{what} parent")
+    kind = body["kind"]
+    if kind not in STEP_KINDS:
+        raise SaveFormatError(f"{what}: unknown kind {ascii(kind)[:40]}")
+    ids = body["chunk_ids"]
+    if not isinstance(ids, list) or len(ids) > limits.max_chunks_per_step:
+        raise SaveFormatError(f"{what}: chunk_ids must be a list of at most "
+                              f"{limits.max_chunks_per_step} ids")
+    chunk_ids = tuple(_id(c, f"{what} chunk id") for c in ids)
+    if len(set(chunk_ids)) != len(chunk_ids):
+        raise SaveFormatError(f"{what} lists a chunk twice")
+    prompt = body.get("prompt", "")
+    created = body.get("created", "")
+    move_head = body.get("move_head", True)
+    if not isinstance(prompt, str) or not isinstance(created, str) or not isinstance(move_head, bool):
+        raise SaveFormatError(f"{what}: prompt/created must be strings, move_head a boolean")
+    check_string(prompt, limits.max_prompt_chars, f"{what} prompt")
+    check_string(created, MAX_CREATED_CHARS, f"{what} created time")
+    try:
+        step = Step(id=sid, parent=parent, kind=kind, chunk_ids=chunk_ids,
+                    camera=_camera(body.get("camera"), what), point=_point(body.get("point"), what),
+                    prompt=prompt, backend=_backend(body.get("backend", {}), what),
+                    timings=_timings(body.get("timings", {}), what), created=created)
+    except HistoryError as exc:
+        raise SaveFormatError(f"{what}: {exc}") from None
+    return step, move_head
+
+
+def head_from_json(body: Any) -> int:
+    if not isinstance(body, dict) or set(body) != {"head"}:
+        raise SaveFormatError("head record must be {\"head\": step id}")
+    return _id(body["head"], "head step id")
+
+
+def meta_from_json(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise SaveFormatError("meta record must be a JSON object")
+    return body

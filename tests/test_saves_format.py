@@ -1,0 +1,416 @@
+"""The `.wzs` world file: round trips, appends, heads, orphans, torn tails, versions, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from engine.history import History, HistoryError, Step
+from engine.splats import SplatChunk
+from saves import (FORMAT_VERSION, LoadLimits, SaveFormatError, WorldBusyError, WorldWriter,
+                   load_world, save_world)
+from saves import format as fmt
+from saves.chunks import encode_chunk
+from saves.records import (FILE_HEADER, MAGIC, encode_file_header, encode_json_record,
+                           encode_record, record_nbytes)
+from tests.factories import random_camera, random_chunk
+
+ARRAYS = ("origin", "positions", "rotations", "log_scales", "opacity_logits", "sh_dc", "s_native",
+          "sh_rest")
+
+
+# ---- helpers ---------------------------------------------------------------------------
+def branched_world(seed: int = 0) -> tuple[History, dict[int, SplatChunk]]:
+    """image(0) -> zoom(1) -> zoom(2); zoom(3) branches from 1; import(4) is a second root."""
+    rng = np.random.default_rng(seed)
+    h, chunks = History(), {}
+    plan = [  # (step id, parent, kind, [(n, level, sh_degree)], move_head)
+        (0, None, "image", [(200, 0, 0), (0, 0, 0)], True),
+        (1, 0, "zoom", [(120, 1, 1)], True),
+        (2, 1, "zoom", [(80, 2, 3), (33, 2, 2)], True),
+        (3, 1, "zoom", [(50, 2, 0)], False),
+        (4, None, "import", [(10, 0, 0)], False),
+    ]
+    next_chunk = 0
+    for sid, parent, kind, specs, move in plan:
+        ids = []
+        for n, level, degree in specs:
+            chunks[next_chunk] = random_chunk(rng, n, level=level, sh_degree=degree)
+            ids.append(next_chunk)
+            next_chunk += 1
+        h.add(Step(sid, parent, kind, tuple(ids), None if kind == "import" else random_camera(rng),
+                   point=None if parent is None else tuple(rng.normal(size=3).tolist()),
+                   prompt=f"prompt {sid} ünïcode ✓", created="2026-01-01T00:00:00Z",
+                   backend={"name": "builtin", "version": "0.1", "seed": sid,
+                            "settings": {"steps": 20, "scale": 7.5, "tags": ["a", None, True]}},
+                   timings={"observe": 0.25, "optimize": 3.0 + sid}), move_head=move)
+    return h, chunks
+
+
+def assert_chunks_equal(a: SplatChunk, b: SplatChunk) -> None:
+    assert a.level == b.level
+    for name in ARRAYS:
+        x, y = getattr(a, name), getattr(b, name)
+        assert x.dtype == y.dtype and x.shape == y.shape, name
+        assert x.tobytes() == y.tobytes(), name  # bit-identical
+
+
+def assert_steps_equal(a: Step, b: Step) -> None:
+    for name in ("id", "parent", "kind", "chunk_ids", "point", "prompt", "created"):
+        assert getattr(a, name) == getattr(b, name), name
+    assert dict(a.backend) == dict(b.backend)
+    assert dict(a.timings) == dict(b.timings)
+    assert (a.camera is None) == (b.camera is None)
+    if a.camera is not None:
+        assert a.camera.to_dict() == b.camera.to_dict()
+
+
+def assert_world_equal(world, history: History, chunks: dict[int, SplatChunk]) -> None:
+    assert world.history.head == history.head
+    assert sorted(world.history.steps) == sorted(history.steps)
+    for sid, step in history.steps.items():
+        assert_steps_equal(world.history.steps[sid], step)
+    assert sorted(world.chunks) == sorted(chunks)
+    for cid, chunk in chunks.items():
+        assert_chunks_equal(world.chunks[cid], chunk)
+
+
+def refused(path: Path, limits: LoadLimits = LoadLimits()) -> str:
+    with pytest.raises(SaveFormatError) as info:
+        load_world(path, limits)
+    message = str(info.value)
+    assert "\n" not in message and "\r" not in message and 0 < len(message) <= 300
+    return message
+
+
+def sha(path: Path, nbytes: int | None = None) -> str:
+    data = path.read_bytes()
+    return hashlib.sha256(data if nbytes is None else data[:nbytes]).hexdigest()
+
+
+@pytest.fixture
+def world_file(tmp_path: Path) -> tuple[Path, History, dict[int, SplatChunk]]:
+    history, chunks = branched_world()
+    path = tmp_path / "world.wzs"
+    save_world(path, history, chunks, {"app": "test", "image": {"w": 640, "h": 480}})
+    return path, history, chunks
+
+
+# ---- round trips -----------------------------------------------------------------------
+@pytest.mark.parametrize("codec", ["raw", "shuffle-zlib"])
+def test_round_trip_branched_history(tmp_path: Path, codec: str) -> None:
+    history, chunks = branched_world(1)
+    path = tmp_path / "w.wzs"
+    save_world(path, history, chunks, {"app": "WonderZoom", "version": "0.1"}, codec=codec)
+    world = load_world(path)
+    assert_world_equal(world, history, chunks)
+    assert world.meta == {"app": "WonderZoom", "version": "0.1"}
+    assert world.ignored_tail_bytes == 0 and world.orphan_chunk_ids == ()
+    assert world.format_version == FORMAT_VERSION == 1
+    assert world.history.path()[-1].id == 2
+    assert world.history.chunk_ids_at(3) == history.chunk_ids_at(3)
+    assert not [p for p in tmp_path.iterdir() if p.name != "w.wzs"]  # no temporary left over
+
+
+def test_round_trip_empty_world(tmp_path: Path) -> None:
+    save_world(tmp_path / "e.wzs", History(), {})
+    world = load_world(tmp_path / "e.wzs")
+    assert len(world.history) == 0 and world.history.head is None and world.chunks == {}
+
+
+def test_save_replaces_atomically_and_keeps_old_file_on_error(world_file) -> None:
+    path, history, chunks = world_file
+    before = sha(path)
+    bad = dict(chunks)
+    c = chunks[0]
+    bad[0] = SplatChunk(c.origin, c.positions, c.rotations, c.log_scales,
+                        np.full_like(c.opacity_logits, np.nan), c.sh_dc, c.s_native)
+    with pytest.raises(ValueError):
+        save_world(path, history, bad)
+    assert sha(path) == before
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    with pytest.raises(ValueError, match="not referenced"):
+        save_world(path, history, {**chunks, 99: chunks[0]})
+    with pytest.raises(ValueError, match="not given"):
+        save_world(path, history, {k: v for k, v in chunks.items() if k})
+    save_world(path, History(), {})
+    assert len(load_world(path).history) == 0
+
+
+# ---- appends ---------------------------------------------------------------------------
+class CountingWriter(WorldWriter):
+    written = 0
+
+    def _write(self, parts) -> None:
+        type(self).written += sum(p.nbytes for p in parts)
+        super()._write(parts)
+
+
+def test_append_step_writes_only_the_step(world_file) -> None:
+    path, history, chunks = world_file
+    size, prefix = path.stat().st_size, sha(path)
+    rng = np.random.default_rng(7)
+    new = {100: random_chunk(rng, 5000, level=3), 101: random_chunk(rng, 100, level=3)}
+    step = Step(5, 2, "zoom", (100, 101), random_camera(rng), prompt="ladybug")
+    CountingWriter.written = 0
+    with CountingWriter.open(path) as writer:
+        writer.append_step(step, new)
+        assert writer.history.head == 5 and writer.chunk_ids >= {100, 101}
+    raw = sum(c.nbytes() for c in new.values())
+    grown = path.stat().st_size - size
+    assert CountingWriter.written == grown
+    assert raw <= grown <= raw + 4096
+    assert sha(path, size) == prefix  # nothing before the append changed
+    world = load_world(path)
+    history.add(step)
+    assert_world_equal(world, history, {**chunks, **new})
+
+
+def test_set_head_and_meta_append_small_records(world_file) -> None:
+    path, history, _ = world_file
+    size = path.stat().st_size
+    with WorldWriter.open(path) as writer:
+        writer.set_head(3)
+        assert path.stat().st_size - size <= 64
+        with pytest.raises(HistoryError):
+            writer.set_head(42)
+        writer.set_meta({"app": "test", "title": "meadow"})
+    world = load_world(path)
+    assert world.history.head == 3 and world.meta["title"] == "meadow"
+    with WorldWriter.open(path) as writer:
+        writer.set_head(0)
+        writer.append_step(Step(9, 0, "zoom", (50,), random_camera(np.random.default_rng(0))),
+                           {50: random_chunk(np.random.default_rng(1), 10)}, move_head=False)
+    world = load_world(path)
+    assert world.history.head == 0 and world.history.steps[9].parent == 0
+
+
+def test_append_refuses_bad_steps_and_leaves_file_unchanged(world_file) -> None:
+    path, _, _ = world_file
+    before = sha(path)
+    rng = np.random.default_rng(3)
+    good = random_chunk(rng, 10)
+    c = random_chunk(rng, 10)
+    nan_chunk = SplatChunk(c.origin, c.positions * np.float32(np.nan), c.rotations, c.log_scales,
+                           c.opacity_logits, c.sh_dc, c.s_native)
+    cam = random_camera(rng)
+    with WorldWriter.open(path) as writer:
+        with pytest.raises(HistoryError):
+            writer.append_step(Step(1, 0, "zoom", (60,), cam), {60: good})  # duplicate step id
+        with pytest.raises(HistoryError):
+            writer.append_step(Step(60, 77, "zoom", (60,), cam), {60: good})  # unknown parent
+        with pytest.raises(ValueError, match="already stored"):
+            writer.append_step(Step(60, 0, "zoom", (0,), cam), {0: good})
+        with pytest.raises(ValueError, match="differ"):
+            writer.append_step(Step(60, 0, "zoom", (60,), cam), {61: good})
+        with pytest.raises(ValueError):
+            writer.append_step(Step(60, 0, "zoom", (60, 61), cam), {60: good, 61: nan_chunk})
+        with pytest.raises(ValueError):
+            writer.append_step(Step(60, 0, "zoom", (60,), cam, prompt="x" * 5000), {60: good})
+    assert sha(path) == before
+
+
+def test_second_writer_is_refused(world_file) -> None:
+    path, _, _ = world_file
+    with WorldWriter.open(path):
+        with pytest.raises(WorldBusyError):
+            WorldWriter.open(path)
+    WorldWriter.open(path).close()
+
+
+def test_write_failure_rolls_back(world_file) -> None:
+    path, history, chunks = world_file
+    before = sha(path)
+
+    class FailingWriter(WorldWriter):
+        def _write(self, parts) -> None:
+            os.write(self.fd, parts[0][:10])
+            raise OSError(28, "No space left on device")
+
+    rng = np.random.default_rng(0)
+    with FailingWriter.open(path) as writer:
+        with pytest.raises(OSError):
+            writer.append_step(Step(7, 0, "zoom", (70,), random_camera(rng)),
+                               {70: random_chunk(rng, 100)})
+    assert sha(path) == before
+    assert_world_equal(load_world(path), history, chunks)
+
+
+# ---- crashes: orphans and torn tails ---------------------------------------------------
+def append_raw(path: Path, parts_list) -> None:
+    with open(path, "ab") as f:
+        for parts in parts_list:
+            for p in parts:
+                f.write(p)
+
+
+def test_orphan_chunks_are_ignored_and_truncated(world_file) -> None:
+    path, history, chunks = world_file
+    size = path.stat().st_size
+    rng = np.random.default_rng(5)
+    orphan = random_chunk(rng, 30)
+    append_raw(path, [encode_record("CHNK", encode_chunk(200, orphan))])
+    world = load_world(path)
+    assert_world_equal(world, history, chunks)
+    assert world.orphan_chunk_ids == (200,)
+    with WorldWriter.open(path) as writer:  # drops the orphan: its id is free again
+        assert path.stat().st_size == size
+        writer.append_step(Step(5, 4, "import", (200,)), {200: random_chunk(rng, 12)})
+    world = load_world(path)
+    assert len(world.chunks[200]) == 12 and world.orphan_chunk_ids == ()
+
+
+def test_orphan_in_the_middle_is_ignored(world_file) -> None:
+    path, history, chunks = world_file
+    rng = np.random.default_rng(6)
+    append_raw(path, [encode_record("CHNK", encode_chunk(300, random_chunk(rng, 4)))])
+    with WorldWriter.open(path) as writer:
+        pass  # truncates the orphan
+    append_raw(path, [encode_record("CHNK", encode_chunk(300, random_chunk(rng, 4))),
+                      encode_json_record("HEAD", {"head": 1})])
+    world = load_world(path)
+    assert world.orphan_chunk_ids == (300,) and world.history.head == 1
+    with WorldWriter.open(path) as writer:  # a committed record follows: the orphan stays
+        with pytest.raises(ValueError, match="already stored"):
+            writer.append_step(Step(8, 1, "zoom", (300,), random_camera(rng)),
+                               {300: random_chunk(rng, 4)})
+
+
+def test_torn_tail_is_ignored_by_load_and_truncated_by_open(world_file, tmp_path: Path) -> None:
+    path, history, chunks = world_file
+    size = path.stat().st_size
+    rng = np.random.default_rng(8)
+    new = {400: random_chunk(rng, 300), 401: random_chunk(rng, 3)}
+    step = Step(5, 3, "zoom", (400, 401), random_camera(rng), prompt="petal")
+    with WorldWriter.open(path) as writer:
+        writer.append_step(step, new)
+    full = path.read_bytes()
+    after = History(dict(history.steps), history.head)
+    after.add(step)
+    cuts = sorted({size + 1, size + 23, size + 24, size + 100, len(full) - 1, len(full) - 30,
+                   *rng.integers(size, len(full), 20).tolist()})
+    for cut in cuts:
+        torn = tmp_path / "torn.wzs"
+        torn.write_bytes(full[:cut])
+        world = load_world(torn)
+        assert_world_equal(world, history, chunks)  # the step is not there, nothing else lost
+        with WorldWriter.open(torn) as writer:
+            assert torn.stat().st_size == size
+            writer.append_step(step, new)
+        assert_world_equal(load_world(torn), after, {**chunks, **new})
+
+
+def test_bad_checksum_in_a_complete_record_is_refused(world_file) -> None:
+    path, _, _ = world_file
+    data = bytearray(path.read_bytes())
+    data[FILE_HEADER.size + 30] ^= 0x01  # inside the META payload
+    path.write_bytes(bytes(data))
+    assert "checksum" in refused(path)
+
+
+# ---- versions and migration ------------------------------------------------------------
+def test_newer_version_is_refused(world_file) -> None:
+    path, _, _ = world_file
+    data = path.read_bytes()
+    path.write_bytes(encode_file_header(FORMAT_VERSION + 1) + data[FILE_HEADER.size:])
+    assert "newer WonderZoom" in refused(path)
+    path.write_bytes(encode_file_header(0) + data[FILE_HEADER.size:])
+    assert "version 0" in refused(path)
+
+
+def test_migration_hook_upgrades_records(world_file) -> None:
+    path, history, chunks = world_file
+
+    def upgrade(records):
+        out = []
+        for rec in records:
+            if rec.tag == "STEP":
+                rec = type(rec)(rec.tag, rec.offset, rec.length,
+                                {**rec.body, "prompt": rec.body["prompt"].upper()}, rec.data_start)
+            out.append(rec)
+        return out
+
+    world = fmt._load(path, LoadLimits(), {1: upgrade}, current=2)
+    assert world.history.steps[1].prompt == history.steps[1].prompt.upper()
+    with pytest.raises(SaveFormatError, match="no upgrade"):
+        fmt._load(path, LoadLimits(), {}, current=2)
+
+
+# ---- refusals --------------------------------------------------------------------------
+def test_not_a_world_file(tmp_path: Path) -> None:
+    for name, data in [("empty", b""), ("text", b"hello world, not a save" * 3),
+                       ("short", MAGIC), ("pickle", b"\x80\x04\x95" + b"\0" * 40)]:
+        p = tmp_path / name
+        p.write_bytes(data)
+        refused(p)
+    assert "No such file" in refused(tmp_path / "missing.wzs")
+    assert "not a regular file" in refused(tmp_path)
+    fifo = tmp_path / "fifo.wzs"
+    os.mkfifo(fifo)
+    assert "not a regular file" in refused(fifo)  # and it did not block
+    assert "not a regular file" in refused(Path("/dev/zero"))
+
+
+def test_limits_are_enforced(world_file) -> None:
+    path, _, _ = world_file
+    size = path.stat().st_size
+    assert "limit" in refused(path, LoadLimits(max_file_bytes=size - 1))
+    assert "splats" in refused(path, LoadLimits(max_splats_total=100))
+    assert "chunks" in refused(path, LoadLimits(max_chunks=3))
+    assert "steps" in refused(path, LoadLimits(max_steps=2))
+    assert "records" in refused(path, LoadLimits(max_records=4))
+    assert "string" in refused(path, LoadLimits(max_prompt_chars=5))
+    assert "JSON" in refused(path, LoadLimits(max_json_total_bytes=1000))
+    assert "sub-header" in refused(path, LoadLimits(max_chunk_header_bytes=100))
+    assert load_world(path, LoadLimits(max_file_bytes=size)).history.head == 2
+
+
+def test_header_corruption_messages(world_file) -> None:
+    path, _, _ = world_file
+    data = bytearray(path.read_bytes())
+    data[9] ^= 0xFF  # version byte without fixing the header checksum
+    path.write_bytes(bytes(data))
+    assert "header is corrupt" in refused(path)
+    data = bytearray(path.read_bytes())
+    data[0] = ord("X")
+    path.write_bytes(bytes(data))
+    assert "bad magic" in refused(path)
+
+
+def test_step_without_its_chunk_or_parent_is_refused(tmp_path: Path) -> None:
+    head = encode_file_header()
+    cam = random_camera(np.random.default_rng(0)).to_dict()
+    rec = encode_json_record("STEP", {"id": 0, "parent": None, "kind": "image", "chunk_ids": [5],
+                                      "camera": cam})
+    (tmp_path / "a.wzs").write_bytes(head + b"".join(bytes(p) for p in rec))
+    assert "chunk 5" in refused(tmp_path / "a.wzs")
+    rec = encode_json_record("STEP", {"id": 1, "parent": 0, "kind": "zoom", "chunk_ids": []})
+    (tmp_path / "b.wzs").write_bytes(head + b"".join(bytes(p) for p in rec))
+    assert "parent" in refused(tmp_path / "b.wzs")
+    rec = encode_json_record("HEAD", {"head": 3})
+    (tmp_path / "c.wzs").write_bytes(head + b"".join(bytes(p) for p in rec))
+    assert "head" in refused(tmp_path / "c.wzs")
+
+
+def test_record_layout_is_8_aligned(world_file) -> None:
+    path, _, _ = world_file
+    data = path.read_bytes()
+    pos = FILE_HEADER.size
+    tags = []
+    while pos < len(data):
+        tag, flags, length, pcrc, hcrc = struct.unpack_from("<4sIQII", data, pos)
+        assert pos % 8 == 0 and flags == 0 and length % 8 == 0
+        assert hcrc == zlib.crc32(data[pos:pos + 20])
+        assert pcrc == zlib.crc32(data[pos + 24:pos + 24 + length])
+        tags.append(tag.decode())
+        pos += 24 + length
+    assert pos == len(data)
+    assert tags[0] == "META" and tags[-1] == "HEAD"
+    assert tags.count("STEP") == 5 and tags.count("CHNK") == 7
+    assert record_nbytes([memoryview(b"x" * 8)]) == 8
