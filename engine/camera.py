@@ -24,6 +24,17 @@ class CameraError(ValueError):
     """A camera description is malformed (non-finite, non-rigid pose, bad intrinsics)."""
 
 
+def _is_number(v: object) -> bool:
+    """A real int/float that fits a float64 (bools and huge ints are not camera numbers)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        float(v)
+    except OverflowError:
+        return False
+    return True
+
+
 def _as_rigid(T: np.ndarray) -> np.ndarray:
     T = np.asarray(T, dtype=np.float64)
     if T.shape != (4, 4):
@@ -53,7 +64,10 @@ class Camera:
     def __post_init__(self) -> None:
         object.__setattr__(self, "T_world_camera", _as_rigid(self.T_world_camera))
         for name in ("fx", "fy", "cx", "cy", "near", "far"):
-            value = float(getattr(self, name))
+            try:
+                value = float(getattr(self, name))
+            except (OverflowError, TypeError, ValueError):
+                raise CameraError(f"{name} is not a finite number") from None
             if not math.isfinite(value):
                 raise CameraError(f"{name} is not finite")
             object.__setattr__(self, name, value)
@@ -61,7 +75,10 @@ class Camera:
             raise CameraError("focal lengths must be positive")
         if not (0 < self.near < self.far):
             raise CameraError("need 0 < near < far")
-        w, h = int(self.width), int(self.height)
+        try:
+            w, h = int(self.width), int(self.height)
+        except (OverflowError, TypeError, ValueError):
+            raise CameraError("image size must be integers") from None
         if not (0 < w <= MAX_IMAGE_SIDE and 0 < h <= MAX_IMAGE_SIDE):
             raise CameraError(f"image size {w}x{h} out of range")
         object.__setattr__(self, "width", w)
@@ -205,15 +222,19 @@ class Camera:
         if not isinstance(d, Mapping):
             raise CameraError("camera must be an object")
         try:
-            T = np.array(d["T_world_camera"], dtype=np.float64)
+            rows = d["T_world_camera"]
+            if not (isinstance(rows, (list, tuple)) and all(isinstance(r, (list, tuple)) for r in rows)
+                    and all(_is_number(v) for r in rows for v in r)):
+                raise CameraError("camera pose must be a 4x4 list of numbers")
+            T = np.array(rows, dtype=np.float64)
             nums = {k: d[k] for k in ("fx", "fy", "cx", "cy", "width", "height")}
             near, far = d.get("near", 1e-6), d.get("far", 1e9)
         except (KeyError, TypeError, ValueError) as exc:
             raise CameraError(f"camera field missing or not numeric: {exc}") from None
         for k, v in [*nums.items(), ("near", near), ("far", far)]:
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
+            if not _is_number(v):
                 raise CameraError(f"camera field {k} must be a number")
-            if not math.isfinite(v):
+            if not math.isfinite(float(v)):
                 raise CameraError(f"camera field {k} is not finite")
         if nums["width"] != int(nums["width"]) or nums["height"] != int(nums["height"]):
             raise CameraError("camera width/height must be integers")

@@ -37,7 +37,9 @@ class Step:
     def __post_init__(self) -> None:
         if self.kind not in STEP_KINDS:
             raise HistoryError(f"unknown step kind {self.kind!r}")
-        object.__setattr__(self, "chunk_ids", tuple(int(c) for c in self.chunk_ids))
+        if not all(isinstance(c, int) and not isinstance(c, bool) for c in self.chunk_ids):
+            raise HistoryError(f"step {self.id}: chunk ids must be integers")
+        object.__setattr__(self, "chunk_ids", tuple(self.chunk_ids))
 
 
 @dataclass

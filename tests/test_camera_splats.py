@@ -126,3 +126,13 @@ def test_pixel_aligned_splats_follow_the_surface():
     np.testing.assert_allclose(chunk.opacities(), 0.1, rtol=1e-6)
     with pytest.raises(ValueError):
         pixel_aligned_splats(cam, np.ones((3, 3)), np.ones((3, 3, 3)))
+
+
+def test_camera_from_dict_refuses_huge_ints_and_strings():
+    cam = Camera.look_at([0, 0, -3.0], [0, 0, 0.0], width=64, height=48).to_dict()
+    pose_with_string = [list(r) for r in cam["T_world_camera"]]
+    pose_with_string[0][0] = "1.0"
+    for bad in [{**cam, "width": 10**400}, {**cam, "fx": 10**400}, {**cam, "T_world_camera": pose_with_string},
+                {**cam, "fx": True}]:
+        with pytest.raises(CameraError):
+            Camera.from_dict(bad)
