@@ -1,0 +1,207 @@
+"""The real-time splat renderer: moderngl, one instanced draw per frame.
+
+Owns: the GL program (`splats.glsl`), the GPU buffers of the instance stream (reused across
+frames: the instance buffer is orphaned every frame and grown when a frame needs more), the
+offscreen colour + depth targets and their readback, and a headless context helper.
+Does not own: culling, packing and sorting (`engine.render.prepare`, on the CPU), the
+definition of the image (`engine.render.reference` is the oracle this must match), windows
+(`ui/`) or the frame loop.
+
+Conventions: the camera image is in OpenCV pixels (row 0 at the top, v down); GL's window
+origin is bottom-left, so the vertex shader flips v when it writes clip coordinates (a window
+shows the image upright) and `render_offscreen` flips rows back on readback, so its arrays
+match `engine.render.reference.render` row for row.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import moderngl
+import numpy as np
+
+from engine.camera import Camera
+from engine.render.prepare import PACKED_WIDTH, PreparedSplats
+from engine.render.reference import RenderOutput
+
+SHADER_PATH = Path(__file__).parent / "splats.glsl"
+GLSL_VERSION = "#version 330 core"
+INSTANCE_FORMAT = "3f 4f 3f 4f 4f/i"  # the packed columns, see engine.render.prepare
+INSTANCE_ATTRIBUTES = ("in_mean", "in_quat", "in_scale", "in_color", "in_lod")
+INITIAL_INSTANCE_CAPACITY = 1 << 16  # splats; the buffer grows by 1.5x when a frame needs more
+QUAD_CORNERS = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], np.float32)  # [4, 2] strip
+
+
+class HeadlessContextError(RuntimeError):
+    """No offscreen OpenGL 3.3 context could be created on this machine."""
+
+
+def create_headless_context() -> moderngl.Context:
+    """A standalone OpenGL >= 3.3 context through EGL (Mesa llvmpipe works without a GPU)."""
+    try:
+        return moderngl.create_standalone_context(backend="egl", require=330)
+    except Exception as exc:  # moderngl/glcontext raise plain Exceptions
+        raise HeadlessContextError(
+            f"cannot create a headless OpenGL 3.3 context via EGL ({exc}); install "
+            "libegl1 and libgl1 (Mesa), e.g. `apt-get install --no-install-recommends "
+            "libegl1 libgl1`") from None
+
+
+def load_program_source(path: Path = SHADER_PATH) -> tuple[str, str]:
+    """(vertex, fragment) sources of a one-file program with VERTEX_/FRAGMENT_SHADER sections."""
+    body = path.read_text()
+    return (f"{GLSL_VERSION}\n#define VERTEX_SHADER\n{body}",
+            f"{GLSL_VERSION}\n#define FRAGMENT_SHADER\n{body}")
+
+
+@dataclass
+class _OffscreenTargets:
+    """Float32 colour and depth-accumulation textures, drawn together, cleared apart."""
+
+    size: tuple[int, int]  # width, height
+    colour: moderngl.Texture  # RGBA32F: premultiplied rgb over the background, alpha
+    depth: moderngl.Texture  # RGBA32F: (sum w z, 0, 0, sum w)
+    both: moderngl.Framebuffer
+    colour_only: moderngl.Framebuffer  # one framebuffer per texture so each is cleared
+    depth_only: moderngl.Framebuffer  # to its own value (a clear hits every attachment)
+
+    def release(self) -> None:
+        for obj in (self.both, self.colour_only, self.depth_only, self.colour, self.depth):
+            obj.release()
+
+
+class SplatRenderer:
+    """Draws `PreparedSplats` with one instanced draw into any moderngl framebuffer."""
+
+    def __init__(self, ctx: moderngl.Context) -> None:
+        self.ctx = ctx
+        vertex, fragment = load_program_source()
+        self.program = ctx.program(vertex_shader=vertex, fragment_shader=fragment)
+        self._corners = ctx.buffer(QUAD_CORNERS.tobytes())
+        self._capacity = INITIAL_INSTANCE_CAPACITY
+        self._instances = ctx.buffer(reserve=self._capacity * PACKED_WIDTH * 4, dynamic=True)
+        self.vao = ctx.vertex_array(self.program, [
+            (self._corners, "2f", "in_corner"),
+            (self._instances, INSTANCE_FORMAT, *INSTANCE_ATTRIBUTES),
+        ])
+        self._targets: _OffscreenTargets | None = None
+
+    # ---- drawing --------------------------------------------------------------------------
+    def render(
+        self,
+        prepared: PreparedSplats,
+        camera: Camera,
+        framebuffer: moderngl.Framebuffer | None = None,
+        background: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        clear: bool = True,
+    ) -> None:
+        """Clear `framebuffer` (default: the context's screen) to (background, alpha 0) and draw.
+
+        The camera image fills the framebuffer's viewport. Colour attachment 0 receives the
+        premultiplied colour composited over the background with the accumulated alpha in A;
+        an attachment 1, if present, receives (sum w z, 0, 0, sum w) for expected depth.
+        Leaves the context with BLEND on (ONE, ONE_MINUS_SRC_ALPHA), DEPTH_TEST and CULL_FACE
+        off, and `framebuffer` bound: a HUD drawn next composites over the splats."""
+        prepared.check_camera(camera)
+        fbo = framebuffer if framebuffer is not None else self.ctx.screen
+        if fbo is None:
+            raise ValueError("no framebuffer given and the context has no screen")
+        fbo.use()
+        if clear:
+            fbo.clear(*background, 0.0)
+        if prepared.count == 0:
+            return
+        self._upload(prepared.packed)
+        self._set_uniforms(camera, fbo.viewport)
+        ctx = self.ctx
+        ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
+        ctx.enable(moderngl.BLEND)
+        ctx.blend_func = moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA
+        ctx.blend_equation = moderngl.FUNC_ADD
+        self.vao.render(moderngl.TRIANGLE_STRIP, vertices=4, instances=prepared.count)
+
+    def render_offscreen(
+        self,
+        prepared: PreparedSplats,
+        camera: Camera,
+        width: int | None = None,
+        height: int | None = None,
+        background: tuple[float, float, float] = (0.0, 0.0, 0.0),
+    ) -> RenderOutput:
+        """Draw into float32 targets and read back rgb, alpha and expected depth (OpenCV rows)."""
+        width = camera.width if width is None else int(width)
+        height = camera.height if height is None else int(height)
+        if (width, height) != (camera.width, camera.height):
+            raise ValueError(f"offscreen size {width}x{height} differs from the camera's "
+                             f"{camera.width}x{camera.height}; scale the intrinsics instead")
+        targets = self._offscreen_targets(width, height)
+        targets.colour_only.clear(*background, 0.0)
+        targets.depth_only.clear(0.0, 0.0, 0.0, 0.0)
+        self.render(prepared, camera, targets.both, background, clear=False)
+        colour = self._read(targets.both, 0, width, height)  # [H, W, 4] premultiplied rgb, A
+        accum = self._read(targets.both, 1, width, height)  # [H, W, 4] sum w z, 0, 0, sum w
+        with np.errstate(divide="ignore", invalid="ignore"):
+            depth = np.where(accum[..., 3] > 0, accum[..., 0] / accum[..., 3], 0.0)
+        return RenderOutput(np.ascontiguousarray(colour[..., :3]),
+                            np.ascontiguousarray(colour[..., 3]), depth.astype(np.float32))
+
+    def release(self) -> None:
+        """Free the GPU objects (the context stays alive)."""
+        for obj in (self.vao, self._instances, self._corners, self.program):
+            obj.release()
+        if self._targets is not None:
+            self._targets.release()
+            self._targets = None
+
+    # ---- internals ------------------------------------------------------------------------
+    def _upload(self, packed: np.ndarray) -> None:
+        data = np.ascontiguousarray(packed, dtype=np.float32)  # [M, PACKED_WIDTH]
+        if data.ndim != 2 or data.shape[1] != PACKED_WIDTH:
+            raise ValueError(f"packed splats have shape {data.shape}, expected [M, {PACKED_WIDTH}]")
+        if len(data) > self._capacity:
+            self._capacity = max(len(data), int(self._capacity * 1.5))
+        # orphaning gives the driver a fresh store, so this frame never waits on the last one
+        self._instances.orphan(self._capacity * PACKED_WIDTH * 4)
+        self._instances.write(data.tobytes())
+
+    def _set_uniforms(self, camera: Camera, viewport: tuple[int, int, int, int]) -> None:
+        R_camera_world = camera.T_world_camera[:3, :3].T
+        values = {
+            # GLSL matrices are column-major: the rows of M^T are the columns of M
+            "u_R_camera_world": R_camera_world.T.astype(np.float32).tobytes(),
+            "u_focal": (camera.fx, camera.fy),
+            "u_principal": (camera.cx, camera.cy),
+            "u_image_size": (float(camera.width), float(camera.height)),
+            "u_log_focal": math.log(camera.focal),
+            "u_near": camera.near,
+            "u_viewport_scale": (viewport[2] / camera.width, viewport[3] / camera.height),
+        }
+        for name, value in values.items():
+            if name not in self.program:
+                continue  # optimised away by the compiler
+            if isinstance(value, bytes):
+                self.program[name].write(value)
+            else:
+                self.program[name].value = value
+
+    def _offscreen_targets(self, width: int, height: int) -> "_OffscreenTargets":
+        if self._targets is not None and self._targets.size == (width, height):
+            return self._targets
+        if self._targets is not None:
+            self._targets.release()
+        colour = self.ctx.texture((width, height), 4, dtype="f4")
+        depth = self.ctx.texture((width, height), 4, dtype="f4")
+        self._targets = _OffscreenTargets(
+            size=(width, height), colour=colour, depth=depth,
+            both=self.ctx.framebuffer(color_attachments=[colour, depth]),
+            colour_only=self.ctx.framebuffer(color_attachments=[colour]),
+            depth_only=self.ctx.framebuffer(color_attachments=[depth]))
+        return self._targets
+
+    @staticmethod
+    def _read(fbo: moderngl.Framebuffer, attachment: int, width: int, height: int) -> np.ndarray:
+        raw = fbo.read(components=4, attachment=attachment, dtype="f4")
+        # GL rows start at the bottom; OpenCV rows at the top
+        return np.frombuffer(raw, np.float32).reshape(height, width, 4)[::-1]
