@@ -1,0 +1,43 @@
+"""Messages that cross threads and processes: zoom requests, progress and results.
+
+Owns: the frozen dataclasses the frame loop and a generator exchange through queues.
+Does not own: how a generator produces a result (`generation/`) or how the frame loop applies
+it (`engine.scene.append_level`). They are plain data so they pickle across processes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from engine.camera import Camera
+from engine.splats import SplatChunk
+
+
+@dataclass(frozen=True)
+class ZoomRequest:
+    request_id: int
+    parent_step: int  # the step the zoom refines (the head when it was asked)
+    camera: Camera  # C_i: looks at the picked point with a narrower frustum
+    point: tuple[float, float, float]  # picked world point
+    prompt: str
+    seed: int = 0
+    settings: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProgressEvent:
+    request_id: int
+    stage: str  # e.g. "observe", "super-resolve", "optimize"
+    fraction: float  # progress of the whole request in [0, 1]
+    elapsed_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class ZoomResult:
+    request_id: int
+    ok: bool
+    chunks: Mapping[int, SplatChunk] = field(default_factory=dict)  # new chunk ids -> data
+    step_fields: Mapping[str, Any] = field(default_factory=dict)  # prompt, backend, timings, ...
+    error: str = ""  # one line when not ok
+    request: ZoomRequest | None = None
