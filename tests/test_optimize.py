@@ -1,0 +1,287 @@
+"""Pixel-aligned initialisation, the 3DGS loss and the per-scale optimisation
+(generation.splat_opt)."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine.camera import Camera
+from engine.lod import LodLinks
+from engine.synthetic import THIN_RATIO, pixel_aligned_splats, procedural_texture
+from generation.raster import SplatTensors, render_chunks
+from generation.splat_opt import (OptimizeConfig, Progress, View, default_threads,
+                                  init_pixel_aligned, l1, optimize_splats,
+                                  photometric_loss, psnr, ssim, ssim_map)
+
+S = 32
+
+
+def _camera(size: int = S) -> Camera:
+    return Camera.look_at([0.0, 0.0, -3.0], [0.0, 0.0, 0.0], fov_y_deg=50, width=size,
+                          height=size)
+
+
+def _slanted_depth(size: int = S) -> np.ndarray:
+    v, u = (np.mgrid[0:size, 0:size] + 0.5) / size
+    return 2.5 + 0.6 * v + 0.2 * u
+
+
+def _target(size: int = S, seed: int = 1) -> np.ndarray:
+    return procedural_texture(size, size, seed, detail=2.0)
+
+
+def _arrays(chunk):
+    return {k: getattr(chunk, k).copy() for k in ("origin", "positions", "rotations",
+                                                 "log_scales", "opacity_logits", "sh_dc",
+                                                 "s_native", "sh_rest")}
+
+
+FAST = OptimizeConfig(iterations=8, num_threads=1)
+
+
+# ---- initialisation ------------------------------------------------------------------------
+
+def test_init_is_the_engine_initialisation_on_smooth_depth():
+    cam = _camera()
+    depth, rgb = _slanted_depth(), _target()
+    ours = init_pixel_aligned(cam, depth, (rgb * 255).round().astype(np.uint8), stride=2)
+    engine = pixel_aligned_splats(cam, depth, np.round(rgb * 255) / 255, stride=2)
+    for k, v in _arrays(engine).items():
+        np.testing.assert_array_equal(getattr(ours, k), v, err_msg=k)
+    assert len(ours) == (S // 2) ** 2
+    np.testing.assert_allclose(ours.opacities(), 0.1, rtol=1e-6)
+    # s_native = depth / sqrt(fx fy) of the creating camera
+    np.testing.assert_allclose(ours.s_native, cam.pixel_scale(ours.world_positions()), rtol=1e-5)
+
+
+def test_init_mask_and_invalid_depth_limit_the_splats():
+    cam = _camera()
+    depth = _slanted_depth()
+    depth[:4] = np.nan
+    mask = np.zeros((S, S), bool)
+    mask[:, : S // 2] = True
+    chunk = init_pixel_aligned(cam, depth, _target(), mask=mask)
+    uv, _ = cam.project(chunk.world_positions())
+    assert len(chunk) > 0 and (uv[:, 0] < S // 2).all() and (uv[:, 1] > 4).all()
+
+
+def test_init_caps_footprints_stretched_by_depth_discontinuities():
+    cam = _camera()
+    depth = np.full((S, S), 3.0)
+    depth[:, S // 2:] = 30.0  # an occlusion edge: central differences jump 27 units
+    raw = pixel_aligned_splats(cam, depth, _target())
+    capped = init_pixel_aligned(cam, depth, _target())
+    ratio = np.exp(capped.log_scales[:, :2].astype(np.float64)) / capped.s_native[:, None]
+    assert np.exp(raw.log_scales[:, :2].astype(np.float64)).max() > 10.0
+    assert ratio.max() <= 4.0 * (1 + 1e-5)
+    thin = capped.log_scales[:, 2] - capped.log_scales[:, :2].min(1)
+    assert (thin <= math.log(THIN_RATIO) + 1e-5).all()
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    (dict(depth=np.ones((5, 5))), "depth"),
+    (dict(rgb=np.zeros((S, S))), "rgb"),
+    (dict(rgb=np.full((S, S, 3), np.nan)), "NaN"),
+    (dict(mask=np.ones((3, 3), bool)), "mask"),
+    (dict(stride=0), "stride"),
+])
+def test_init_refuses_bad_input_with_one_line(kwargs, match):
+    args = dict(camera=_camera(), depth=_slanted_depth(), rgb=_target())
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=match):
+        init_pixel_aligned(**args)
+
+
+# ---- losses ----------------------------------------------------------------------------------
+
+def _ssim_3dgs(img1: torch.Tensor, img2: torch.Tensor) -> torch.Tensor:
+    """The 3DGS reference: one 2-D 11x11 Gaussian window conv per channel, [C, H, W]."""
+    x = torch.arange(11, dtype=torch.float64) - 5
+    g = torch.exp(-x ** 2 / (2 * 1.5 ** 2))
+    g = g / g.sum()
+    w = (g[:, None] @ g[None, :]).expand(3, 1, 11, 11).to(img1.dtype).contiguous()
+
+    def conv(t):
+        return F.conv2d(t[None], w, padding=5, groups=3)[0]
+
+    mu1, mu2 = conv(img1), conv(img2)
+    s11 = conv(img1 * img1) - mu1 ** 2
+    s22 = conv(img2 * img2) - mu2 ** 2
+    s12 = conv(img1 * img2) - mu1 * mu2
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    m = ((2 * mu1 * mu2 + c1) * (2 * s12 + c2)) / ((mu1 ** 2 + mu2 ** 2 + c1) * (s11 + s22 + c2))
+    return m.mean()
+
+
+def test_ssim_matches_the_3dgs_two_dimensional_window():
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(40, 36, 3, generator=g, dtype=torch.float64)
+    b = (a + 0.1 * torch.randn(40, 36, 3, generator=g, dtype=torch.float64)).clamp(0, 1)
+    want = _ssim_3dgs(a.permute(2, 0, 1), b.permute(2, 0, 1))
+    torch.testing.assert_close(ssim(a, b), want, rtol=1e-12, atol=1e-12)
+    assert float(ssim(a, a)) == pytest.approx(1.0)
+    assert ssim_map(a, b).shape == (40, 36)
+
+
+def test_photometric_loss_is_the_3dgs_mix_and_masks_weight_pixels():
+    g = torch.Generator().manual_seed(1)
+    a = torch.rand(20, 20, 3, generator=g)
+    b = torch.rand(20, 20, 3, generator=g)
+    want = 0.8 * (a - b).abs().mean() + 0.2 * (1 - ssim(a, b))
+    torch.testing.assert_close(photometric_loss(a, b), want)
+    mask = torch.zeros(20, 20)
+    mask[:, :10] = 1
+    torch.testing.assert_close(l1(a, b, mask), (a - b)[:, :10].abs().mean())
+    c = b.clone()
+    c[:, 10:] = 0.0  # differences outside the mask do not count
+    torch.testing.assert_close(l1(a, b, mask), l1(a, c, mask))
+    assert psnr(torch.zeros(4, 4, 3), torch.full((4, 4, 3), 0.1)) == pytest.approx(20.0)
+    assert psnr(a, a) == math.inf
+
+
+# ---- optimisation ----------------------------------------------------------------------------
+
+def _setup(size: int = S):
+    cam = _camera(size)
+    target = _target(size)
+    return cam, target, init_pixel_aligned(cam, _slanted_depth(size), target)
+
+
+def test_positions_colours_and_native_scale_stay_bit_identical():
+    cam, target, chunk = _setup()
+    before = _arrays(chunk)
+    result = optimize_splats(chunk, View(cam, target), config=FAST)
+    (out,) = result.chunks
+    assert out is not chunk
+    for k in ("origin", "positions", "sh_dc", "s_native", "sh_rest"):
+        got = getattr(out, k)
+        assert got.dtype == before[k].dtype and got.tobytes() == before[k].tobytes(), k
+        assert not np.shares_memory(got, getattr(chunk, k)), k
+    assert out.level == chunk.level
+    for k, v in before.items():  # the input chunk is untouched
+        assert getattr(chunk, k).tobytes() == v.tobytes(), k
+    for k in ("rotations", "log_scales", "opacity_logits"):  # what is optimised did change
+        assert not np.array_equal(getattr(out, k), before[k]), k
+    out.validate()
+    assert result.stats.final_loss < result.stats.initial_loss
+
+
+def test_optimisation_is_deterministic_with_a_seed():
+    cam, target, chunk = _setup()
+    aux_cam = Camera.look_at([0.2, 0.0, -3.0], [0.0, 0.0, 0.0], fov_y_deg=50, width=S, height=S)
+    aux = [(aux_cam, _target(seed=2)), (aux_cam, _target(seed=3), np.ones((S, S), bool))]
+    config = OptimizeConfig(iterations=5, num_threads=1, aux_views_per_step=1, seed=4)
+    a = optimize_splats(chunk, (cam, target), aux, config=config)
+    b = optimize_splats(chunk, (cam, target), aux, config=config)
+    assert a.stats.losses == b.stats.losses
+    for x, y in zip(_arrays(a.chunks[0]).values(), _arrays(b.chunks[0]).values()):
+        assert x.tobytes() == y.tobytes()
+
+
+def test_progress_is_reported_and_cancel_stops_between_iterations():
+    cam, target, chunk = _setup()
+    seen: list[Progress] = []
+    stop = threading.Event()
+
+    def progress(p: Progress) -> None:
+        seen.append(p)
+        if p.iteration == 3:
+            stop.set()
+
+    result = optimize_splats(chunk, View(cam, target), config=OptimizeConfig(
+        iterations=50, num_threads=1), progress=progress, cancel=stop)
+    assert [p.iteration for p in seen] == [1, 2, 3] and seen[0].iterations == 50
+    assert result.stats.cancelled and result.stats.iterations_run == 3
+    assert len(result.chunks) == 1 and len(result.chunks[0]) == len(chunk)
+    calls = []
+    result = optimize_splats(chunk, View(cam, target), config=FAST,
+                             cancel=lambda: calls.append(1) or len(calls) > 2)
+    assert result.stats.cancelled and result.stats.iterations_run == 2
+
+
+def test_torch_threads_are_limited_and_restored():
+    cam, target, chunk = _setup()
+    before = torch.get_num_threads()
+    seen = []
+    result = optimize_splats(chunk, View(cam, target), config=OptimizeConfig(iterations=2),
+                             progress=lambda p: seen.append(torch.get_num_threads()))
+    assert seen == [default_threads()] * 2 and result.stats.threads == default_threads()
+    assert torch.get_num_threads() == before
+    assert default_threads() >= 1
+
+
+def test_old_world_is_rendered_frozen_and_modulated():
+    cam, target, chunk = _setup()
+    # an old level in front of half the view: it changes what the new splats must do
+    old_cam = _camera()
+    mask = np.zeros((S, S), bool)
+    mask[:, : S // 2] = True
+    old = init_pixel_aligned(old_cam, _slanted_depth() - 0.3, _target(seed=9), mask=mask)
+    old = type(old)(old.origin, old.positions, old.rotations, old.log_scales,
+                    np.full(len(old), 4.0, np.float32), old.sh_dc, old.s_native)
+    old_before = _arrays(old)
+    alone = optimize_splats(chunk, View(cam, target), config=FAST)
+    with_old = optimize_splats(chunk, View(cam, target), old_world=[(old, None)], config=FAST)
+    assert not np.array_equal(alone.chunks[0].opacity_logits, with_old.chunks[0].opacity_logits)
+    for k, v in old_before.items():
+        assert getattr(old, k).tobytes() == v.tobytes(), k
+    # as a level 4x finer than this camera, linked to a parent 2x coarser than itself, the
+    # old splats fade out completely here: the result is as if they were not there
+    fine = type(old)(old.origin, old.positions, old.rotations, old.log_scales,
+                     old.opacity_logits, old.sh_dc, old.s_native / 4)
+    faded = LodLinks(fine.s_native * 2, np.zeros(len(old), np.float32))
+    assert (cam.pixel_scale(fine.world_positions()) > faded.s_parent).all()
+    hidden = optimize_splats(chunk, View(cam, target), old_world=[(fine, faded)], config=FAST)
+    for x, y in zip(_arrays(alone.chunks[0]).values(), _arrays(hidden.chunks[0]).values()):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_auxiliary_views_and_masks_enter_the_loss():
+    cam, target, chunk = _setup()
+    aux_cam = Camera.look_at([0.3, 0.1, -3.0], [0.0, 0.0, 0.0], fov_y_deg=50, width=S, height=S)
+    aux_target = render_chunks(aux_cam, [(chunk, None)]).rgb.numpy()
+    main_only = optimize_splats(chunk, View(cam, target), config=FAST)
+    both = optimize_splats(chunk, View(cam, target), [View(aux_cam, aux_target)], config=FAST)
+    assert both.stats.losses != main_only.stats.losses
+    mask = np.zeros((S, S))
+    mask[8:24, 8:24] = 1.0
+    masked = optimize_splats(chunk, View(cam, target, mask), config=FAST)
+    assert masked.stats.losses != main_only.stats.losses
+    with pytest.raises(ValueError, match="target"):
+        optimize_splats(chunk, View(cam, target[:10]), config=FAST)
+    with pytest.raises(ValueError, match="mask"):
+        optimize_splats(chunk, View(cam, target, np.ones((3, 3))), config=FAST)
+
+
+def test_several_new_chunks_come_back_in_order():
+    cam, target, chunk = _setup()
+    half = len(chunk) // 2
+    a, b = chunk.take(np.arange(half)), chunk.take(np.arange(half, len(chunk)))
+    result = optimize_splats([a, b], View(cam, target), config=FAST)
+    assert [len(c) for c in result.chunks] == [len(a), len(b)]
+    np.testing.assert_array_equal(result.chunks[1].positions, b.positions)
+
+
+def test_init_then_optimise_fits_a_real_photo():
+    skimage_data = pytest.importorskip("skimage.data")
+    from PIL import Image
+
+    size = 64
+    cam = _camera(size)
+    photo = np.asarray(Image.fromarray(skimage_data.coffee()).resize((size, size),
+                                                                      Image.LANCZOS))
+    chunk = init_pixel_aligned(cam, _slanted_depth(size), photo)
+    result = optimize_splats(chunk, View(cam, photo),
+                             config=OptimizeConfig(iterations=40, num_threads=1))
+    st = SplatTensors.from_chunks(list(result.chunks), origin=cam.position)
+    with torch.no_grad():
+        image = st.render(cam).rgb.clamp(0, 1)
+    fit = psnr(image, torch.as_tensor(photo / 255.0, dtype=torch.float32))
+    assert fit == pytest.approx(result.stats.main_psnr, abs=1e-3)
+    assert fit >= 30.0
