@@ -23,6 +23,9 @@ class ZoomRequest:
     prompt: str
     seed: int = 0
     settings: Mapping[str, Any] = field(default_factory=dict)
+    # the existing world C_i can see: (chunk, its LoD links) pairs, frustum-culled by the sender
+    scene: tuple = ()
+    level: int = 1  # the scale level the result will be (parent level + 1)
 
 
 @dataclass(frozen=True)
