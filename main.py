@@ -171,14 +171,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Build a small procedural three-level world offline, save it, and export a PLY."""
     from engine.chunking import split_level
     from engine.history import History, Step
-    from engine.synthetic import nested_plane_world
+    from engine.synthetic import fractal_plane_world
     from saves import WorldWriter, save_world
     from saves.ply import export_ply
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     world_path = out_dir / "demo.wzs"
-    levels = nested_plane_world(levels=3, factor=4.0, size=args.size, seed=args.seed)
+    levels = fractal_plane_world(levels=3, factor=4.0, size=args.size, seed=args.seed)
     history = History()
     next_chunk = 0
     for i, (camera, level) in enumerate(levels):
@@ -203,6 +203,208 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"saved {world_path} and {ply} ({n:,} splats)")
     print(f"next: wonderzoom info {world_path}")
     return cmd_info(argparse.Namespace(world=str(world_path), json=False))
+
+
+def _sample_world():
+    """The bundled sample: a procedural four-level fractal landscape, built in memory."""
+    from engine.chunking import split_level
+    from engine.history import History, Step
+    from engine.synthetic import fractal_plane_world
+    from ui.app import WorldState
+
+    history, chunks = History(), {}
+    for i, (camera, level) in enumerate(fractal_plane_world(levels=4, factor=4.0, size=320)):
+        parts = split_level(level, max_splats=16384)
+        ids = tuple(range(len(chunks), len(chunks) + len(parts)))
+        chunks.update(zip(ids, parts))
+        history.add(Step(i, i - 1 if i else None, "zoom" if i else "image", ids, camera=camera,
+                         prompt="" if i == 0 else "procedural detail",
+                         backend={"name": "procedural", "version": "1", "seed": i}))
+    return WorldState(history, chunks, None, "sample world")
+
+
+def _open_world_state(path: str):
+    from ui.app import WorldState
+
+    loaded = _load(path)
+    return WorldState(loaded.history, loaded.chunks, Path(path), Path(path).name)
+
+
+def _has_display() -> bool:
+    if os.environ.get("SDL_VIDEODRIVER"):
+        return True  # the user chose a driver (offscreen included)
+    if sys.platform.startswith("linux"):
+        return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+    return True
+
+
+def cmd_play(args: argparse.Namespace) -> int:
+    headless = not _has_display()
+    size = _parse_size(args.size or ("960x540" if headless else "1280x720"))
+    if args.world is not None:
+        state = _open_world_state(args.world)  # refuse a bad file before opening a window
+    if headless:
+        os.environ["SDL_VIDEODRIVER"] = "offscreen"
+        out_dir = Path(args.out)
+        print(f"No display found: running headless (offscreen) and writing frames to {out_dir}/")
+    from generation.procedural import ProceduralGenerator
+    from saves.autosave import Autosaver
+    from ui.app import App, AppConfig
+    from ui.bindings import load_bindings
+
+    bindings = load_bindings(args.bindings)
+    if args.world is None:
+        state = _sample_world()
+    frames = args.frames if args.frames is not None else (90 if headless else None)
+    sweep: list[Path] = []
+
+    def autopilot(app, frame: int) -> None:
+        """Headless demo: zoom steadily toward the deepest level, keeping a frame every 15."""
+        import pygame
+
+        if frame == 0:
+            target = _deepest_point(app.state)
+            uv, z = app.camera.project(target[None])
+            inside = z[0] > 0 and 0 <= uv[0, 0] < size[0] and 0 <= uv[0, 1] < size[1]
+            pos = (int(uv[0, 0]), int(uv[0, 1])) if inside else (size[0] // 2, size[1] // 2)
+            pygame.event.post(pygame.event.Event(pygame.MOUSEMOTION, pos=pos, rel=(0, 0), buttons=(0, 0, 0)))
+        notches = _autopilot_notches(app.state) / max(frames - 10, 1)
+        if frame < frames - 10:
+            pygame.event.post(pygame.event.Event(pygame.MOUSEWHEEL, x=0, y=1, precise_x=0.0,
+                                                 precise_y=notches, flipped=False, which=0))
+        if frame % 15 == 14:
+            sweep.append(app.request_screenshot(Path(args.out) / f"sweep_{len(sweep):03d}.png"))
+
+    config = AppConfig(width=size[0], height=size[1], fps_cap=args.fps_cap or None,
+                       vsync=not args.no_vsync, screenshot_dir=Path(args.out))
+    app = App(state, config=config, bindings=bindings, generator=ProceduralGenerator(),
+              saver=Autosaver(state.path), open_world=_open_world_state,
+              on_frame=autopilot if headless and args.frames is None else None)
+    try:
+        if frames is not None:
+            app.run(frames - 1)
+            shot = Path(args.screenshot) if args.screenshot else (Path(args.out) / "screenshot.png" if headless else None)
+            if shot is not None:
+                app.request_screenshot(shot)
+            app.step()
+        else:
+            app.run()
+    finally:
+        app.close()
+    for path in app.screenshots_written:
+        print(f"wrote {path}")
+    return 0
+
+
+def _deepest_point(state):
+    """World point the head step's camera looks at (the centre of the deepest level)."""
+    import numpy as np
+
+    step = state.history.steps[state.history.head]
+    chunks = [state.chunks[c] for c in step.chunk_ids]
+    pts = np.concatenate([c.world_positions() for c in chunks])
+    if step.camera is None:
+        return pts.mean(axis=0)
+    depth = float(np.median(step.camera.points_to_camera(pts)[:, 2]))
+    cam = step.camera
+    return cam.unproject(np.array([[cam.cx, cam.cy]]), np.array([depth]))[0]
+
+
+def _autopilot_notches(state) -> float:
+    """Wheel notches that zoom from the root level to a little past the deepest one."""
+    import math
+
+    import numpy as np
+
+    path = state.history.path()
+    scales = [float(np.median(np.concatenate([state.chunks[c].s_native for c in s.chunk_ids])))
+              for s in (path[0], path[-1])]
+    return math.log(max(scales[0] / scales[1], 1.0) * 1.5) / math.log(1.25)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
+    if not (64 <= w <= 8192 and 64 <= h <= 8192):
+        raise UserError(f"--size {text!r}: each side must be 64..8192 pixels")
+    return w, h
+
+
+def _play_epilog() -> str:
+    from ui.bindings import Bindings
+
+    return ("bindings (rebind with --bindings FILE.toml, sections [keyboard] and [gamepad]):\n  "
+            + "\n  ".join(Bindings().help_lines()))
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    """Render frames of a world headless (EGL) along a camera path or a zoom sweep."""
+    from engine.render.camera_path import CameraPathError, load_camera_path
+    from engine.render.gl import HeadlessContextError, create_headless_context
+    from engine.render.headless import (mp4_writer_available, start_camera, to_uint8,
+                                        write_mp4, write_png, zoom_sweep_path)
+    from engine.render.streaming import StreamingRenderer
+    from engine.scene import build_scene
+
+    for name in ("width", "height"):
+        value = getattr(args, name)
+        if value is not None and not 0 < value <= 8192:
+            raise UserError(f"--{name} must be in 1..8192")
+    if args.frames is not None and not 0 < args.frames <= 100_000:
+        raise UserError("--frames must be in 1..100000")
+    at = None
+    if args.at is not None:
+        try:
+            u, v = (float(x) for x in args.at.split(","))
+        except ValueError:
+            raise UserError(f"--at {args.at!r}: expected two numbers U,V (pixels)") from None
+        at = (u, v)
+    out_dir = Path(args.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a folder")
+    loaded = _load(args.world)
+    step = _step_arg(loaded, args.step)
+    try:
+        cameras = None
+        if args.camera_path is not None:
+            cameras = load_camera_path(args.camera_path, args.width, args.height, args.frames)
+        world = build_scene(loaded.history, loaded.chunks, step)
+        try:
+            ctx = create_headless_context()
+        except HeadlessContextError as exc:
+            raise UserError(str(exc)) from None
+        renderer = StreamingRenderer(ctx)
+        try:
+            if cameras is None:
+                start = start_camera(world, args.width or 640, args.height or 480)
+                cameras = zoom_sweep_path(renderer, world, start, args.frames or 60, at)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            written = []
+            for i, camera in enumerate(cameras):
+                frame = renderer.render_offscreen(world, camera)
+                written.append(out_dir / f"frame_{i:04d}.png")
+                write_png(written[-1], to_uint8(frame.rgb))
+        finally:
+            renderer.release()
+            ctx.release()
+    except CameraPathError as exc:
+        raise UserError(str(exc)) from None
+    (out_dir / "cameras.json").write_text(json.dumps(
+        {"version": 1, "cameras": [c.to_dict() for c in cameras]}))
+    print(f"wrote {len(written)} frames ({cameras[0].width}x{cameras[0].height}) of step {step} "
+          f"to {out_dir}/frame_0000.png ... and the cameras to {out_dir}/cameras.json")
+    if args.mp4:
+        if len({(c.width, c.height) for c in cameras}) > 1:
+            print("note: frames differ in size; no mp4 written")
+        elif mp4_writer_available():
+            write_mp4(out_dir / "render.mp4", written, fps=args.fps)
+            print(f"wrote {out_dir / 'render.mp4'}")
+        else:
+            print("note: --mp4 needs imageio and imageio-ffmpeg (pip install imageio "
+                  "imageio-ffmpeg); wrote the PNG frames only")
+    return 0
 
 
 def _now() -> str:
@@ -252,10 +454,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="WORLD", help="output world (.wzs)")
     p.add_argument("--force", action="store_true", help="replace WORLD if it exists")
 
+    p = sub.add_parser("play", help="open a world in a window and fly/zoom through it",
+                       description="Open a world (or the bundled sample) in a window: fly, zoom, pick a "
+                                   "point, type a prompt and watch it grow. With no display it runs "
+                                   "headless and writes a screenshot and a zoom sweep.",
+                       epilog=_play_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.set_defaults(fn=cmd_play)
+    p.add_argument("world", nargs="?", help="world file (.wzs); default: the bundled sample world")
+    p.add_argument("--frames", type=int, default=None, help="run N frames, then exit")
+    p.add_argument("--screenshot", metavar="PATH", help="write the last frame (with HUD) as PNG")
+    p.add_argument("--bindings", metavar="TOML", help="rebind keys/buttons from a TOML file")
+    p.add_argument("--size", default=None,
+                   help="window size WIDTHxHEIGHT (default 1280x720; 960x540 headless)")
+    p.add_argument("--fps-cap", type=float, default=60.0, help="frame-rate cap (0 = none)")
+    p.add_argument("--no-vsync", action="store_true", help="do not wait for the display refresh")
+    p.add_argument("--out", default="out/play", help="folder for screenshots (default out/play)")
+
     p = add("demo", cmd_demo, "build a procedural 3-level world offline (no models needed)")
     p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")
     p.add_argument("--size", type=int, default=192, help="pixels per side of each level")
     p.add_argument("--seed", type=int, default=0)
+
+    p = add("render", cmd_render, "render frames of a world headless (PNG frames, optional mp4)")
+    p.add_argument("world", help="world file (.wzs)")
+    path = p.add_mutually_exclusive_group(required=True)
+    path.add_argument("--camera-path", metavar="PATH.json",
+                      help="camera path file (format in README: keyframes or explicit cameras)")
+    path.add_argument("--zoom-sweep", action="store_true",
+                      help="fly straight from the root camera toward the point at the image "
+                           "centre (or --at) down to the finest level there")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder for frame_0000.png ...")
+    p.add_argument("--width", type=int, default=None, help="image width (default: the path's, or 640)")
+    p.add_argument("--height", type=int, default=None, help="image height (default: the path's, or 480)")
+    p.add_argument("--step", type=int, default=None, help="render the world at this step (default: head)")
+    p.add_argument("--frames", type=int, default=None,
+                   help="frames of the zoom sweep (default 60) or of a keyframe path")
+    p.add_argument("--at", metavar="U,V", default=None,
+                   help="zoom-sweep target pixel of the start camera (default: the centre)")
+    p.add_argument("--mp4", action="store_true", help="also write render.mp4 (needs imageio-ffmpeg)")
+    p.add_argument("--fps", type=float, default=30.0, help="mp4 frame rate (default 30)")
     return parser
 
 
@@ -284,7 +521,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _user_message(exc: Exception) -> str | None:
     """One line for errors caused by the user's files; None for real bugs (re-raised)."""
     names = {cls.__name__ for cls in type(exc).__mro__}
-    if names & {"SaveFormatError", "WorldBusyError", "PlyError", "HistoryError", "CameraError"}:
+    if names & {"SaveFormatError", "WorldBusyError", "PlyError", "HistoryError", "CameraError",
+                 "BindingsError", "HeadlessContextError"}:
         return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)):
         return f"{exc.filename}: {os.strerror(exc.errno) if exc.errno else exc}"

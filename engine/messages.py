@@ -26,6 +26,8 @@ class ZoomRequest:
     # the existing world C_i can see: (chunk, its LoD links) pairs, frustum-culled by the sender
     scene: tuple = ()
     level: int = 1  # the scale level the result will be (parent level + 1)
+    # prompts of the steps on the path to the parent, root first (the context stage's history)
+    context: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -134,3 +134,70 @@ def _plane_depth(camera: Camera) -> np.ndarray:
     with np.errstate(divide="ignore"):
         t = -o[2] / dir_world_z
     return np.where(t > 0, t, np.inf)
+
+
+# ---- a fractal world for the bundled sample ----------------------------------------------
+_PALETTE = np.array([  # (position, r, g, b): water -> shore -> meadow -> rock -> snow
+    [0.00, 0.05, 0.12, 0.35], [0.35, 0.10, 0.45, 0.65], [0.45, 0.85, 0.78, 0.50],
+    [0.52, 0.25, 0.55, 0.20], [0.68, 0.12, 0.38, 0.12], [0.80, 0.45, 0.38, 0.30],
+    [0.92, 0.92, 0.92, 0.95], [1.00, 1.00, 1.00, 1.00]])
+
+
+def _value_noise(x: np.ndarray, y: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """Smooth value noise in [0, 1] at float64 points, periodic with the table size."""
+    n = table.shape[0]
+    xi, yi = np.floor(x), np.floor(y)
+    fx, fy = x - xi, y - yi
+    sx, sy = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy)
+    x0, y0 = xi.astype(np.int64) % n, yi.astype(np.int64) % n
+    x1, y1 = (x0 + 1) % n, (y0 + 1) % n
+    top = table[y0, x0] * (1 - sx) + table[y0, x1] * sx
+    bottom = table[y1, x0] * (1 - sx) + table[y1, x1] * sx
+    return top * (1 - sy) + bottom * sy
+
+
+def fractal_colour(points: np.ndarray, finest: float, seed: int = 0) -> np.ndarray:
+    """[N, 3] colours of a fractal landscape texture at world points (x, y used), with octaves
+    down to the world length `finest`: the same place has the same colour at every level, and
+    finer levels add finer octaves, so zooming reveals new detail that matches the coarse view."""
+    rng = np.random.default_rng(seed)
+    table = rng.random((256, 256))
+    x, y = points[:, 0], points[:, 1]
+    height = np.zeros(len(points))
+    detail = np.zeros(len(points))
+    amplitude, wavelength, total = 1.0, 2.0, 0.0
+    octave = 0
+    while wavelength > 2 * finest and octave < 40:
+        offset = 17.31 * octave  # decorrelate octaves
+        value = _value_noise(x / wavelength + offset, y / wavelength - offset, table)
+        if octave < 4:
+            height += amplitude * value
+            total += amplitude
+        else:  # fine octaves modulate brightness: texture inside each region
+            detail += (value - 0.5) * 0.8 ** (octave - 4) * 0.5
+        amplitude *= 0.5
+        wavelength *= 0.5
+        octave += 1
+    h = height / max(total, 1e-12)
+    h = np.clip((h - 0.2) / 0.6, 0.0, 1.0)
+    rgb = np.stack([np.interp(h, _PALETTE[:, 0], _PALETTE[:, c]) for c in (1, 2, 3)], axis=1)
+    return np.clip(rgb * (1.0 + detail[:, None]), 0.0, 1.0)
+
+
+def fractal_plane_world(levels: int = 3, factor: float = 4.0, size: int = 256, seed: int = 0,
+                        opacity: float = 0.95) -> list[tuple[Camera, SplatChunk]]:
+    """Like `nested_plane_world` but coloured by `fractal_colour`, consistent across levels;
+    opaque splats stand in for optimised ones. The bundled sample world of `play`."""
+    cam = Camera.look_at([0.0, 0.0, -4.0], [0.0, 0.0, 0.0], fov_y_deg=50, width=size, height=size)
+    out = []
+    target = np.array([0.0137, -0.0071, 0.0])  # off the lattice of the noise, not centred on a cell
+    for i in range(levels):
+        if i > 0:
+            cam = zoom_camera(cam, target, factor)
+        depth = _plane_depth(cam)
+        v, u = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+        pts = cam.unproject(np.stack([u.ravel(), v.ravel()], 1), depth.ravel())
+        finest = float(cam.pixel_scale(target[None])[0])
+        rgb = fractal_colour(pts, finest, seed).reshape(size, size, 3)
+        out.append((cam, pixel_aligned_splats(cam, depth, rgb, level=i, opacity=opacity)))
+    return out

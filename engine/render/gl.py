@@ -30,6 +30,7 @@ SHADER_PATH = Path(__file__).parent / "splats.glsl"
 GLSL_VERSION = "#version 330 core"
 INSTANCE_FORMAT = "3f 4f 3f 4f 4f/i"  # the packed columns, see engine.render.prepare
 INSTANCE_ATTRIBUTES = ("in_mean", "in_quat", "in_scale", "in_color", "in_lod")
+INSTANCE_WIDTHS = (3, 4, 3, 4, 4)  # floats per attribute, summing to PACKED_WIDTH
 INITIAL_INSTANCE_CAPACITY = 1 << 16  # splats; the buffer grows by 1.5x when a frame needs more
 QUAD_CORNERS = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], np.float32)  # [4, 2] strip
 
@@ -57,7 +58,7 @@ def load_program_source(path: Path = SHADER_PATH) -> tuple[str, str]:
 
 
 @dataclass
-class _OffscreenTargets:
+class OffscreenTargets:
     """Float32 colour and depth-accumulation textures, drawn together, cleared apart."""
 
     size: tuple[int, int]  # width, height
@@ -67,9 +68,73 @@ class _OffscreenTargets:
     colour_only: moderngl.Framebuffer  # one framebuffer per texture so each is cleared
     depth_only: moderngl.Framebuffer  # to its own value (a clear hits every attachment)
 
+    @classmethod
+    def create(cls, ctx: moderngl.Context, width: int, height: int) -> "OffscreenTargets":
+        colour = ctx.texture((width, height), 4, dtype="f4")
+        depth = ctx.texture((width, height), 4, dtype="f4")
+        return cls(size=(width, height), colour=colour, depth=depth,
+                   both=ctx.framebuffer(color_attachments=[colour, depth]),
+                   colour_only=ctx.framebuffer(color_attachments=[colour]),
+                   depth_only=ctx.framebuffer(color_attachments=[depth]))
+
+    def clear(self, background: tuple[float, float, float]) -> None:
+        self.colour_only.clear(*background, 0.0)
+        self.depth_only.clear(0.0, 0.0, 0.0, 0.0)
+
+    def read(self) -> RenderOutput:
+        """rgb, alpha and expected depth, in OpenCV rows (GL rows start at the bottom)."""
+        width, height = self.size
+        colour = _read(self.both, 0, width, height)  # [H, W, 4] premultiplied rgb, A
+        accum = _read(self.both, 1, width, height)  # [H, W, 4] sum w z, 0, 0, sum w
+        with np.errstate(divide="ignore", invalid="ignore"):
+            depth = np.where(accum[..., 3] > 0, accum[..., 0] / accum[..., 3], 0.0)
+        return RenderOutput(np.ascontiguousarray(colour[..., :3]),
+                            np.ascontiguousarray(colour[..., 3]), depth.astype(np.float32))
+
     def release(self) -> None:
         for obj in (self.both, self.colour_only, self.depth_only, self.colour, self.depth):
             obj.release()
+
+
+def _read(fbo: moderngl.Framebuffer, attachment: int, width: int, height: int) -> np.ndarray:
+    raw = fbo.read(components=4, attachment=attachment, dtype="f4")
+    # GL rows start at the bottom; OpenCV rows at the top
+    return np.frombuffer(raw, np.float32).reshape(height, width, 4)[::-1]
+
+
+def set_uniforms(program: moderngl.Program, values: dict) -> None:
+    """Set the uniforms the program really has (compilers drop unused ones)."""
+    for name, value in values.items():
+        if name not in program:
+            continue
+        if isinstance(value, bytes):
+            program[name].write(value)
+        else:
+            program[name].value = value
+
+
+def camera_uniforms(camera: Camera, viewport: tuple[int, int, int, int]) -> dict:
+    """The camera uniforms shared by the splat programs (`splats.glsl`, `points.glsl`)."""
+    R_camera_world = camera.T_world_camera[:3, :3].T
+    return {
+        # GLSL matrices are column-major: the rows of M^T are the columns of M
+        "u_R_camera_world": R_camera_world.T.astype(np.float32).tobytes(),
+        "u_focal": (camera.fx, camera.fy),
+        "u_principal": (camera.cx, camera.cy),
+        "u_image_size": (float(camera.width), float(camera.height)),
+        "u_log_focal": math.log(camera.focal),
+        "u_near": camera.near,
+        "u_viewport_scale": (viewport[2] / camera.width, viewport[3] / camera.height),
+        "u_viewport": tuple(float(v) for v in viewport),
+    }
+
+
+def premultiplied_blending(ctx: moderngl.Context) -> None:
+    """Back-to-front "over" of premultiplied colour; no depth test, no face culling."""
+    ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
+    ctx.enable(moderngl.BLEND)
+    ctx.blend_func = moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA
+    ctx.blend_equation = moderngl.FUNC_ADD
 
 
 class SplatRenderer:
@@ -86,7 +151,8 @@ class SplatRenderer:
             (self._corners, "2f", "in_corner"),
             (self._instances, INSTANCE_FORMAT, *INSTANCE_ATTRIBUTES),
         ])
-        self._targets: _OffscreenTargets | None = None
+        self._bound_first = 0
+        self._targets: OffscreenTargets | None = None
 
     # ---- drawing --------------------------------------------------------------------------
     def render(
@@ -113,14 +179,44 @@ class SplatRenderer:
             fbo.clear(*background, 0.0)
         if prepared.count == 0:
             return
-        self._upload(prepared.packed)
-        self._set_uniforms(camera, fbo.viewport)
-        ctx = self.ctx
-        ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
-        ctx.enable(moderngl.BLEND)
-        ctx.blend_func = moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA
-        ctx.blend_equation = moderngl.FUNC_ADD
-        self.vao.render(moderngl.TRIANGLE_STRIP, vertices=4, instances=prepared.count)
+        self.upload(prepared.packed)
+        self.draw_range(camera, fbo, 0, prepared.count)
+
+    def upload(self, packed: np.ndarray) -> None:
+        """Replace the instance stream with `packed` ([M, PACKED_WIDTH] float32, drawn in
+        row order); `draw_range` then draws any run of it."""
+        data = np.ascontiguousarray(packed, dtype=np.float32)  # [M, PACKED_WIDTH]
+        if data.ndim != 2 or data.shape[1] != PACKED_WIDTH:
+            raise ValueError(f"packed splats have shape {data.shape}, expected [M, {PACKED_WIDTH}]")
+        if len(data) > self._capacity:
+            self._capacity = max(len(data), int(self._capacity * 1.5))
+        # orphaning gives the driver a fresh store, so this frame never waits on the last one
+        self._instances.orphan(self._capacity * PACKED_WIDTH * 4)
+        self._instances.write(data.tobytes())
+
+    def draw_range(self, camera: Camera, fbo: moderngl.Framebuffer, first: int, count: int
+                   ) -> None:
+        """Draw rows [first, first + count) of the uploaded stream into the bound `fbo`
+        (the caller has cleared it; rows are in the camera frame `camera` was prepared for)."""
+        if count <= 0:
+            return
+        set_uniforms(self.program, camera_uniforms(camera, fbo.viewport))
+        premultiplied_blending(self.ctx)
+        self._bind_instances(first)
+        self.vao.render(moderngl.TRIANGLE_STRIP, vertices=4, instances=count)
+
+    def _bind_instances(self, first: int) -> None:
+        """Point the per-instance attributes at row `first` (GL 3.3 has no base instance)."""
+        if first == self._bound_first:
+            return
+        offset = first * PACKED_WIDTH * 4
+        column = 0
+        for name, width in zip(INSTANCE_ATTRIBUTES, INSTANCE_WIDTHS):
+            if name in self.program:
+                self.vao.bind(self.program[name].location, "f", self._instances, f"{width}f",
+                              offset=offset + column * 4, stride=PACKED_WIDTH * 4, divisor=1)
+            column += width
+        self._bound_first = first
 
     def render_offscreen(
         self,
@@ -137,15 +233,9 @@ class SplatRenderer:
             raise ValueError(f"offscreen size {width}x{height} differs from the camera's "
                              f"{camera.width}x{camera.height}; scale the intrinsics instead")
         targets = self._offscreen_targets(width, height)
-        targets.colour_only.clear(*background, 0.0)
-        targets.depth_only.clear(0.0, 0.0, 0.0, 0.0)
+        targets.clear(background)
         self.render(prepared, camera, targets.both, background, clear=False)
-        colour = self._read(targets.both, 0, width, height)  # [H, W, 4] premultiplied rgb, A
-        accum = self._read(targets.both, 1, width, height)  # [H, W, 4] sum w z, 0, 0, sum w
-        with np.errstate(divide="ignore", invalid="ignore"):
-            depth = np.where(accum[..., 3] > 0, accum[..., 0] / accum[..., 3], 0.0)
-        return RenderOutput(np.ascontiguousarray(colour[..., :3]),
-                            np.ascontiguousarray(colour[..., 3]), depth.astype(np.float32))
+        return targets.read()
 
     def release(self) -> None:
         """Free the GPU objects (the context stays alive)."""
@@ -156,52 +246,10 @@ class SplatRenderer:
             self._targets = None
 
     # ---- internals ------------------------------------------------------------------------
-    def _upload(self, packed: np.ndarray) -> None:
-        data = np.ascontiguousarray(packed, dtype=np.float32)  # [M, PACKED_WIDTH]
-        if data.ndim != 2 or data.shape[1] != PACKED_WIDTH:
-            raise ValueError(f"packed splats have shape {data.shape}, expected [M, {PACKED_WIDTH}]")
-        if len(data) > self._capacity:
-            self._capacity = max(len(data), int(self._capacity * 1.5))
-        # orphaning gives the driver a fresh store, so this frame never waits on the last one
-        self._instances.orphan(self._capacity * PACKED_WIDTH * 4)
-        self._instances.write(data.tobytes())
-
-    def _set_uniforms(self, camera: Camera, viewport: tuple[int, int, int, int]) -> None:
-        R_camera_world = camera.T_world_camera[:3, :3].T
-        values = {
-            # GLSL matrices are column-major: the rows of M^T are the columns of M
-            "u_R_camera_world": R_camera_world.T.astype(np.float32).tobytes(),
-            "u_focal": (camera.fx, camera.fy),
-            "u_principal": (camera.cx, camera.cy),
-            "u_image_size": (float(camera.width), float(camera.height)),
-            "u_log_focal": math.log(camera.focal),
-            "u_near": camera.near,
-            "u_viewport_scale": (viewport[2] / camera.width, viewport[3] / camera.height),
-        }
-        for name, value in values.items():
-            if name not in self.program:
-                continue  # optimised away by the compiler
-            if isinstance(value, bytes):
-                self.program[name].write(value)
-            else:
-                self.program[name].value = value
-
-    def _offscreen_targets(self, width: int, height: int) -> "_OffscreenTargets":
+    def _offscreen_targets(self, width: int, height: int) -> OffscreenTargets:
         if self._targets is not None and self._targets.size == (width, height):
             return self._targets
         if self._targets is not None:
             self._targets.release()
-        colour = self.ctx.texture((width, height), 4, dtype="f4")
-        depth = self.ctx.texture((width, height), 4, dtype="f4")
-        self._targets = _OffscreenTargets(
-            size=(width, height), colour=colour, depth=depth,
-            both=self.ctx.framebuffer(color_attachments=[colour, depth]),
-            colour_only=self.ctx.framebuffer(color_attachments=[colour]),
-            depth_only=self.ctx.framebuffer(color_attachments=[depth]))
+        self._targets = OffscreenTargets.create(self.ctx, width, height)
         return self._targets
-
-    @staticmethod
-    def _read(fbo: moderngl.Framebuffer, attachment: int, width: int, height: int) -> np.ndarray:
-        raw = fbo.read(components=4, attachment=attachment, dtype="f4")
-        # GL rows start at the bottom; OpenCV rows at the top
-        return np.frombuffer(raw, np.float32).reshape(height, width, 4)[::-1]

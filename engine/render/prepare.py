@@ -196,15 +196,8 @@ def prepare(
             rows, opacity = rows[sel], opacity[sel]
             s_native, s_parent, s_child = s_native[sel], s_parent[sel], s_child[sel]
 
-        piece = np.empty((len(rows), PACKED_WIDTH), np.float32)
-        piece[:, COL_MEAN] = np.take(p_cam, rows, axis=0)
-        piece[:, COL_QUAT] = np.take(chunk.rotations, rows, axis=0)
-        piece[:, COL_SCALE] = np.exp(np.take(ls, rows, axis=0))
-        rgb = 0.5 + SH_C0 * np.take(chunk.sh_dc, rows, axis=0)
-        piece[:, COL_RGB] = np.clip(rgb, 0.0, 1.0)
-        piece[:, COL_OPACITY] = opacity
-        piece[:, COL_LOG_S_NATIVE:] = link_columns(s_native, s_parent, s_child)
-        pieces.append(piece)
+        pieces.append(_pack(np.take(p_cam, rows, axis=0), chunk, rows, opacity,
+                            s_native, s_parent, s_child))
         src_chunk.append(np.full(len(rows), index, np.int32))
         src_row.append(rows.astype(np.int32))
 
@@ -217,6 +210,34 @@ def prepare(
     order = back_to_front_order(packed[:, 2])
     return PreparedSplats(np.take(packed, order, axis=0), np.concatenate(src_chunk)[order],
                           np.concatenate(src_row)[order], stats, pose)
+
+
+def pack(camera: Camera, chunk: SplatChunk, links: LodLinks | None, rows: np.ndarray
+         ) -> np.ndarray:
+    """[len(rows), PACKED_WIDTH] float32 rows of `chunk`, in the given order, without culling
+    (for callers that culled and sorted already, e.g. the streaming renderer's quad path)."""
+    rows = np.asarray(rows, np.int64)
+    links = LodLinks.root(len(chunk)) if links is None else links
+    eye = camera.T_world_camera[:3, 3]
+    rel = (chunk.origin - eye)[None, :] + np.take(chunk.positions, rows, axis=0).astype(np.float64)
+    p_cam = rel @ camera.T_world_camera[:3, :3]  # [K, 3] float64, then float32
+    with np.errstate(over="ignore"):
+        opacity = 1.0 / (1.0 + np.exp(-np.take(chunk.opacity_logits, rows)))
+    return _pack(p_cam, chunk, rows, opacity, np.take(chunk.s_native, rows),
+                 np.take(links.s_parent, rows), np.take(links.s_child, rows))
+
+
+def _pack(p_cam: np.ndarray, chunk: SplatChunk, rows: np.ndarray, opacity: np.ndarray,
+          s_native: np.ndarray, s_parent: np.ndarray, s_child: np.ndarray) -> np.ndarray:
+    piece = np.empty((len(rows), PACKED_WIDTH), np.float32)
+    piece[:, COL_MEAN] = p_cam
+    piece[:, COL_QUAT] = np.take(chunk.rotations, rows, axis=0)
+    piece[:, COL_SCALE] = np.exp(np.take(chunk.log_scales, rows, axis=0))
+    rgb = 0.5 + SH_C0 * np.take(chunk.sh_dc, rows, axis=0)
+    piece[:, COL_RGB] = np.clip(rgb, 0.0, 1.0)
+    piece[:, COL_OPACITY] = opacity
+    piece[:, COL_LOG_S_NATIVE:] = link_columns(s_native, s_parent, s_child)
+    return piece
 
 
 def depth_sort_keys(depth: np.ndarray) -> np.ndarray:

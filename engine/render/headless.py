@@ -1,0 +1,156 @@
+"""Headless rendering for automation: frames of a world along a camera path, as images.
+
+Owns: the start camera of a world (its root level's camera, or one framing the splats when
+the world carries none, e.g. an import), the zoom-sweep target (a depth pick on a rendered
+frame) and its end scale (the finest native scale near the target), and writing frames as
+PNG (a small zlib encoder: no imaging library needed) and optionally as mp4 (imageio with
+ffmpeg, when installed).
+Does not own: loading worlds (`saves/`, wired by `main.py`), the camera-path file format
+(`engine.render.camera_path`) or drawing (`engine.render.streaming`).
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from engine.camera import Camera
+from engine.render.camera_path import (CameraPathError, default_camera, with_image_size,
+                                       zoom_sweep)
+from engine.render.reference import RenderOutput
+from engine.scene import ChunkHandle, ChunkStore, level_entities
+from engine.world import World
+
+SAMPLE_SPLATS = 200_000  # enough centres to frame a world
+NEAR_TARGET_PX = 16.0  # splats within this many of their own native pixels count as "there"
+MIN_PICK_ALPHA = 0.5
+
+
+def world_chunks(world: World) -> list:
+    store = world.resource(ChunkStore)
+    out = []
+    for _, (handle,) in world.query(ChunkHandle):
+        chunk = store.get(handle.chunk_id)
+        if chunk is not None and len(chunk):
+            out.append(chunk)
+    return out
+
+
+def start_camera(world: World, width: int, height: int) -> Camera:
+    """The root level's camera at this image size (same pose and vertical field of view),
+    or, for a world without cameras, one looking at the bulk of its splats."""
+    levels = sorted(level_entities(world), key=lambda e: e[1].level)
+    for _, node in levels:
+        if node.camera is not None:
+            return with_image_size(node.camera, width, height)
+    chunks = world_chunks(world)
+    total = sum(len(c) for c in chunks)
+    if total == 0:
+        raise CameraPathError("the world holds no splats to look at")
+    step = max(1, total // SAMPLE_SPLATS)
+    points = np.concatenate([c.world_positions()[::step] for c in chunks])
+    return default_camera(points, width, height)
+
+
+def pick_point(frame: RenderOutput, camera: Camera, uv: tuple[float, float] | None = None
+               ) -> np.ndarray:
+    """World point under pixel `uv` (default: the image centre) from a frame's expected
+    depth; where nothing solid is under it, the nearest solid pixel is used."""
+    h, w = frame.alpha.shape
+    u, v = (w / 2.0, h / 2.0) if uv is None else (float(uv[0]), float(uv[1]))
+    if not (0 <= u < w and 0 <= v < h):
+        raise CameraPathError(f"pixel ({u:g}, {v:g}) is outside the {w}x{h} image")
+    solid = (frame.alpha > MIN_PICK_ALPHA) & (frame.depth > 0)
+    if not solid.any():
+        raise CameraPathError("nothing is visible from the start camera")
+    r, c = min(int(v), h - 1), min(int(u), w - 1)
+    if solid[r, c]:
+        pixel = np.array([[u, v]])
+    else:
+        rows, cols = np.nonzero(solid)
+        k = int(np.argmin((cols + 0.5 - u) ** 2 + (rows + 0.5 - v) ** 2))
+        r, c = int(rows[k]), int(cols[k])
+        pixel = np.array([[c + 0.5, r + 0.5]])
+    sx, sy = w / camera.width, h / camera.height
+    pixel = pixel / [sx, sy]
+    return camera.unproject(pixel, np.array([float(frame.depth[r, c])]))[0]
+
+
+def finest_scale_near(world: World, point: np.ndarray) -> float:
+    """The smallest native scale among splats at `point` (within NEAR_TARGET_PX of their own
+    native pixels): where a zoom toward `point` reaches the deepest level there."""
+    best = np.inf
+    overall = np.inf
+    point = np.asarray(point, np.float64)
+    for chunk in world_chunks(world):
+        lo, hi = chunk.bounds()
+        overall = min(overall, float(chunk.s_native.min()))
+        reach = NEAR_TARGET_PX * float(chunk.s_native.max())
+        if np.any(point < lo - reach) or np.any(point > hi + reach):
+            continue
+        dist = np.linalg.norm(chunk.world_positions() - point, axis=1)
+        near = dist <= NEAR_TARGET_PX * chunk.s_native
+        if near.any():
+            best = min(best, float(chunk.s_native[near].min()))
+    return best if np.isfinite(best) else overall
+
+
+def zoom_sweep_path(renderer, world: World, start: Camera, frames: int,
+                    uv: tuple[float, float] | None = None) -> list[Camera]:
+    """A straight zoom from `start` toward the world point under `uv`, down to the finest
+    level there (`renderer`: a `StreamingRenderer`, used for the depth pick)."""
+    frame = renderer.render_offscreen(world, start)
+    target = pick_point(frame, start, uv)
+    return zoom_sweep(start, target, finest_scale_near(world, target), frames)
+
+
+def to_uint8(rgb: np.ndarray) -> np.ndarray:
+    """[H, W, 3] float in [0, 1] -> uint8 (rounded, clipped)."""
+    return np.clip(np.rint(np.asarray(rgb, np.float64) * 255.0), 0, 255).astype(np.uint8)
+
+
+def write_png(path: str | Path, rgb: np.ndarray) -> None:
+    """[H, W, 3] uint8 -> an 8-bit RGB PNG file."""
+    rgb = np.ascontiguousarray(rgb, np.uint8)
+    h, w, _ = rgb.shape
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rgb.reshape(h, w * 3)], axis=1)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    png = (b"\x89PNG\r\n\x1a\n"
+           + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+           + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
+           + chunk(b"IEND", b""))
+    Path(path).write_bytes(png)
+
+
+def read_png_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) from a PNG header (used by tests and sanity checks)."""
+    head = Path(path).read_bytes()[:24]
+    if head[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path}: not a PNG file")
+    return struct.unpack(">II", head[16:24])
+
+
+def mp4_writer_available() -> bool:
+    try:
+        import imageio.v2  # noqa: F401
+        import imageio_ffmpeg  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def write_mp4(path: str | Path, frames: Sequence[Path], fps: float = 30.0) -> None:
+    """Encode PNG frames (same size) into an mp4 with imageio + ffmpeg."""
+    import imageio.v2 as imageio
+
+    with imageio.get_writer(str(path), fps=fps, codec="libx264", macro_block_size=1) as writer:
+        for frame in frames:
+            writer.append_data(imageio.imread(frame))

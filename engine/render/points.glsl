@@ -1,0 +1,154 @@
+// Resident splats drawn as GL points: one vertex per splat, fetched through a sorted index
+// list (the element buffer) from the static arena of engine/render/residency.py.
+//
+// Compile with "#version 330", "#define PAGE_BITS <n>" and "#define VERTEX_SHADER" (or
+// FRAGMENT_SHADER; add "#define WITH_DEPTH" for the expected-depth output) prepended; this is
+// what engine/render/streaming.py does. The image is engine.render.reference's, in float32:
+//   p_camera = R_camera_world * local + origin[page]   (origin: float64 on the CPU, per chunk)
+//   EWA: cov2d = (J W M)(J W M)^T + 0.3 px^2 I with M = R S, conic = inverse;
+//   alpha = min(0.99, opacity * modulation * exp(-0.5 d^T conic d)), discarded below 1/255
+//   and outside the 3-sigma ellipse (d^T conic d > 9); modulation = engine.modulation.alpha.
+// Why points: llvmpipe (and any GPU) then runs the vertex stage once per splat instead of four
+// times (instanced quads); the point is the square around the 3-sigma ellipse's bounding box,
+// clamped to the viewport (GL clips a point by its centre: the square is re-centred on the
+// visible part, the fragment shader measures from the true centre). Footprints wider than
+// the largest point size never come here: the CPU routes them to the quad path (splats.glsl).
+// Outputs (premultiplied, blended with ONE, ONE_MINUS_SRC_ALPHA, back to front):
+//   out_color = (rgb * a, a);  out_depth = (z * a, 0, 0, a) -> expected depth = R / A.
+
+#if defined VERTEX_SHADER
+
+uniform sampler2D u_page_origin;  // RGBA32F, texel (p % 1024, p / 1024): page p's chunk centre
+                                  // in camera space (xyz)
+uniform mat3 u_R_camera_world;    // world -> camera rotation
+uniform vec2 u_focal;             // fx, fy (camera pixels)
+uniform vec2 u_principal;         // cx, cy (camera pixels)
+uniform vec2 u_image_size;        // camera width, height (pixels)
+uniform float u_log_focal;        // log(sqrt(fx * fy))
+uniform float u_near;
+uniform vec4 u_viewport;          // framebuffer viewport x, y, width, height (window pixels)
+uniform float u_max_point_size;   // GL_POINT_SIZE_RANGE max (window pixels)
+uniform int u_lod_mode;           // 0: soft modulation, 1: hard switch (alpha >= 0.5 -> 1),
+                                  // 2: none (alpha = 1: the no-modulation ablation)
+
+in vec3 in_local;   // main 0:3   splat centre - chunk centre (world axes)
+in mat3 in_cov;     // main 3:12  M = R diag(scale), world axes; Sigma = M M^T
+in vec4 in_color;   // main 12:16 rgb, opacity
+in vec3 in_lod;     // lod 0:3    log s_native, log s_parent, log s_child (absent: +-1e30)
+
+flat out vec2 v_centre;  // splat centre in window pixels
+flat out vec3 v_conic;   // (xx, xy, yy) of the inverse 2D covariance in window pixels
+flat out vec4 v_color;   // rgb, opacity * modulation
+#ifdef WITH_DEPTH
+flat out float v_depth;
+#endif
+
+const float ALPHA_CULL = 0.01;
+const float LOW_PASS_PX2 = 0.3;
+const float FOOTPRINT_SIGMAS = 3.0;
+const float MIN_FRAGMENT_ALPHA = 1.0 / 255.0;
+const float POINT_MARGIN_PX = 0.1;  // float slack: every pixel centre of the ellipse is inside
+const int PAGE_TEXELS_BITS = 10;
+
+// engine.modulation.alpha with x = log s_render (absent links give a ramp of exactly 1)
+float modulation(float x) {
+    if (u_lod_mode == 2) return 1.0;
+    float n = in_lod.x;
+    float m = x >= n ? (in_lod.y - x) / (in_lod.y - n) : (x - in_lod.z) / (n - in_lod.z);
+    m = clamp(m, 0.0, 1.0);
+    return u_lod_mode == 1 ? (m >= 0.5 ? 1.0 : 0.0) : m;
+}
+
+void emit_nothing() {
+    gl_Position = vec4(2.0, 2.0, 2.0, 1.0);  // outside the clip volume: no fragment
+    gl_PointSize = 1.0;
+    v_centre = vec2(0.0);
+    v_conic = vec3(0.0);
+    v_color = vec4(0.0);
+#ifdef WITH_DEPTH
+    v_depth = 0.0;
+#endif
+}
+
+void main() {
+    // for an indexed draw gl_VertexID is the index: the arena row, whose page names the chunk
+    int page = gl_VertexID >> PAGE_BITS;
+    vec3 origin = texelFetch(u_page_origin, ivec2(page & ((1 << PAGE_TEXELS_BITS) - 1),
+                                                  page >> PAGE_TEXELS_BITS), 0).xyz;
+    vec3 mean = u_R_camera_world * in_local + origin;
+    float z = mean.z;
+    if (!(z > u_near)) { emit_nothing(); return; }
+    float m = modulation(log(z) - u_log_focal);
+    float opacity = in_color.a * m;
+    if (m <= ALPHA_CULL || opacity < MIN_FRAGMENT_ALPHA) { emit_nothing(); return; }
+
+    vec2 xy_over_z = mean.xy / z;
+    vec3 j0 = vec3(u_focal.x / z, 0.0, -u_focal.x * xy_over_z.x / z);
+    vec3 j1 = vec3(0.0, u_focal.y / z, -u_focal.y * xy_over_z.y / z);
+    mat3 WM = u_R_camera_world * in_cov;
+    vec3 t0 = j0 * WM;  // row vectors: rows of J W M
+    vec3 t1 = j1 * WM;
+    float sxx = dot(t0, t0);
+    float syy = dot(t1, t1);
+    float cxx = sxx + LOW_PASS_PX2;
+    float cxy = dot(t0, t1);
+    float cyy = syy + LOW_PASS_PX2;
+    // det without cancellation (Lagrange identity), as in splats.glsl
+    vec3 t0_x_t1 = cross(t0, t1);
+    float det = dot(t0_x_t1, t0_x_t1) + LOW_PASS_PX2 * (sxx + syy + LOW_PASS_PX2);
+    if (!(det > 0.0)) { emit_nothing(); return; }
+
+    // footprint: pixels need opacity * exp(-power / 2) >= 1/255, so beyond
+    // sqrt(2 ln(255 opacity)) sigmas (and beyond 3) nothing survives
+    float sigmas = min(FOOTPRINT_SIGMAS, sqrt(2.0 * log(opacity / MIN_FRAGMENT_ALPHA)));
+    vec2 scale = u_viewport.zw / u_image_size;  // window pixels per camera pixel
+    vec2 half_extent = sigmas * sqrt(vec2(cxx, cyy)) * scale + POINT_MARGIN_PX;
+    vec2 mean2d = u_focal * xy_over_z + u_principal;  // OpenCV pixels, v down
+    vec2 centre = u_viewport.xy + vec2(mean2d.x, u_image_size.y - mean2d.y) * scale;
+    vec2 lo = max(centre - half_extent, u_viewport.xy);
+    vec2 hi = min(centre + half_extent, u_viewport.xy + u_viewport.zw);
+    if (any(greaterThanEqual(lo, hi))) { emit_nothing(); return; }
+    vec2 square = 0.5 * (lo + hi);
+    gl_PointSize = min(max(hi.x - lo.x, hi.y - lo.y), u_max_point_size);
+    gl_Position = vec4(2.0 * (square - u_viewport.xy) / u_viewport.zw - 1.0, 0.0, 1.0);
+    v_centre = centre;
+    // d_camera = (dx / sx, -dy / sy): the flipped v turns the sign of the cross term
+    v_conic = vec3(cyy / (scale.x * scale.x), cxy / (scale.x * scale.y),
+                   cxx / (scale.y * scale.y)) / det;
+    v_color = vec4(in_color.rgb, opacity);
+#ifdef WITH_DEPTH
+    v_depth = z;
+#endif
+}
+
+#elif defined FRAGMENT_SHADER
+
+flat in vec2 v_centre;
+flat in vec3 v_conic;
+flat in vec4 v_color;
+#ifdef WITH_DEPTH
+flat in float v_depth;
+#endif
+
+layout(location = 0) out vec4 out_color;
+#ifdef WITH_DEPTH
+layout(location = 1) out vec4 out_depth;
+#endif
+
+const float MAX_FRAGMENT_ALPHA = 0.99;
+const float MIN_FRAGMENT_ALPHA = 1.0 / 255.0;
+const float FOOTPRINT_POWER = 9.0;  // (3 sigma)^2
+const float HALF_LOG2_E = 0.72134752044448170;  // exp(-power / 2) = exp2(-power * this)
+
+void main() {
+    vec2 d = gl_FragCoord.xy - v_centre;
+    float power = v_conic.x * d.x * d.x + 2.0 * v_conic.y * d.x * d.y + v_conic.z * d.y * d.y;
+    float a = min(MAX_FRAGMENT_ALPHA, v_color.a * exp2(-HALF_LOG2_E * power));
+    if (power > FOOTPRINT_POWER || a < MIN_FRAGMENT_ALPHA) discard;
+    out_color = vec4(v_color.rgb * a, a);
+#ifdef WITH_DEPTH
+    out_depth = vec4(v_depth * a, 0.0, 0.0, a);
+#endif
+}
+
+#endif

@@ -1,0 +1,497 @@
+"""The streaming splat renderer: what the app draws every frame, at any zoom depth.
+
+Owns the frame's renderer stages, in this order (`StreamingRenderer._frame`):
+1. visible chunk set: chunks whose AABB is in the frustum and whose LoD band overlaps the
+   s_render range they can take in view (`engine.render.visibility`, all chunks at once);
+2. residency: visible chunks become GPU-resident on demand, uploads capped per frame, least
+   recently used chunks evicted under the byte budget (`engine.render.residency`); a chunk
+   still uploading is simply not drawn yet;
+3. cull + sort, or reuse: page- then splat-level CPU culling (behind, outside, alpha <= 0.01,
+   too faint) and a stable sort on 16-bit log-depth keys give the sorted arena rows; the list
+   is reused while the camera stays within `ResortPolicy` of the one it was built for (it was
+   built with that much guard margin), optionally rebuilt on a worker thread meanwhile;
+4. draw: per frame only the sorted index list (4 B/splat) and one camera-space origin per
+   arena page (float64 subtraction on the CPU) are uploaded; one indexed GL_POINTS draw
+   (`points.glsl`) fetches the static splat data; footprints wider than the largest GL point
+   go through the CPU-packed instanced-quad path (`engine.render.gl`, `splats.glsl`), in
+   back-to-front runs interleaved with the point runs.
+Does not own: the frame loop, input, windows, applying world commands (the caller applies
+them before drawing), or the definition of the image (`engine.render.reference`).
+
+`modulation=False` is the paper's ablation: every chunk is resident and considered every
+frame (no streaming cull) and every splat is drawn with alpha = 1 (no modulation, no LoD
+band culling). Splats are still culled one by one against the frustum, as any 3DGS
+rasterizer does: without it, EWA's linearised projection gives splats far off-axis
+footprints that span the screen (measured: 1M screen-sized quads, 0.01 FPS).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import moderngl
+import numpy as np
+
+from engine.camera import Camera
+from engine.lod import LodIndex, LodLinks
+from engine.render.gl import (GLSL_VERSION, OffscreenTargets, SplatRenderer, camera_uniforms,
+                              premultiplied_blending, set_uniforms)
+from engine.render.prepare import PACKED_WIDTH, pack
+from engine.render.reference import RenderOutput
+from engine.render.residency import (LOD_WIDTH, MAIN_WIDTH, PAGE_BYTES, PagedArena, Residency,
+                                     Wanted, splat_attributes)
+from engine.render.visibility import (PAGE_BITS, ChunkBands, ChunkLayout, DrawItem, DrawList,
+                                      Guard, View, build_draw_list, chunk_bands, chunk_layout,
+                                      chunk_table, visible_chunks)
+from engine.scene import ChunkStore
+from engine.splats import SplatChunk
+from engine.world import World
+
+POINTS_SHADER_PATH = Path(__file__).parent / "points.glsl"
+PAGE_TEXELS = 1024  # page-origin texture width (points.glsl: PAGE_TEXELS_BITS)
+MAX_RUNS = 1024  # more point/quad alternations (draw calls) than this: all as quads
+LOD_MODES = {"soft": 0, "hard": 1, "none": 2}
+
+
+@dataclass(frozen=True)
+class StreamingBudget:
+    gpu_bytes: int = 512 << 20  # arena bytes resident chunks may hold (whole pages)
+    upload_bytes_per_frame: int = 48 << 20  # at least one page per frame is always uploaded
+    # CPU time per frame for preparing newly visible chunks (Morton layout + GPU attributes,
+    # ~0.3 us per splat in numpy): the larger of `prepare_ms_per_frame` and
+    # `prepare_frame_fraction` of the interval between the last two frames, so a frame grows
+    # by at most that fraction while chunks stream in; at least one chunk per frame is always
+    # prepared. It runs on the frame thread: a worker thread would starve, as moderngl holds
+    # the GIL during GL calls (measured: a numpy worker runs at ~2% of its speed meanwhile).
+    prepare_ms_per_frame: float = 4.0
+    prepare_frame_fraction: float = 0.25
+
+
+@dataclass(frozen=True)
+class ResortPolicy:
+    """Reuse the last sorted list while the camera stays this close to the one it was built
+    for; lists are built with the matching guard margin, so reuse never misses a splat.
+
+    Motion is measured in pixels of image shift, so the policy means the same at any zoom:
+    a rotation by angle a shifts content by ~a * f pixels, a translation t by at most
+    t / z_nearest * f pixels."""
+
+    max_shift_px: float = 1.0
+    max_zoom: float = 0.005  # relative change of the focal length
+
+    def guard(self, camera: Camera) -> Guard:
+        angle = self.max_shift_px / min(camera.fx, camera.fy)
+        # rotation and translation each turn a direction by up to `angle`; translation also
+        # changes depths by up to `angle` relatively
+        return Guard(angle=2.0 * angle, log_scale=angle + self.max_zoom)
+
+
+@dataclass
+class FrameStats:
+    chunks_visible: int  # chunk-level visible set (frustum and LoD band)
+    chunks_resident: int  # chunks fully on the GPU (visible or kept by the LRU)
+    splats_drawn: int  # splats submitted this frame (points + quads) after CPU culling
+    splats_resident: int
+    bytes_resident: int  # arena pages held (uploads in progress included)
+    bytes_uploaded: int  # this frame
+    prepare_ms: float  # CPU: visibility, residency + uploads, cull/sort, packing
+    draw_ms: float  # GL submission (on llvmpipe this includes the vertex stage)
+    sorted_this_frame: bool  # False: the previous order was reused
+    chunks_pending: int = 0  # visible chunks not drawn because they are not resident yet
+    splats_quads: int = 0  # of splats_drawn, drawn as quads (footprint wider than a point)
+    draw_calls: int = 0
+    sort_ms: float = 0.0  # cull + sort on this thread (0 when reused or done on the worker)
+    upload_ms: float = 0.0
+
+
+class StreamingRenderer:
+    """Draws a `World` for a camera, streaming chunks to the GPU; one per GL context."""
+
+    def __init__(self, ctx: moderngl.Context, budget: StreamingBudget = StreamingBudget(),
+                 modulation: bool = True, *, lod_mode: str = "soft", sort_mode: str = "sync",
+                 resort: ResortPolicy | None = ResortPolicy()) -> None:
+        """`lod_mode`: "soft" (the paper's modulation) or "hard" (alpha 1 where the soft
+        alpha >= 0.5, else 0: level switching, for comparison). `sort_mode`: "sync" sorts on
+        this thread when the camera moved more than `resort` allows (None: whenever it moved
+        at all); "async" sorts on a worker thread and draws the last order meanwhile."""
+        if lod_mode not in LOD_MODES:
+            raise ValueError(f"lod_mode must be one of {sorted(LOD_MODES)}")
+        if sort_mode not in ("sync", "async"):
+            raise ValueError("sort_mode must be 'sync' or 'async'")
+        self.ctx = ctx
+        self.budget = budget
+        self.modulation = bool(modulation)
+        self.lod_mode = lod_mode if modulation else "none"
+        self.sort_mode = sort_mode
+        self.resort = resort
+        self.max_point_size = float(ctx.info.get("GL_POINT_SIZE_RANGE", (1.0, 64.0))[1])
+        self._points = self._program(with_depth=False)
+        self._points_depth = self._program(with_depth=True)
+        self._quads = SplatRenderer(ctx)
+        self.arena = PagedArena(ctx, max_pages=max(budget.gpu_bytes // PAGE_BYTES, 0))
+        self.residency = Residency(self.arena)
+        self._index = ctx.buffer(reserve=4 << 16, dynamic=True)
+        self._index_capacity = 1 << 16
+        self._vaos: dict[int, moderngl.VertexArray] = {}  # program glo -> VAO
+        self._vao_version = -1
+        self._origins: moderngl.Texture | None = None
+        self._layouts: dict[int, ChunkLayout] = {}
+        self._bands: dict[int, ChunkBands] = {}
+        self._attributes: dict[int, np.ndarray] = {}  # prepared, not yet uploaded
+        # the window and the offscreen renders (picks, observations, screenshots) each keep
+        # their own list, so a pick never costs the window its reusable order
+        self._screen = _SortState()
+        self._offscreen = _SortState()
+        self._executor: ThreadPoolExecutor | None = None
+        self._targets: OffscreenTargets | None = None
+        self._frame_no = 0
+        self._last_frame_start = 0.0
+        self.last_stats: FrameStats | None = None
+        self.last_list: DrawList | None = None  # the list drawn last (tests, picking)
+
+    # ---- public API -----------------------------------------------------------------------
+    def draw(self, world: World, camera: Camera, framebuffer: moderngl.Framebuffer | None = None,
+             background: tuple[float, float, float] = (0.0, 0.0, 0.0), *,
+             complete: bool = False) -> FrameStats:
+        """Clear `framebuffer` (default: the context's screen) to (background, alpha 0) and
+        draw the world; the camera image fills the framebuffer's viewport. Leaves BLEND on
+        (premultiplied), DEPTH_TEST off and `framebuffer` bound, so a HUD drawn next
+        composites over the splats. `complete`: prepare and upload every visible chunk that
+        fits the budget first, ignoring the per-frame limits (benchmarks, recordings)."""
+        fbo = framebuffer if framebuffer is not None else self.ctx.screen
+        if fbo is None:
+            raise ValueError("no framebuffer given and the context has no screen")
+        fbo.use()
+        fbo.clear(*background, 0.0)
+        return self._frame(world, camera, fbo, with_depth=False, complete=complete)
+
+    def render_offscreen(self, world: World, camera: Camera, width: int | None = None,
+                         height: int | None = None,
+                         background: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                         complete: bool = True) -> RenderOutput:
+        """rgb, alpha and expected depth in float32, OpenCV rows (for picking, screenshots).
+
+        The camera image is scaled to width x height (default: the camera's size). With
+        `complete` every visible chunk that fits the budget is uploaded first (no per-frame
+        cap), so the picture is the whole world, not a frame of a hot-load in progress."""
+        width = camera.width if width is None else int(width)
+        height = camera.height if height is None else int(height)
+        if width <= 0 or height <= 0:
+            raise ValueError("offscreen size must be positive")
+        if self._targets is None or self._targets.size != (width, height):
+            if self._targets is not None:
+                self._targets.release()
+            self._targets = OffscreenTargets.create(self.ctx, width, height)
+        self._targets.clear(background)
+        self._targets.both.use()
+        self._frame(world, camera, self._targets.both, with_depth=True, complete=complete)
+        return self._targets.read()
+
+    def release(self) -> None:
+        """Free the GPU objects and the sorting thread (the context stays alive)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+        for vao in self._vaos.values():
+            vao.release()
+        self._vaos.clear()
+        for obj in (self._points, self._points_depth, self._index, self._origins):
+            if obj is not None:
+                obj.release()
+        self._origins = None
+        self._quads.release()
+        self.arena.release()
+        if self._targets is not None:
+            self._targets.release()
+            self._targets = None
+
+    # ---- the frame ------------------------------------------------------------------------
+    def _frame(self, world: World, camera: Camera, fbo: moderngl.Framebuffer, with_depth: bool,
+               complete: bool) -> FrameStats:
+        t_start = time.perf_counter()
+        self._frame_no += 1
+        wanted, visible = self._wanted(world, camera, complete)
+        t_upload = time.perf_counter()
+        cap = None if complete else self.budget.upload_bytes_per_frame
+        uploaded = self.residency.update(self._frame_no, wanted, cap)
+        upload_ms = (time.perf_counter() - t_upload) * 1e3
+        items = []
+        for w in wanted:
+            entry = self.residency.ready(w.chunk_id)
+            if entry is not None:
+                # the links the GPU holds for it (see Residency.update)
+                items.append(DrawItem(w.chunk_id, w.layout, entry.bands, entry.gpu_rows,
+                                      entry.links))
+        vp = fbo.viewport
+        point_px = self.max_point_size / max(vp[2] / camera.width, vp[3] / camera.height, 1e-9)
+        state = self._offscreen if with_depth else self._screen
+        mode = self.sort_mode if not with_depth else "sync"
+        draw_list, sorted_now, sort_ms = self._draw_list(state, mode, camera, items, point_px)
+        self._forget_unused(visible)
+        quads_packed = self._pack_quads(draw_list, camera)
+        t_draw = time.perf_counter()
+        calls = self._submit(draw_list, camera, fbo, with_depth, quads_packed)
+        t_end = time.perf_counter()
+        stats = FrameStats(
+            chunks_visible=len(visible), chunks_resident=self.residency.chunks_ready,
+            splats_drawn=draw_list.count, splats_resident=self.residency.splats_ready,
+            bytes_resident=self.residency.bytes_resident, bytes_uploaded=uploaded,
+            prepare_ms=(t_draw - t_start) * 1e3, draw_ms=(t_end - t_draw) * 1e3,
+            sorted_this_frame=sorted_now, chunks_pending=len(visible) - len(items),
+            splats_quads=0 if quads_packed is None else len(quads_packed), draw_calls=calls,
+            sort_ms=sort_ms, upload_ms=upload_ms)
+        self.last_stats = stats
+        self.last_list = draw_list
+        return stats
+
+    def _wanted(self, world: World, camera: Camera, complete: bool
+                ) -> tuple[list[Wanted], set[int]]:
+        """The visible chunk set, and of it the chunks whose layout is prepared (with the
+        renderer's derived arrays), in world order (oldest level first: a coarse level
+        uploads before the finer one that covers it)."""
+        table = chunk_table(world)
+        if len(table) == 0:
+            return [], set()
+        visible = visible_chunks(table, camera) if self.modulation else table.count > 0
+        store = world.resource(ChunkStore)
+        index = world.try_resource(LodIndex)
+        now = time.perf_counter()
+        interval = min(now - self._last_frame_start, 1.0) if self._last_frame_start else 0.0
+        self._last_frame_start = now
+        deadline = now + max(self.budget.prepare_ms_per_frame / 1e3,
+                             self.budget.prepare_frame_fraction * interval)
+        prepared_any = False
+        wanted = []
+        ids = set()
+        for cid in table.chunk_id[visible].tolist():
+            chunk = store.get(cid)
+            if chunk is None or len(chunk) == 0:
+                continue
+            ids.add(cid)
+            layout = self._layouts.get(cid)
+            if layout is None or layout.chunk is not chunk:
+                if not complete and prepared_any and time.perf_counter() > deadline:
+                    continue  # this frame's preparation time is spent: next frame
+                layout = self._prepare(cid, chunk)
+                prepared_any = True
+            links = index.links.get(cid) if index is not None else None
+            bands = self._bands.get(cid)
+            if bands is None or bands.links is not links:
+                bands = self._bands[cid] = chunk_bands(layout, links, self.modulation)
+            attributes = None
+            if self.residency.ready(cid) is None:
+                attributes = self._attributes.get(cid)
+            else:
+                self._attributes.pop(cid, None)
+            wanted.append(Wanted(cid, layout, bands, links, attributes))
+        return wanted, ids
+
+    def _prepare(self, cid: int, chunk: SplatChunk) -> ChunkLayout:
+        """The per-chunk work done once: Morton layout and static GPU attributes."""
+        layout = self._layouts[cid] = chunk_layout(chunk)
+        self._attributes[cid] = splat_attributes(layout)
+        self._bands.pop(cid, None)
+        return layout
+
+    def _forget_unused(self, visible: set[int]) -> None:
+        keep = visible | set(self.residency.chunks)
+        for cache in (self._layouts, self._bands, self._attributes):
+            for cid in [c for c in cache if c not in keep]:
+                del cache[cid]
+
+    # ---- sorting: build, reuse, or take the worker's result ------------------------------
+    def _build(self, camera: Camera, items: list[DrawItem], point_px: float) -> DrawList:
+        guard = self.resort.guard(camera) if self.resort is not None else Guard()
+        return build_draw_list(View.of(camera, guard, point_px), items)
+
+    def _draw_list(self, state: "_SortState", mode: str, camera: Camera, items: list[DrawItem],
+                   point_px: float) -> tuple[DrawList, bool, float]:
+        """The list to draw: reused, built here, or (async) the worker's latest."""
+        signature = (point_px, *((it.chunk_id, id(it.gpu_rows), id(it.bands)) for it in items))
+        if mode == "async":
+            self._collect_worker(state)
+        if state.list is not None and state.signature == signature \
+                and self._camera_close(camera, state.list):
+            return state.list, False, 0.0
+        if mode == "async" and state.list is not None and self._list_safe(state.list):
+            if state.future is None:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(1, thread_name_prefix="splat-sort")
+                state.future = self._executor.submit(self._build, camera, items, point_px)
+                state.future_signature = signature
+            return state.list, False, 0.0  # the last order meanwhile
+        t = time.perf_counter()
+        state.list = self._build(camera, items, point_px)
+        state.signature = signature
+        return state.list, True, (time.perf_counter() - t) * 1e3
+
+    def _collect_worker(self, state: "_SortState") -> None:
+        if state.future is None or not state.future.done():
+            return
+        result, state.future = state.future.result(), None
+        state.list, state.signature = result, state.future_signature
+        if not self._list_safe(result):  # a chunk it names was evicted meanwhile
+            state.list = None
+
+    def _list_safe(self, draw_list: DrawList) -> bool:
+        """Do the arena rows of `draw_list` still hold the same splats?"""
+        for it in draw_list.items:
+            entry = self.residency.ready(it.chunk_id)
+            if entry is None or entry.gpu_rows is not it.gpu_rows:
+                return False
+        return True
+
+    def _camera_close(self, camera: Camera, built: DrawList) -> bool:
+        old = built.camera
+        if (camera.width, camera.height, camera.cx, camera.cy, camera.near, camera.far) != \
+                (old.width, old.height, old.cx, old.cy, old.near, old.far):
+            return False
+        same = (np.array_equal(camera.T_world_camera, old.T_world_camera)
+                and camera.fx == old.fx and camera.fy == old.fy)
+        if same or self.resort is None:
+            return same
+        policy = self.resort
+        focal = min(old.fx, old.fy)
+        R_rel = old.T_world_camera[:3, :3].T @ camera.T_world_camera[:3, :3]
+        cos_angle = np.clip((np.trace(R_rel) - 1.0) / 2.0, -1.0, 1.0)
+        if math.acos(cos_angle) * focal > policy.max_shift_px:
+            return False
+        nearest = built.nearest
+        move = float(np.linalg.norm(camera.T_world_camera[:3, 3] - old.T_world_camera[:3, 3]))
+        if move * focal > policy.max_shift_px * nearest:
+            return False
+        return abs(math.log(camera.fx / old.fx)) <= policy.max_zoom and \
+            abs(math.log(camera.fy / old.fy)) <= policy.max_zoom
+
+    # ---- drawing --------------------------------------------------------------------------
+    def _pack_quads(self, draw_list: DrawList, camera: Camera) -> np.ndarray | None:
+        """Packed rows (current camera frame) of the splats that take the quad path: the big
+        ones, or all of them when points and quads alternate too often."""
+        if not draw_list.any_big:
+            return None
+        if self._runs(draw_list.big) > MAX_RUNS:
+            which = np.arange(draw_list.count)
+        else:
+            which = np.flatnonzero(draw_list.big)
+        packed = np.empty((len(which), PACKED_WIDTH), np.float32)
+        items = draw_list.item[which]
+        for i in np.unique(items).tolist():
+            item = draw_list.items[i]
+            sel = np.flatnonzero(items == i)
+            rows = item.layout.order[draw_list.layout_row[which[sel]]]
+            packed[sel] = pack(camera, item.layout.chunk, item.links, rows)
+        return packed
+
+    @staticmethod
+    def _runs(big: np.ndarray) -> int:
+        return 1 + int(np.count_nonzero(big[1:] != big[:-1])) if len(big) else 0
+
+    def _submit(self, draw_list: DrawList, camera: Camera, fbo: moderngl.Framebuffer,
+                with_depth: bool, quads_packed: np.ndarray | None) -> int:
+        if draw_list.count == 0:
+            return 0
+        premultiplied_blending(self.ctx)
+        if quads_packed is not None and len(quads_packed) == draw_list.count:
+            self._quads.upload(quads_packed)  # alternating too often: all as quads
+            self._quads.draw_range(camera, fbo, 0, draw_list.count)
+            return 1
+        program = self._points_depth if with_depth else self._points
+        vao = self._vao(program)
+        self._write_index(draw_list.gpu_rows)
+        self._write_origins(draw_list, camera)
+        set_uniforms(program, {**camera_uniforms(camera, fbo.viewport),
+                               "u_max_point_size": self.max_point_size,
+                               "u_lod_mode": LOD_MODES[self.lod_mode], "u_page_origin": 0})
+        self._origins.use(0)
+        if quads_packed is not None:
+            self._quads.upload(quads_packed)
+        if not draw_list.any_big:  # the usual frame: one draw
+            self._draw_points(vao, fbo, 0, draw_list.count)
+            return 1
+        calls = 0
+        big = draw_list.big
+        edges = np.flatnonzero(big[1:] != big[:-1]) + 1
+        starts = np.concatenate([[0], edges])
+        ends = np.concatenate([edges, [draw_list.count]])
+        quad_first = 0
+        for start, end in zip(starts.tolist(), ends.tolist()):
+            if big[start]:
+                self._quads.draw_range(camera, fbo, quad_first, end - start)
+                quad_first += end - start
+            else:
+                self._draw_points(vao, fbo, start, end - start)
+            calls += 1
+        return calls
+
+    def _draw_points(self, vao: moderngl.VertexArray, fbo: moderngl.Framebuffer, first: int,
+                     count: int) -> None:
+        saved_scissor = fbo.scissor
+        fbo.scissor = fbo.viewport  # points may reach past a sub-viewport: clip them to it
+        self.ctx.enable(moderngl.PROGRAM_POINT_SIZE)
+        premultiplied_blending(self.ctx)
+        self._origins.use(0)
+        vao.render(moderngl.POINTS, vertices=count, first=first)
+        fbo.scissor = saved_scissor
+
+    def _program(self, with_depth: bool) -> moderngl.Program:
+        body = POINTS_SHADER_PATH.read_text()
+        defines = f"#define PAGE_BITS {PAGE_BITS}\n" + ("#define WITH_DEPTH\n" if with_depth else "")
+        return self.ctx.program(
+            vertex_shader=f"{GLSL_VERSION}\n{defines}#define VERTEX_SHADER\n{body}",
+            fragment_shader=f"{GLSL_VERSION}\n{defines}#define FRAGMENT_SHADER\n{body}")
+
+    def _vao(self, program: moderngl.Program) -> moderngl.VertexArray:
+        if self._vao_version != self.arena.version:
+            for vao in self._vaos.values():
+                vao.release()
+            self._vaos.clear()
+            self._vao_version = self.arena.version
+        vao = self._vaos.get(program.glo)
+        if vao is None:
+            vao = self.ctx.vertex_array(program, [
+                (self.arena.main, f"3f 9f 4f", "in_local", "in_cov", "in_color"),
+                (self.arena.lod, f"{LOD_WIDTH}f", "in_lod"),
+            ], index_buffer=self._index, index_element_size=4)
+            self._vaos[program.glo] = vao
+        return vao
+
+    def _write_index(self, gpu_rows: np.ndarray) -> None:
+        if len(gpu_rows) > self._index_capacity:
+            self._index_capacity = max(len(gpu_rows), int(self._index_capacity * 1.5))
+        self._index.orphan(self._index_capacity * 4)  # a fresh store: never wait on the GPU
+        self._index.write(np.ascontiguousarray(gpu_rows, np.uint32))
+
+    def _write_origins(self, draw_list: DrawList, camera: Camera) -> None:
+        """Camera-space centre of each page's chunk: float64 subtraction, then float32."""
+        rows = -(-self.arena.capacity // PAGE_TEXELS)
+        if self._origins is None or self._origins.size != (PAGE_TEXELS, rows):
+            if self._origins is not None:
+                self._origins.release()
+            self._origins = self.ctx.texture((PAGE_TEXELS, rows), 4, dtype="f4")
+            self._origins.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        data = np.zeros((rows * PAGE_TEXELS, 4), np.float32)
+        eye = camera.T_world_camera[:3, 3]
+        R = camera.T_world_camera[:3, :3]
+        for it in draw_list.items:
+            entry = self.residency.ready(it.chunk_id)
+            data[entry.pages, :3] = (it.layout.centre - eye) @ R
+        self._origins.write(data)
+
+
+@dataclass(eq=False)
+class _SortState:
+    """The last list of one output (window or offscreen), and a worker sort in flight."""
+
+    list: DrawList | None = None
+    signature: tuple = ()
+    future: Future | None = None
+    future_signature: tuple = ()
+
+
+# the attribute widths the VAO format in `_vao` spells out
+assert MAIN_WIDTH == 3 + 9 + 4

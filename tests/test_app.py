@@ -1,0 +1,254 @@
+"""The app end to end, headless: scripted keyboard, mouse and a real virtual gamepad drive
+`play` frame by frame; a gated fake generator grows a level that hot-loads and autosaves."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pygame
+import pytest
+
+from engine.chunking import split_level
+from engine.clock import FakeClock
+from engine.history import History, Step
+from engine.scene import LevelNode
+from engine.synthetic import nested_plane_world
+from generation.procedural import ProceduralGenerator
+from saves import load_world, save_world
+from saves.autosave import Autosaver
+from ui.app import App, AppConfig, WorldState
+from ui.hud import ACCENT
+
+pytest.importorskip("moderngl")
+W, H = 320, 240
+
+
+def _world_file(tmp_path: Path) -> Path:
+    levels = nested_plane_world(levels=2, factor=4.0, size=96)
+    history, chunks = History(), {}
+    for i, (cam, level) in enumerate(levels):
+        level = level.take(slice(None))
+        object.__setattr__(level, "opacity_logits", np.full(len(level), 3.0, np.float32))  # opaque
+        parts = split_level(level, max_splats=4096)
+        ids = tuple(range(len(chunks), len(chunks) + len(parts)))
+        chunks.update(zip(ids, parts))
+        history.add(Step(i, i - 1 if i else None, "zoom" if i else "image", ids, camera=cam))
+    path = tmp_path / "world.wzs"
+    save_world(path, history, chunks)
+    return path
+
+
+def _post(*events):
+    for ev in events:
+        pygame.event.post(ev)
+
+
+def key(k, down=True, mod=0):
+    return pygame.event.Event(pygame.KEYDOWN if down else pygame.KEYUP, key=k, mod=mod, unicode="", scancode=0)
+
+
+@pytest.fixture
+def app_env(tmp_path):
+    path = _world_file(tmp_path)
+    loaded = load_world(path)
+    gate = threading.Event()
+    generator = ProceduralGenerator(resolution=64, gate=lambda req: gate.wait(30))
+    saver = Autosaver(path)
+    app = App(WorldState(loaded.history, loaded.chunks, path, path.name),
+              config=AppConfig(width=W, height=H, fps_cap=30, vsync=False, screenshot_dir=tmp_path),
+              generator=generator, saver=saver, clock=FakeClock())
+    yield app, gate, path, saver, tmp_path
+    gate.set()
+    app.close()
+
+
+def test_play_with_keyboard_mouse_and_virtual_gamepad(app_env):
+    from tests.virtual_gamepad import VirtualGamepad
+
+    app, gate, path, saver, tmp_path = app_env
+    app.run(3)
+    start = app.controller.position.copy()
+    forward = app.controller.forward.copy()
+
+    # keyboard: hold W for 10 frames (1/3 s at 30 FPS on the fake clock) -> flies forward
+    _post(key(pygame.K_w))
+    app.run(app.loop.frame + 10)
+    _post(key(pygame.K_w, down=False))
+    app.run(app.loop.frame + 2)
+    moved = app.controller.position - start
+    assert np.dot(moved, forward) > 0.5 * np.linalg.norm(moved) > 0
+
+    # mouse: right-drag looks around
+    yaw0 = app.controller.yaw
+    _post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, button=3, pos=(160, 120)),
+          pygame.event.Event(pygame.MOUSEMOTION, pos=(200, 120), rel=(40, 0), buttons=(0, 0, 1)),
+          pygame.event.Event(pygame.MOUSEBUTTONUP, button=3, pos=(200, 120)))
+    app.step()
+    assert app.controller.yaw == pytest.approx(yaw0 + 40 * app.input.mouse_radians_per_px)
+    _post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, button=3, pos=(200, 120)),
+          pygame.event.Event(pygame.MOUSEMOTION, pos=(160, 120), rel=(-40, 0), buttons=(0, 0, 1)),
+          pygame.event.Event(pygame.MOUSEBUTTONUP, button=3, pos=(160, 120)))
+    app.step()
+
+    # wheel: zooms toward the cursor; the pixel scale at the surface under the cursor shrinks
+    # by ZOOM_PER_STEP per notch (depth there / focal length)
+    cursor = app.input.cursor
+    depth0 = app.probe_depth(cursor)
+    zoom0 = app.controller.zoom_factor
+    _post(pygame.event.Event(pygame.MOUSEWHEEL, x=0, y=3, precise_x=0.0, precise_y=3.0, flipped=False, which=0))
+    app.run(app.loop.frame + 25)
+    assert depth0 / app.probe_depth(cursor) == pytest.approx(1.25 ** 3, rel=0.01)
+    assert app.controller.zoom_factor > zoom0
+
+    # a real virtual game controller: hot-plugged, left stick forward, right trigger zooms
+    pad = VirtualGamepad()
+    try:
+        app.run(app.loop.frame + 2)
+        assert app.input.controller_count() == 1
+        pos0, zoom1 = app.controller.position.copy(), app.controller.zoom_factor
+        pad.axis(1, -1.0)  # left stick up = forward
+        pad.axis(5, 1.0)  # right trigger = zoom in
+        app.run(app.loop.frame + 6)
+        pad.axis(1, 0.0)
+        pad.axis(5, 0.0)
+        app.run(app.loop.frame + 10)
+        assert np.dot(app.controller.position - pos0, app.controller.forward) > 0
+        assert app.controller.zoom_factor > zoom1 * 1.5
+        pad.button(0, True)  # A: pick at the screen centre
+        app.run(app.loop.frame + 2)
+        pad.button(0, False)
+        app.run(app.loop.frame + 1)
+        assert app.poi is not None
+        assert abs(app.poi[2]) < 1e-2 * np.linalg.norm(app.poi - app.controller.position)  # on the plane z = 0
+    finally:
+        pad.detach()
+
+    # mouse click picks the surface under the cursor
+    app.poi = None
+    _post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, button=1, pos=(150, 110)))
+    app.step()
+    assert app.poi is not None
+    distance = np.linalg.norm(app.poi - app.controller.position)
+    assert abs(app.poi[2]) < 1e-3 * distance  # the picked point lies on the world's surface
+    uv, _ = app.camera.project(app.poi[None])
+    np.testing.assert_allclose(uv[0], [150.5, 110.5], atol=0.5)
+
+    # prompt box: Enter opens it, typing fills it, Enter sends the request
+    _post(key(pygame.K_RETURN))
+    app.step()
+    assert app.prompt == "" and app.input.text_mode
+    _post(pygame.event.Event(pygame.TEXTINPUT, text="a ladybug"), key(pygame.K_RETURN))
+    app.step()
+    assert app.prompt is None and len(app.jobs) == 1
+    levels_before = len(list(app.world.query(LevelNode)))
+    app.run(app.loop.frame + 5)
+    assert len(app.jobs) == 1 and not app.hot_loaded_steps  # gated: the frame keeps running
+    gate.set()
+    for _ in range(400):
+        app.step()
+        if app.hot_loaded_steps:
+            break
+    assert app.hot_loaded_steps, "the generated level never arrived"
+    app.step()  # the hot-load was deferred to the apply point of the frame it arrived in
+    assert len(list(app.world.query(LevelNode))) == levels_before + 1
+
+    # autosave: the new step is in the file on disk
+    assert saver.flush(30)
+    on_disk = load_world(path)
+    assert app.hot_loaded_steps[0] in on_disk.history.steps
+    assert on_disk.history.steps[app.hot_loaded_steps[0]].prompt == "a ladybug"
+
+    # screenshot (world + HUD + POI marker), taken from the presented frame
+    shot = app.request_screenshot(tmp_path / "shot.png")
+    app.step()
+    assert shot.exists()
+    img = pygame.surfarray.array3d(pygame.image.load(str(shot))).transpose(1, 0, 2)  # [H, W, 3]
+    assert img.shape == (H, W, 3)
+    centre = img[H // 2 - 20:H // 2 + 20, W // 2 - 20:W // 2 + 20].astype(float)
+    assert centre.std() > 5  # textured world, not a flat background
+    px = app._poi_on_screen()
+    assert px is not None
+    x, y = int(px[0]), int(px[1])
+    ring = img[max(0, y - 14):y + 15, max(0, x - 14):x + 15].reshape(-1, 3).astype(int)
+    accent = np.abs(ring - np.array(ACCENT)).sum(axis=1) < 60
+    assert accent.sum() > 20  # the POI marker is drawn
+    panel = img[8:60, 8:300].astype(float)
+    assert (panel.mean(axis=2) > 200).sum() > 50  # HUD text (light) on its panel
+
+
+def test_undo_redo_and_a_hostile_dropped_file(app_env):
+    app, gate, path, saver, tmp_path = app_env
+    app.run(2)
+    head = app.state.history.head
+    _post(key(pygame.K_z, mod=pygame.KMOD_CTRL))
+    app.step()
+    assert app.state.history.head == app.state.history.steps[head].parent
+    assert len(list(app.world.query(LevelNode))) == 1
+    _post(key(pygame.K_y, mod=pygame.KMOD_CTRL))
+    app.step()
+    assert app.state.history.head == head
+    assert saver.flush(30) and load_world(path).history.head == head
+
+    bad = tmp_path / "evil.wzs"
+    bad.write_bytes(b"\x89WZS\r\n\x1a\n" + b"\xff" * 100)
+    app.open_world = lambda p: (_ for _ in ()).throw(ValueError("not a WonderZoom world file (bad header)"))
+    world_before = app.world
+    _post(pygame.event.Event(pygame.DROPFILE, file=str(bad)))
+    app.step()
+    assert app.world is world_before  # the current world is kept
+    assert any("could not open evil.wzs" in text for text, err in app.messages.visible(app.loop.clock.now()))
+
+
+def _cli(*args, env_extra=None):
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), **(env_extra or {})}
+    return subprocess.run([sys.executable, str(root / "main.py"), *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_play_cli_runs_frames_and_writes_a_screenshot(tmp_path):
+    path = _world_file(tmp_path)
+    shot = tmp_path / "last.png"
+    r = _cli("play", path, "--frames", 5, "--screenshot", shot, "--size", "320x240", "--out", tmp_path,
+             env_extra={"SDL_VIDEODRIVER": "offscreen"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert shot.exists() and pygame.image.load(str(shot)).get_size() == (320, 240)
+
+
+def test_play_cli_without_a_display_runs_the_headless_demo(tmp_path):
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k not in ("SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY")}
+    root = Path(__file__).resolve().parents[1]
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, str(root / "main.py"), "play", "--frames", "16", "--size", "320x240",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=300,
+                       env={**env, "PYTHONPATH": str(root)})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "No display found" in r.stdout
+    assert (tmp_path / "screenshot.png").exists()
+
+
+def test_play_cli_refuses_bad_worlds_and_documents_bindings(tmp_path):
+    (tmp_path / "bad.wzs").write_bytes(b"nope")
+    for target in (tmp_path / "missing.wzs", tmp_path / "bad.wzs"):
+        r = _cli("play", target, "--frames", 1)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    bad_bindings = tmp_path / "b.toml"
+    bad_bindings.write_text("[keyboard]\nfly = ['w']\n")
+    r = _cli("play", "--frames", 1, "--bindings", bad_bindings, env_extra={"SDL_VIDEODRIVER": "offscreen"})
+    assert r.returncode == 2 and "unknown action" in r.stderr
+    help_text = _cli("play", "--help").stdout
+    from ui.bindings import ACTIONS, DESCRIPTIONS
+    for action in ACTIONS:
+        assert DESCRIPTIONS[action] in help_text
+    for pad in ("left stick", "right stick", "trigger", "wheel", "right button"):
+        assert pad in help_text

@@ -1,0 +1,146 @@
+"""`wonderzoom render`: PNG frames of a world along a camera path or a zoom sweep, headless
+(EGL), on a demo world and on an imported PLY world; bad camera-path files are refused with
+one line and exit status 2."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import main
+from engine.render.headless import read_png_size
+
+ROOT = Path(__file__).resolve().parents[1]
+pytest.importorskip("moderngl")
+
+
+def _egl_or_skip():
+    from engine.render.gl import HeadlessContextError, create_headless_context
+
+    try:
+        create_headless_context().release()
+    except HeadlessContextError as exc:
+        pytest.skip(str(exc))
+
+
+def run(*args):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    _egl_or_skip()
+    out = tmp_path_factory.mktemp("demo")
+    assert main.main(["demo", "--out", str(out), "--size", "64"]) == 0
+    return out
+
+
+def _pixels(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def test_zoom_sweep_writes_frames_and_a_reusable_camera_file(demo, tmp_path):
+    frames = tmp_path / "sweep"
+    r = run("render", demo / "demo.wzs", "--zoom-sweep", "--out", frames, "--frames", 4,
+            "--width", 80, "--height", 60)
+    assert r.returncode == 0, r.stderr
+    pngs = sorted(frames.glob("frame_*.png"))
+    assert [p.name for p in pngs] == [f"frame_{i:04d}.png" for i in range(4)]
+    assert all(read_png_size(p) == (80, 60) for p in pngs)
+    first, last = _pixels(pngs[0]), _pixels(pngs[-1])
+    assert first.mean() > 10 and not np.array_equal(first, last)  # something, and it moves
+    # the written cameras are a valid camera path: rendering them again gives the same frames
+    again = tmp_path / "again"
+    assert main.main(["render", str(demo / "demo.wzs"), "--camera-path",
+                      str(frames / "cameras.json"), "--out", str(again)]) == 0
+    for a, b in zip(pngs, sorted(again.glob("frame_*.png"))):
+        assert np.abs(_pixels(a).astype(int) - _pixels(b)).max() <= 1
+
+
+def test_keyframe_path_at_a_step(demo, tmp_path):
+    path = tmp_path / "path.json"
+    path.write_text(json.dumps({
+        "version": 1, "width": 48, "height": 32, "frames": 3,
+        "keyframes": [{"eye": [0, 0, -4], "target": [0, 0, 0], "fov_y_deg": 50},
+                      {"eye": [0.1, 0, -3], "target": [0, 0, 0], "up": [0, -1, 0],
+                       "fov_y_deg": 20, "near": 1e-3}]}))
+    out = tmp_path / "frames"
+    assert main.main(["render", str(demo / "demo.wzs"), "--camera-path", str(path),
+                      "--out", str(out), "--step", "0"]) == 0
+    pngs = sorted(out.glob("frame_*.png"))
+    assert len(pngs) == 3 and read_png_size(pngs[0]) == (48, 32)
+    # --width/--height override the file's size
+    assert main.main(["render", str(demo / "demo.wzs"), "--camera-path", str(path),
+                      "--out", str(out), "--width", "20", "--height", "10",
+                      "--frames", "2"]) == 0
+    assert read_png_size(out / "frame_0001.png") == (20, 10)
+
+
+def test_render_an_imported_ply_world(demo, tmp_path, capsys):
+    """An import has no cameras: the start camera frames the splats' bounding box."""
+    ply, world = tmp_path / "level0.ply", tmp_path / "imported.wzs"
+    assert main.main(["export", str(demo / "demo.wzs"), "--ply", str(ply), "--step", "0"]) == 0
+    assert main.main(["import", str(ply), "-o", str(world)]) == 0
+    out = tmp_path / "frames"
+    assert main.main(["render", str(world), "--zoom-sweep", "--out", str(out), "--frames", "2",
+                      "--width", "64", "--height", "48", "--mp4"]) == 0
+    pngs = sorted(out.glob("frame_*.png"))
+    assert len(pngs) == 2 and _pixels(pngs[0]).mean() > 5
+    printed = capsys.readouterr().out
+    assert "wrote 2 frames" in printed
+    assert "render.mp4" in printed or "note: --mp4 needs imageio" in printed
+
+
+BAD_PATHS = {
+    "missing": None,
+    "not_json": "{ version: 1,",
+    "not_an_object": "[1, 2, 3]",
+    "wrong_version": {"version": 7, "keyframes": [{"eye": [0, 0, -1], "target": [0, 0, 0]}]},
+    "unknown_key": {"version": 1, "keyframe": []},
+    "missing_eye": {"version": 1, "keyframes": [{"target": [0, 0, 0]}]},
+    "eye_is_target": {"version": 1, "keyframes": [{"eye": [0, 0, 0], "target": [0, 0, 0]}]},
+    "nan": '{"version": 1, "keyframes": [{"eye": [NaN, 0, -1], "target": [0, 0, 0]}]}',
+    "huge_number": '{"version": 1, "keyframes": [{"eye": [1e999, 0, -1], "target": [0, 0, 0]}]}',
+    "string_fov": {"version": 1, "keyframes": [{"eye": [0, 0, -1], "target": [0, 0, 0],
+                                                 "fov_y_deg": "50"}]},
+    "bad_fov": {"version": 1, "keyframes": [{"eye": [0, 0, -1], "target": [0, 0, 0],
+                                              "fov_y_deg": 180}]},
+    "bad_frames": {"version": 1, "frames": 0,
+                   "keyframes": [{"eye": [0, 0, -1], "target": [0, 0, 0]}]},
+    "bad_camera": {"version": 1, "cameras": [{"T_world_camera": [[1, 0], [0, 1]], "fx": 1}]},
+    "both": {"version": 1, "cameras": [], "keyframes": []},
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PATHS))
+def test_bad_camera_path_files_get_one_line_and_exit_2(demo, tmp_path, capsys, case):
+    content = BAD_PATHS[case]
+    path = tmp_path / "path.json"
+    if content is not None:
+        path.write_text(content if isinstance(content, str) else json.dumps(content))
+    out = tmp_path / "frames"
+    code = main.main(["render", str(demo / "demo.wzs"), "--camera-path", str(path),
+                      "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("wonderzoom: error: ") and "Traceback" not in err
+    assert not list(out.glob("*.png")) if out.exists() else True
+
+
+def test_bad_arguments_are_user_errors(demo, capsys):
+    world = str(demo / "demo.wzs")
+    for args in (["--zoom-sweep", "--out", "x", "--at", "3"],
+                 ["--zoom-sweep", "--out", "x", "--width", "0"],
+                 ["--zoom-sweep", "--out", "x", "--at", "1e9,1e9"]):
+        assert main.main(["render", world, *args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("wonderzoom: error: ")

@@ -1,0 +1,475 @@
+"""The streaming renderer: visible sets, residency (LRU, upload cap), CPU culling, sort reuse,
+and its images against the numpy reference, headless through EGL.
+
+Image tolerance as in test_render_gl.py: mean abs error <= 1/255 for rgb and alpha, max
+<= 0.05, expected depth where solid: mean relative error <= 1e-4. The reference is rendered
+from `engine.render.prepare` with the splats in the renderer's own draw order (ties between
+equal 16-bit depth keys are broken differently by the two CPU paths, and a plane seen
+head-on is all ties), so the comparison checks the GPU path, not a tie-break convention.
+"""
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from engine.camera import Camera
+from engine.chunking import split_level
+from engine.history import History, Step
+from engine.lod import LodIndex, LodLinks
+from engine.render.prepare import PreparedSplats, prepare
+from engine.render.reference import render as reference_render
+from engine.render.visibility import (PAGE_SPLATS, chunk_table, visible_chunks)
+from engine.scene import ChunkBounds, ChunkHandle, ChunkStore, append_level, build_scene
+from engine.splats import SplatChunk, normalize_quaternions, rgb_to_sh_dc
+from engine.synthetic import nested_plane_world
+from engine.world import World
+
+moderngl = pytest.importorskip("moderngl")
+from engine.render.gl import HeadlessContextError, create_headless_context  # noqa: E402
+from engine.render.residency import PAGE_BYTES, PagedArena, Residency, Wanted  # noqa: E402
+from engine.render import streaming  # noqa: E402
+from engine.render.streaming import (ResortPolicy, StreamingBudget,  # noqa: E402
+                                     StreamingRenderer)
+from engine.render.visibility import chunk_bands, chunk_layout  # noqa: E402
+
+MEAN_TOL = 1.0 / 255.0
+MAX_TOL = 0.05
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    try:
+        context = create_headless_context()
+    except HeadlessContextError as exc:
+        pytest.skip(str(exc))
+    yield context
+    context.release()
+
+
+@pytest.fixture
+def fbo_for(ctx):
+    """Window-like RGBA8 framebuffers, one per image size."""
+    made = {}
+
+    def get(camera):
+        key = (camera.width, camera.height)
+        if key not in made:
+            made[key] = ctx.simple_framebuffer(key)
+        return made[key]
+
+    yield get
+    for fbo in made.values():
+        fbo.release()
+
+
+def make_renderer(ctx, budget: StreamingBudget = StreamingBudget(), **kwargs
+                  ) -> StreamingRenderer:
+    """A renderer with no per-frame preparation time limit, so every frame is reproducible."""
+    budget = dataclasses.replace(budget, prepare_ms_per_frame=math.inf)  # no time limit
+    return StreamingRenderer(ctx, budget, **kwargs)
+
+
+@pytest.fixture
+def exact(ctx):
+    """A renderer that culls and sorts exactly for every new camera (no reuse guard)."""
+    r = make_renderer(ctx, resort=None)
+    yield r
+    r.release()
+
+
+# ---- worlds -------------------------------------------------------------------------------
+def _opaque(chunk: SplatChunk, opacity: float = 0.9) -> SplatChunk:
+    logit = math.log(opacity / (1 - opacity))
+    return dataclasses.replace(chunk, opacity_logits=np.full(len(chunk), logit, np.float32))
+
+
+def _nested_world(levels=2, size=64, max_splats=900, opaque=True, darker_child=False):
+    """nested_plane_world as a World via a History, each level split into several chunks."""
+    made = nested_plane_world(levels=levels, factor=4.0, size=size)
+    history = History()
+    chunks = {}
+    for i, (camera, level) in enumerate(made):
+        if opaque:
+            level = _opaque(level)
+        if darker_child and i > 0:
+            level = dataclasses.replace(level, sh_dc=rgb_to_sh_dc(0.6 * level.rgb()))
+        parts = split_level(level, max_splats=max_splats)
+        ids = tuple(range(len(chunks), len(chunks) + len(parts)))
+        chunks.update(zip(ids, parts))
+        history.add(Step(i, i - 1 if i else None, "zoom" if i else "image", ids, camera=camera))
+    return build_scene(history, chunks), [c for c, _ in made]
+
+
+def _world_of(pieces: list[tuple[SplatChunk, LodLinks | None]]) -> World:
+    """A World holding the given chunks with the given links (one entity per chunk)."""
+    world = World()
+    store, index = ChunkStore(), LodIndex()
+    world.insert_resource(store)
+    world.insert_resource(index)
+    for cid, (chunk, links) in enumerate(pieces):
+        store.insert(cid, chunk)
+        index.links[cid] = links if links is not None else LodLinks.root(len(chunk))
+        lo, hi = chunk.bounds()
+        world.spawn(ChunkHandle(cid), ChunkBounds(lo, hi, len(chunk), *index.band(cid, chunk)))
+    return world
+
+
+def _pieces(world: World):
+    store, index = world.resource(ChunkStore), world.resource(LodIndex)
+    ids = [h.chunk_id for _, (h,) in world.query(ChunkHandle)]
+    return ids, [(store.get(c), index.links.get(c)) for c in ids]
+
+
+def _reference_in_draw_order(renderer: StreamingRenderer, world: World, camera: Camera):
+    """prepare() for the world's chunks, reordered into the renderer's last draw order."""
+    ids, pieces = _pieces(world)
+    prepared = prepare(camera, pieces)
+    where = {(ids[c], r): k for k, (c, r) in
+             enumerate(zip(prepared.source_chunk.tolist(), prepared.source_row.tolist()))}
+    drawn_ids, drawn_rows = renderer.last_list.chunk_rows()
+    order = np.array([where[(c, r)] for c, r in zip(drawn_ids.tolist(), drawn_rows.tolist())
+                      if (c, r) in where], np.int64)
+    assert len(order) == prepared.count, "the renderer misses splats the reference draws"
+    return PreparedSplats(prepared.packed[order], prepared.source_chunk[order],
+                          prepared.source_row[order], prepared.stats, prepared.T_world_camera)
+
+
+def assert_matches(gpu, ref):
+    for name in ("rgb", "alpha"):
+        err = np.abs(getattr(gpu, name).astype(np.float64) - getattr(ref, name))
+        assert err.mean() <= MEAN_TOL, f"{name}: mean abs error {err.mean():.2e}"
+        assert err.max() <= MAX_TOL, f"{name}: max abs error {err.max():.2e}"
+    solid = (ref.alpha > 0.5) & (gpu.alpha > 0.5)
+    rel = np.abs(gpu.depth[solid].astype(np.float64) - ref.depth[solid]) / ref.depth[solid]
+    assert rel.mean() <= 1e-4 and rel.max() <= 2e-2, f"depth: {rel.mean():.1e} / {rel.max():.1e}"
+
+
+def _drawn_pairs(renderer):
+    ids, rows = renderer.last_list.chunk_rows()
+    return set(zip(ids.tolist(), rows.tolist()))
+
+
+# ---- visible set and culling --------------------------------------------------------------
+def _random_cameras(cameras, rng, n):
+    out = []
+    for _ in range(n):
+        base = cameras[rng.integers(len(cameras))]
+        eye = base.position + rng.normal(0, 0.3, 3)
+        target = np.array([rng.uniform(-1.5, 1.5), rng.uniform(-1.5, 1.5), 0.0])
+        cam = Camera.look_at(eye, target, fov_y_deg=float(rng.uniform(3, 70)), width=80,
+                             height=60, near=0.01)
+        out.append(cam)
+    return out
+
+
+def test_visible_set_and_drawn_splats_match_brute_force(exact, fbo_for):
+    """Over random cameras (wide to 20x zoomed), the chunk-level visible set never misses a
+    chunk holding a splat the brute-force CPU path (prepare) draws, and the renderer submits
+    exactly prepare's splats (plus, rarely, one sitting on the alpha threshold)."""
+    world, cameras = _nested_world(levels=3, size=48, max_splats=300)
+    table = chunk_table(world)
+    ids, pieces = _pieces(world)
+    assert len(table) > 20
+    rng = np.random.default_rng(0)
+    skipped = extras = 0
+    for cam in _random_cameras(cameras, rng, 24):
+        visible = set(table.chunk_id[visible_chunks(table, cam)].tolist())
+        prepared = prepare(cam, pieces)
+        truly = {ids[c] for c in np.unique(prepared.source_chunk).tolist()}
+        assert truly <= visible, f"visible set misses chunks {sorted(truly - visible)}"
+        skipped += len(table) - len(visible)
+        exact.draw(world, cam, fbo_for(cam))
+        expected = {(ids[c], r) for c, r in zip(prepared.source_chunk.tolist(),
+                                               prepared.source_row.tolist())}
+        drawn = _drawn_pairs(exact)
+        assert expected <= drawn
+        # extras only at a threshold: the CPU bands carry a 1e-5 log-scale epsilon so float32
+        # rounding never culls what the GPU would draw (the GPU then drops these exactly)
+        assert len(drawn - expected) <= max(3, 0.002 * len(expected))
+        extras += len(drawn - expected)
+    assert skipped > 0  # the chunk-level test does cull
+
+
+def test_cpu_culled_splats_are_not_drawn(exact, fbo_for):
+    """Behind, outside, faded and faint splats never reach the GPU (stats and draw list)."""
+    cam = Camera.look_at([0, 0, 0], [0, 0, 1], fov_y_deg=53.13, width=64, height=64, near=0.1,
+                         far=100.0)
+    s_here = 5.0 / cam.focal
+    points = np.array([[0, 0, 5], [0, 0, -1], [0, 0, 0.05], [0, 0, 200], [20, 0, 5],
+                       [0, -8, 5], [0, 1, 5], [1, 0, 5], [-1, 1, 5], [0.5, 0.5, 6]], float)
+    n = len(points)
+    logits = np.full(n, 0.0)
+    logits[7] = math.log(0.003 / 0.997)  # faint
+    s_native = np.full(n, s_here)
+    s_parent = np.full(n, np.inf)
+    s_parent[6], s_native[6] = s_here / 4, s_here / 8  # faded: 4x coarser than its parent
+    s_child = np.zeros(n)
+    chunk = SplatChunk.from_world(points, np.tile([1.0, 0, 0, 0], (n, 1)),
+                                  np.full((n, 3), math.log(0.1)), logits,
+                                  rgb_to_sh_dc(np.full((n, 3), 0.5)), s_native)
+    world = _world_of([(chunk, LodLinks(s_parent.astype(np.float32),
+                                        s_child.astype(np.float32)))])
+    stats = exact.draw(world, cam, fbo_for(cam))
+    prepared = prepare(cam, _pieces(world)[1])
+    assert prepared.stats.drawn == 3 and stats.splats_drawn == 3
+    assert {r for _, r in _drawn_pairs(exact)} == {0, 8, 9}
+
+
+# ---- images against the reference ---------------------------------------------------------
+def test_output_matches_the_reference_across_two_levels(exact):
+    """The level-0 view, zoomed views, the level-1 camera and beyond: same image as the
+    numpy reference; over the level-1 patch the zoom never goes transparent or jumps."""
+    world, (c0, c1) = _nested_world(levels=2, size=64, darker_child=True)
+    start = c1.with_fov_scale(c0.fx / c1.fx)  # C_1's pose with C_0's field of view
+    previous = None
+    for zoom in np.geomspace(1.0, 8.0, 12):
+        cam = start.with_fov_scale(zoom)
+        gpu = exact.render_offscreen(world, cam)
+        assert_matches(gpu, reference_render(_reference_in_draw_order(exact, world, cam), cam))
+        half = int(min(32, 8 * zoom)) - 2
+        patch = (slice(32 - half, 32 + half), slice(32 - half, 32 + half))
+        assert gpu.alpha[patch].min() > 0.9, f"zoom {zoom:.2f}: patch turns transparent"
+        brightness = float(gpu.rgb[patch].mean())
+        if previous is not None:
+            assert 0.85 < brightness / previous < 1.15, f"zoom {zoom:.2f}: brightness jumps"
+        previous = brightness
+
+
+def _random_pieces(seed, n=1500):
+    """Anisotropic random splats, some half faded by links, around an off-centre camera;
+    many near the image border (their footprints cross it: clamped points)."""
+    rng = np.random.default_rng(seed)
+    cam = Camera.look_at(rng.normal(0, 0.3, 3), [0.0, 0.0, 4.0], fov_y_deg=55, width=96,
+                         height=72)
+    cam = dataclasses.replace(cam, cx=cam.cx + 3.3, cy=cam.cy - 2.7)
+    pts = np.stack([rng.uniform(-3, 3, n), rng.uniform(-2.2, 2.2, n), rng.uniform(2.5, 6, n)], 1)
+    chunk = SplatChunk.from_world(
+        pts, normalize_quaternions(rng.normal(size=(n, 4))),
+        rng.uniform(-4.5, -2.0, (n, 3)), rng.normal(0.0, 1.5, n),
+        rgb_to_sh_dc(rng.uniform(0, 1, (n, 3))),
+        s_native=cam.pixel_scale(pts) * np.exp(rng.uniform(-2.0, 2.0, n)), origin=[0.3, -0.2, 4.0])
+    s_parent = np.where(rng.uniform(size=n) < 0.5, chunk.s_native * 3, np.inf)
+    s_child = np.where(rng.uniform(size=n) < 0.5, chunk.s_native / 3, 0.0)
+    links = LodLinks(s_parent.astype(np.float32), s_child.astype(np.float32))
+    half = n // 2
+    return cam, [(chunk.take(np.arange(half)), LodLinks(links.s_parent[:half], links.s_child[:half])),
+                 (chunk.take(np.arange(half, n)), LodLinks(links.s_parent[half:], links.s_child[half:]))]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_output_matches_the_reference_on_random_splats(exact, seed):
+    cam, pieces = _random_pieces(seed)
+    world = _world_of(pieces)
+    for background in ((0.0, 0.0, 0.0), (0.2, 0.4, 0.6)):
+        gpu = exact.render_offscreen(world, cam, background=background)
+        ref = reference_render(_reference_in_draw_order(exact, world, cam), cam, background)
+        assert ref.alpha.max() > 0.9
+        assert_matches(gpu, ref)
+
+
+def test_huge_splats_take_the_quad_path_and_still_match(ctx, monkeypatch):
+    """Footprints wider than the largest GL point are drawn as quads in back-to-front runs
+    between the point runs; with too many runs the whole frame is drawn as quads."""
+    rng = np.random.default_rng(3)
+    cam = Camera.look_at([0, 0, 0], [0, 0, 1], fov_y_deg=60, width=320, height=240)
+    n = 400
+    pts = np.stack([rng.uniform(-2, 2, n), rng.uniform(-1.5, 1.5, n), rng.uniform(2, 6, n)], 1)
+    sigma = np.where(rng.uniform(size=n) < 0.04, 1.2, 0.02)  # ~4% huge: > 255 px wide
+    chunk = SplatChunk.from_world(pts, np.tile([1.0, 0, 0, 0], (n, 1)),
+                                  np.log(np.repeat(sigma[:, None], 3, 1)), np.full(n, -1.0),
+                                  rgb_to_sh_dc(rng.uniform(0, 1, (n, 3))), np.full(n, 1e-3))
+    world = _world_of([(chunk, None)])
+    for max_runs in (1024, 4):  # 4: the huge ones alternate with points more often
+        monkeypatch.setattr(streaming, "MAX_RUNS", max_runs)
+        r = make_renderer(ctx, resort=None)
+        gpu = r.render_offscreen(world, cam)
+        stats = r.last_stats
+        assert_matches(gpu, reference_render(_reference_in_draw_order(r, world, cam), cam))
+        if max_runs == 4:
+            assert stats.draw_calls == 1 and stats.splats_quads == stats.splats_drawn
+        else:
+            assert 0 < stats.splats_quads < stats.splats_drawn / 10 and stats.draw_calls > 4
+        r.release()
+
+
+def test_tiny_splats_a_million_times_zoomed_far_from_the_origin(exact):
+    """1e-6-sized splats seen from 1e-5 away at (1e4, -3e3, 2e3) render like at the origin:
+    chunk origins are subtracted from the eye in float64 before anything is float32."""
+    rng = np.random.default_rng(0)
+    n = 60
+    local = np.stack([rng.uniform(-4e-6, 4e-6, n), rng.uniform(-4e-6, 4e-6, n),
+                      rng.uniform(-2e-6, 2e-6, n)], 1)
+    parts = dict(rotations=normalize_quaternions(rng.normal(size=(n, 4))),
+                 log_scales=np.log(rng.uniform(2e-7, 1e-6, (n, 3))).astype(np.float32),
+                 opacity_logits=rng.normal(1.0, 1.0, n).astype(np.float32),
+                 sh_dc=rgb_to_sh_dc(rng.uniform(0, 1, (n, 3))), s_native=np.full(n, 1e-7, np.float32))
+    images = []
+    for centre in (np.zeros(3), np.array([1e4, -3e3, 2e3])):
+        cam = Camera.look_at(centre + [2e-6, -3e-6, -1e-5], centre, fov_y_deg=40, width=64,
+                             height=64, near=1e-7)
+        chunk = SplatChunk(origin=centre.copy(), positions=local.astype(np.float32), **parts)
+        world = _world_of([(chunk, None)])
+        gpu = exact.render_offscreen(world, cam)
+        assert_matches(gpu, reference_render(_reference_in_draw_order(exact, world, cam), cam))
+        images.append(gpu)
+    near, far = images
+    assert near.alpha.max() > 0.5 and (near.alpha > 0.1).mean() > 0.1
+    assert_matches(far, near)
+
+
+def test_no_modulation_draws_every_splat_in_view_at_full_opacity(ctx):
+    """The ablation: every chunk considered, no LoD fade, no band culling (only the frustum)."""
+    world, (c0, c1) = _nested_world(levels=2, size=32)
+    ids, pieces = _pieces(world)
+    r = make_renderer(ctx, modulation=False, resort=None)
+    gpu = r.render_offscreen(world, c1)
+    roots = _world_of([(c, None) for c, _ in pieces])  # the same splats, alpha = 1
+    assert r.last_stats.chunks_visible == len(ids)
+    expected = prepare(c1, _pieces(roots)[1]).count
+    assert expected <= r.last_stats.splats_drawn <= expected + 3  # + threshold cases
+    assert_matches(gpu, reference_render(_reference_in_draw_order(r, roots, c1), c1))
+    r.release()
+
+
+# ---- residency ----------------------------------------------------------------------------
+def _small_chunks(count, n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(count):
+        pts = rng.normal(0, 0.1, (n, 3)) + [3.0 * k, 0, 5]
+        out.append(SplatChunk.from_world(pts, np.tile([1.0, 0, 0, 0], (n, 1)),
+                                         np.full((n, 3), -3.0), np.full(n, 2.0),
+                                         rgb_to_sh_dc(rng.uniform(0, 1, (n, 3))), np.full(n, 1e-3)))
+    return out
+
+
+def test_lru_evicts_the_least_recently_used_chunk_under_a_small_budget(ctx):
+    chunks = _small_chunks(5)
+    wanted = []
+    for cid, chunk in enumerate(chunks):
+        layout = chunk_layout(chunk)
+        wanted.append(Wanted(cid, layout, chunk_bands(layout, None), None))
+    arena = PagedArena(ctx, max_pages=3)  # one page per chunk: room for three
+    residency = Residency(arena)
+    for frame, cid in enumerate([0, 1, 2, 0, 3], start=1):  # 0 used again before 3 arrives
+        residency.update(frame, [wanted[cid]], cap_bytes=None)
+        assert residency.ready(cid) is not None
+        assert residency.bytes_resident <= 3 * PAGE_BYTES
+    assert set(residency.chunks) == {0, 2, 3}  # 1 was the least recently used
+    residency.update(6, [wanted[4], wanted[2], wanted[3]], cap_bytes=None)
+    assert set(residency.chunks) == {2, 3, 4} and residency.evictions == 2
+    arena.release()
+
+
+def test_renderer_stays_within_a_small_gpu_budget(ctx, fbo_for):
+    """Cameras visiting five far-apart chunks in turn with room for two: every frame draws
+    what it sees, the arena never exceeds the budget, old chunks are evicted."""
+    chunks = _small_chunks(5, n=100)
+    world = _world_of([(c, None) for c in chunks])
+    r = make_renderer(ctx, StreamingBudget(gpu_bytes=2 * PAGE_BYTES), resort=None)
+    for k in [0, 1, 2, 3, 4, 0]:
+        cam = Camera.look_at([3.0 * k, 0, 0], [3.0 * k, 0, 5], fov_y_deg=20, width=64, height=64)
+        stats = r.draw(world, cam, fbo_for(cam))
+        assert stats.chunks_visible == 1 and stats.splats_drawn == 100
+        assert stats.bytes_resident <= 2 * PAGE_BYTES
+    assert r.residency.evictions >= 4
+    r.release()
+
+
+def test_a_big_hot_load_spreads_over_frames_under_the_upload_cap(ctx, fbo_for):
+    """Appending a level of nine pages with a cap of two pages per frame: each frame uploads
+    at most the cap, the old level keeps drawing (with its old links: no hole opens where
+    the new level will fade it out), the new chunk appears when its last page has arrived,
+    and from then on the frame equals an unconstrained render."""
+    world, _ = _nested_world(levels=1, size=96, max_splats=100_000)
+    made = nested_plane_world(levels=2, factor=4.0, size=96)
+    new_level = _opaque(made[1][1])  # 9216 splats: 9 pages in one chunk
+    cap = 2 * PAGE_BYTES  # >= the old level's link refresh (12 B/splat), applied at the end
+    r = make_renderer(ctx, StreamingBudget(upload_bytes_per_frame=cap), resort=None)
+    cam = made[1][0]
+    fbo = fbo_for(cam)
+    r.render_offscreen(world, cam)  # complete: the old level is resident before the hot-load
+    assert r.draw(world, cam, fbo).chunks_pending == 0
+    before = r.last_stats.splats_drawn
+    append_level(world, Step(1, 0, "zoom", (100,), camera=cam), {100: new_level})
+    world.apply_commands()
+    frames = []
+    for _ in range(12):
+        stats = r.draw(world, cam, fbo)
+        frames.append(stats)
+        assert stats.bytes_uploaded <= cap
+        alpha = np.frombuffer(fbo.read(components=4), np.uint8).reshape(96, 96, 4)[..., 3]
+        assert alpha[8:-8, 8:-8].min() > 200, "a hole opened while the new level uploads"
+        if stats.chunks_pending == 0:
+            break
+    pages = -(-len(new_level) // PAGE_SPLATS)
+    assert len(frames) >= pages // 2  # spread over frames: two pages per frame at most
+    assert all(f.chunks_pending == 1 for f in frames[:-1])
+    assert all(f.splats_drawn > 0 for f in frames)  # the old level keeps drawing meanwhile
+    assert frames[-1].chunks_pending == 0 and frames[-1].splats_drawn != before
+    full = make_renderer(ctx, resort=None)
+    expected = full.render_offscreen(world, cam)
+    got = r.render_offscreen(world, cam)
+    np.testing.assert_allclose(got.rgb, expected.rgb, atol=1e-6)
+    full.release()
+    r.release()
+
+
+# ---- sorting ------------------------------------------------------------------------------
+def test_sort_is_reused_while_the_camera_is_still_or_barely_moves(ctx, fbo_for):
+    world, (c0, c1) = _nested_world(levels=2, size=48)
+    r = make_renderer(ctx, resort=ResortPolicy(max_shift_px=1.0))
+    fbo = fbo_for(c0)
+    assert r.draw(world, c0, fbo).sorted_this_frame
+    first = np.frombuffer(fbo.read(), np.uint8).copy()
+    again = r.draw(world, c0, fbo)
+    assert not again.sorted_this_frame and again.sort_ms == 0.0
+    np.testing.assert_array_equal(np.frombuffer(fbo.read(), np.uint8), first)
+    T = c0.T_world_camera.copy()
+    T[:3, 3] += T[:3, 0] * 0.3 * (4.0 / c0.fx)  # ~0.3 px of image shift
+    nudged = Camera(T, c0.fx, c0.fy, c0.cx, c0.cy, c0.width, c0.height, c0.near, c0.far)
+    assert not r.draw(world, nudged, fbo).sorted_this_frame
+    # the reused list (built with the guard margin) still holds every splat prepare draws
+    ids, pieces = _pieces(world)
+    prepared = prepare(nudged, pieces)
+    assert {(ids[c], rr) for c, rr in zip(prepared.source_chunk.tolist(),
+                                          prepared.source_row.tolist())} <= _drawn_pairs(r)
+    assert r.draw(world, c0.with_fov_scale(1.2), fbo).sorted_this_frame  # zoomed: re-sort
+    r.release()
+
+
+def test_async_sorting_draws_the_last_order_meanwhile_and_catches_up(ctx, fbo_for):
+    world, (c0, c1) = _nested_world(levels=2, size=48)
+    sync = make_renderer(ctx, resort=None)
+    r = make_renderer(ctx, sort_mode="async", resort=None)
+    fbo = fbo_for(c0)
+    assert r.draw(world, c0, fbo).sorted_this_frame  # nothing to reuse yet: sorts here
+    cam = c0.with_fov_scale(1.5)
+    assert not r.draw(world, cam, fbo).sorted_this_frame  # worker sorts, old list drawn
+    r._screen.future.result()
+    r.draw(world, cam, fbo)  # picks up the worker's list
+    assert r.last_list.camera is cam
+    np.testing.assert_allclose(r.render_offscreen(world, cam).rgb,
+                               sync.render_offscreen(world, cam).rgb, atol=1e-6)
+    r.release()
+    sync.release()
+
+
+def test_chunk_preparation_is_spread_over_frames(ctx, fbo_for):
+    """A frame spends at most its preparation budget (plus one chunk) on newly visible
+    chunks; the rest are prepared on the next frames and drawn as they arrive."""
+    world, (c0,) = _nested_world(levels=1, size=64, max_splats=300)
+    r = StreamingRenderer(ctx, StreamingBudget(prepare_ms_per_frame=0.0,
+                                               prepare_frame_fraction=0.0), resort=None)
+    fbo = fbo_for(c0)
+    counts = []
+    for _ in range(100):
+        stats = r.draw(world, c0, fbo)
+        counts.append(stats.chunks_visible - stats.chunks_pending)
+        if stats.chunks_pending == 0:
+            break
+    assert counts == list(range(1, stats.chunks_visible + 1))  # one chunk per frame
+    assert stats.splats_drawn == 64 * 64
+    r.release()
