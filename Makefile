@@ -14,8 +14,10 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
+# Opens the bundled sample world in a window; with no display it runs headless and writes
+# a screenshot and a zoom sweep to out/play/.
 run: $(STAMP)
-	$(BIN)/wonderzoom demo --out out/demo
+	$(BIN)/wonderzoom play
 
 test: $(STAMP)
 	SDL_VIDEODRIVER=offscreen $(BIN)/python -m pytest -q
