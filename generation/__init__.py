@@ -1,6 +1,14 @@
-"""Generation: the progressive detail synthesizer and its async service (not built yet).
+"""Generation: the progressive detail synthesizer and its async service.
 
-Will own: the zoom pipeline stages (observe, context, super-resolve, edit, depth registration,
-auxiliary views, splat init, optimisation) and the worker process that runs them.
-Does not own: the world model (`engine`, which it imports), windows or files.
+Owns, top to bottom:
+- `config` (GenerationConfig: every knob, `from_settings` for untrusted settings),
+- `registry` (backends by name per stage), `stages/` (one module per stage, frozen
+  input/output dataclasses, the offline `builtin` backends),
+- `pipeline` (scene E0 from an image: `run_new`; one zoom step: `run_zoom` / `zoom`),
+- `service` (GenerationService: the worker process the app talks to),
+- `cli` (`wonderzoom new` / `wonderzoom zoom`),
+- helpers the builtin backends use: `image_input`, `imaging`, `monodepth`, `realesrgan`,
+  `detail`, `structures`; and the pieces built before: `raster` (differentiable rasterizer),
+  `splat_opt` (pixel-aligned init + optimisation), `procedural` (a thread stand-in generator).
+Does not own: the world model (`engine`, which it imports), windows or the file format.
 """

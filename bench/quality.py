@@ -1,0 +1,187 @@
+"""Benchmark of zoom quality with the builtin backend: detail, holes and geometry.
+
+Run from the repo root: `python bench/quality.py [--json] [--photos coffee,chelsea,astronaut]
+[--out DIR]`. For each photo (scikit-image's real photos): `new` at the default working size,
+then 3 successive zooms (factor 4, prompts "a red flower", "a ladybug", "a dew drop"), each
+into the pixel of highest local contrast inside the central half of the current view (the
+spot a user would pick; a fixed rule, not tuned). At each zoom camera C_k:
+- NIQE and BRISQUE (lower is better) of our render (the world with level k) and of the coarse
+  world rendered at the same camera (levels < k: the blurry magnification); per-level medians
+  over photos and the ratio ours / blurry (target <= 0.8);
+- hole fraction: pixels with alpha < 0.5 in views orbiting the zoom target by +-15 degrees
+  (yaw and pitch), rendering the whole world (target <= 2%);
+- median relative depth error of the new level's main-view splats against the coarse
+  geometry (the observed median depth), where the coarse world is opaque and no structure
+  was inserted (target <= 2%).
+With --out, writes the worlds and PNG frames (ours / blurry per level) there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.append(str(Path(__file__).resolve().parent))  # for iqa; after the repo root
+
+import numpy as np  # noqa: E402
+
+PROMPTS = ("a red flower", "a ladybug", "a dew drop")
+ORBIT_DEG = 15.0
+
+
+def _pick(rgb: np.ndarray, alpha: np.ndarray) -> tuple[float, float]:
+    """Pixel of highest local luminance contrast inside the central half of the view, among
+    pixels where the world is opaque (a user does not click a hole)."""
+    from generation.imaging import blur, luma
+
+    y = luma(rgb)
+    contrast = blur((y - blur(y, 1.5)) ** 2, 4.0)
+    H, W = y.shape
+    mask = np.zeros_like(contrast, bool)
+    mask[H // 4: 3 * H // 4, W // 4: 3 * W // 4] = True
+    mask &= alpha >= 0.9
+    i, j = np.unravel_index(np.argmax(np.where(mask, contrast, -1)), y.shape)
+    return j + 0.5, i + 0.5
+
+
+def _render(camera, levels):
+    from engine.lod import build_lod_index
+    from generation.stages.observe import render_view
+
+    index = build_lod_index(levels)
+    scene = tuple((c, index.links[cid]) for _, chunks in levels for cid, c in chunks.items())
+    rgb, alpha, _, _ = render_view(camera, scene)
+    return np.clip(rgb, 0, 1), alpha
+
+
+def _save(path: Path, rgb: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+
+
+def run_photo(name: str, image: np.ndarray, out: Path | None) -> list[dict]:
+    import iqa
+
+    from engine.history import History, Step
+    from generation.cli import _all_cores, build_request
+    from generation.config import GenerationConfig
+    from generation.pipeline import run_new, run_zoom
+    from generation.stages.aux_views import orbit_camera
+
+    config = GenerationConfig(num_threads=_all_cores())
+    nw = run_new(image, name, 0, config)
+    history = History()
+    chunks: dict[int, object] = dict(enumerate(nw.chunks))
+    history.add(Step(0, None, "image", tuple(chunks), camera=nw.camera, prompt=name))
+    levels = [(None, dict(chunks))]
+    view = nw.camera
+    if out is not None:
+        _save(out / f"{name}_level0.png", _render(view, levels)[0])
+    rows = []
+    for k, prompt in enumerate(PROMPTS, start=1):
+        current, current_alpha = _render(view, levels)
+        u, v = _pick(current, current_alpha)
+        req = build_request(SimpleNamespace(history=history, chunks=chunks), view, u, v, prompt,
+                            4.0, seed=k)
+        t0 = time.perf_counter()
+        run = run_zoom(req, config)
+        seconds = time.perf_counter() - t0
+        base = max(chunks) + 1
+        new = {base + i: c for i, c in enumerate(run.chunks)}
+        chunks.update(new)
+        history.add(Step(k, k - 1, "zoom", tuple(new), camera=run.camera, point=req.point,
+                         prompt=prompt))
+        cam = run.camera
+        blurry, _ = _render(cam, levels)
+        levels.append((cam, new))
+        ours, _ = _render(cam, levels)
+        holes = []
+        for yaw, pitch in ((ORBIT_DEG, 0), (-ORBIT_DEG, 0), (0, ORBIT_DEG), (0, -ORBIT_DEG)):
+            _, a = _render(orbit_camera(cam, np.asarray(req.point), yaw, pitch), levels)
+            holes.append(float((a < 0.5).mean()))
+        main = run.optimized.chunks[0]
+        uv, z = cam.project(main.world_positions())
+        iu = np.clip(np.floor(uv[:, 0]).astype(int), 0, cam.width - 1)
+        iv = np.clip(np.floor(uv[:, 1]).astype(int), 0, cam.height - 1)
+        coarse = run.observed.depth[iv, iu]
+        ok = np.isfinite(coarse) & (run.edited.mask[iv, iu] < 0.05)
+        depth_err = float(np.median(np.abs(z[ok] - coarse[ok]) / coarse[ok])) if ok.any() else None
+        row = {"photo": name, "level": k, "prompt": prompt, "at": [round(u, 1), round(v, 1)],
+               "niqe_ours": iqa.niqe(ours), "niqe_blurry": iqa.niqe(blurry),
+               "brisque_ours": iqa.brisque(ours), "brisque_blurry": iqa.brisque(blurry),
+               "hole_fraction_max": max(holes), "hole_fraction_mean": float(np.mean(holes)),
+               "depth_rel_err": depth_err, "zoom_s": round(seconds, 2),
+               "edit": run.edited.label, "factor": round(run.factor, 3)}
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr)
+        if out is not None:
+            _save(out / f"{name}_level{k}.png", ours)
+            _save(out / f"{name}_level{k}_blurry.png", blurry)
+        view = cam
+    if out is not None:
+        from saves import save_world
+
+        save_world(out / f"{name}.wzs", history, chunks)
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    def med(key, level=None):
+        vals = [r[key] for r in rows if (level is None or r["level"] == level)
+                and r[key] is not None]
+        return round(statistics.median(vals), 4) if vals else None
+
+    levels = sorted({r["level"] for r in rows})
+    per_level = {}
+    for k in levels:
+        d = {m: med(m, k) for m in ("niqe_ours", "niqe_blurry", "brisque_ours", "brisque_blurry",
+                                     "hole_fraction_max", "depth_rel_err")}
+        d["niqe_ratio"] = round(d["niqe_ours"] / d["niqe_blurry"], 3)
+        d["brisque_ratio"] = round(d["brisque_ours"] / d["brisque_blurry"], 3)
+        per_level[str(k)] = d
+    niqe_ratio = statistics.median(r["niqe_ours"] / r["niqe_blurry"] for r in rows)
+    brisque_ratio = statistics.median(r["brisque_ours"] / r["brisque_blurry"] for r in rows)
+    return {
+        "per_level": per_level,
+        "niqe_ratio": round(niqe_ratio, 3), "brisque_ratio": round(brisque_ratio, 3),
+        "hole_fraction_median": med("hole_fraction_max"),
+        "hole_fraction_worst": round(max(r["hole_fraction_max"] for r in rows), 4),
+        "depth_rel_err_median": med("depth_rel_err"),
+        "zoom_s_median": med("zoom_s"),
+        "targets": {"ratio": 0.8, "hole_fraction": 0.02, "depth_rel_err": 0.02},
+        "photos": sorted({r["photo"] for r in rows}), "orbit_deg": ORBIT_DEG,
+        "rows": rows,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--photos", default="coffee,chelsea,astronaut")
+    ap.add_argument("--out", default=None, help="folder for worlds and PNG frames")
+    args = ap.parse_args()
+    import skimage.data
+
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in args.photos.split(","):
+        rows += run_photo(name, getattr(skimage.data, name)(), out)
+    summary = summarise(rows)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(json.dumps({k: v for k, v in summary.items() if k != "rows"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

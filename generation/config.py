@@ -1,0 +1,140 @@
+"""Generation settings: one frozen `GenerationConfig` for both `new` and `zoom`.
+
+Owns: every knob of the pipeline (working sizes, iterations, auxiliary views, which backend
+each stage uses) with its default, and `from_settings`, which builds a config from an untrusted
+mapping (CLI `--set key=value`, a TOML table, `ZoomRequest.settings`) with one-line errors.
+Does not own: the stages themselves or the backends' own options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+STAGES = ("observe", "context", "super_resolve", "edit", "depth", "aux_views", "init",
+          "optimize")
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or out of range (the message is one line)."""
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    backend: str = "builtin"  # default backend of every stage
+    backends: Mapping[str, str] = field(default_factory=dict)  # per-stage override
+    # scene E0 from an image
+    new_long_side: int = 384  # working size: the image is resized so its long side is this
+    new_fov_deg: float = 55.0  # field of view across the long side of C_0
+    depth_ratio: float = 3.0  # far / near of the monocular depth prior
+    new_iterations: int = 12
+    aux_views_new: int = 4
+    aux_angle_new_deg: float = 5.0  # orbit of E0's auxiliary cameras around the scene centre
+    # a zoom step
+    zoom_long_side: int = 320  # C_i is re-sampled to this long side (same pose and field of view)
+    zoom_iterations: int = 10
+    aux_views_zoom: int = 4
+    aux_angle_zoom_deg: float = 12.0  # orbit of the auxiliary cameras around the zoom target
+    sr_model: str = "realesrgan-x4plus"  # or "realesr-animevideov3-x4" (fast, flatter)
+    detail_strength: float = 1.0  # synthesized texture amplitude / the parent's (self-similar)
+    edit_size: float = 0.18  # radius of an inserted structure / the short side of C_i
+    relief: float = 1.0  # image-driven depth relief, in pixel footprints per unit luma contrast
+    # shared
+    aux_views_per_step: int = 1  # auxiliary views rendered per optimiser iteration
+    num_threads: int = 0  # torch / ncnn / OpenCV threads; 0 = all cores but one
+    max_chunk_splats: int = 1 << 16
+
+    def backend_for(self, stage: str) -> str:
+        return self.backends.get(stage, self.backend)
+
+    def threads(self) -> int:
+        if self.num_threads > 0:
+            return self.num_threads
+        from generation.splat_opt import default_threads
+
+        return default_threads()
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["backends"] = dict(self.backends)
+        return out
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any] | None = None,
+                      base: "GenerationConfig | None" = None) -> "GenerationConfig":
+        """`base` (default: the defaults) with the known keys of `settings` replaced.
+        Keys the pipeline does not know raise ConfigError; keys starting with '_' and the
+        app's observed-view keys are ignored."""
+        base = base or cls()
+        if not settings:
+            return base
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        changes: dict[str, Any] = {}
+        for key, value in settings.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"setting names must be strings, got {key!r}")
+            if key.startswith("_") or key in IGNORED_SETTINGS:
+                continue
+            if key not in fields:
+                raise ConfigError(f"unknown setting {key!r} (known: {', '.join(sorted(fields))})")
+            changes[key] = _coerce(key, value, getattr(base, key))
+        out = dataclasses.replace(base, **changes)
+        out.check()
+        return out
+
+    def check(self) -> None:
+        for name, lo, hi in _RANGES:
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
+                raise ConfigError(f"setting {name}={v!r} is outside [{lo}, {hi}]")
+        for stage in self.backends:
+            if stage not in STAGES:
+                raise ConfigError(f"backends: unknown stage {stage!r} (stages: {', '.join(STAGES)})")
+
+
+# settings the app's requests carry for the procedural stand-in; the pipeline observes itself
+IGNORED_SETTINGS = frozenset({"observed_rgb", "observed_depth", "level"})
+
+_RANGES = (
+    ("new_long_side", 16, 4096), ("zoom_long_side", 16, 4096), ("new_fov_deg", 5.0, 150.0),
+    ("depth_ratio", 1.0, 100.0), ("new_iterations", 0, 10_000), ("zoom_iterations", 0, 10_000),
+    ("aux_views_new", 0, 16), ("aux_views_zoom", 0, 16), ("aux_angle_new_deg", 0.0, 45.0),
+    ("aux_angle_zoom_deg", 0.0, 45.0), ("detail_strength", 0.0, 4.0), ("edit_size", 0.01, 0.5),
+    ("relief", 0.0, 20.0), ("aux_views_per_step", 0, 16), ("num_threads", 0, 1024),
+    ("max_chunk_splats", 1024, 1 << 22),
+)
+
+
+def _coerce(key: str, value: Any, default: Any) -> Any:
+    """`value` as the type of `default`; strings (from the CLI) are parsed."""
+    try:
+        if isinstance(default, bool):
+            raise TypeError
+        if isinstance(default, int):
+            if isinstance(value, bool):
+                raise TypeError
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if isinstance(default, float):
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if isinstance(default, str):
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if isinstance(default, Mapping):
+            if isinstance(value, str):  # "stage=name,stage=name"
+                value = dict(part.split("=", 1) for part in value.split(",") if part)
+            if not isinstance(value, Mapping) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise TypeError
+            return dict(value)
+    except (TypeError, ValueError):
+        pass
+    else:
+        raise ConfigError(f"setting {key!r} has an unsupported type")
+    raise ConfigError(f"setting {key}={value!r} must be {type(default).__name__}")

@@ -1,0 +1,381 @@
+"""The two pipelines, read top to bottom: scene E0 from an image, and one zoom step.
+
+Owns: chaining the stages (`generation.stages.*`) with their backends from a
+`GenerationConfig`, the working cameras (C_0 from the image; C_i re-sampled to the working
+size), the provisional LoD links the old world is drawn with while the new level is being
+made, per-stage timings, progress (`progress(stage, fraction_of_stage)`), cancellation between
+stages and optimiser iterations, and packing the outcome: `NewWorld` for `wonderzoom new`,
+`ZoomRun` (every stage's output, for tests and benchmarks) and `ZoomResult` for the app.
+Does not own: the stages' maths, processes and queues (`generation.service`), files or the CLI.
+
+Zoom data flow (DESIGN.md): observe -> context -> super_resolve -> edit -> depth ->
+aux_views -> init -> optimize -> split into chunks.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterator, Mapping
+
+import numpy as np
+
+from engine.camera import Camera
+from engine.chunking import split_level
+from engine.lod import LodIndex, LodLinks, link_level
+from engine.messages import ZoomRequest, ZoomResult
+from engine.splats import SplatChunk
+from generation.config import GenerationConfig
+from generation.stages import aux_views as aux_stage
+from generation.stages import context as context_stage
+from generation.stages import depth as depth_stage
+from generation.stages import edit as edit_stage
+from generation.stages import observe as observe_stage
+from generation.stages import optimize as optimize_stage
+from generation.stages import splat_init as init_stage
+from generation.stages import super_resolve as sr_stage
+from generation.stages.observe import Scene
+
+VERSION = "1"
+MAX_PROMPT_CHARS = 2000
+AUX_WEIGHT = 0.5  # auxiliary views count half as much as the main view in the loss
+
+ZOOM_STAGES = ("observe", "context", "super_resolve", "edit", "depth", "aux_views", "init",
+               "optimize")
+NEW_STAGES = ("load", "depth", "aux_views", "init", "optimize")
+# share of a whole request's time each stage takes (for one overall progress fraction)
+STAGE_WEIGHTS = {"load": 0.02, "observe": 0.08, "context": 0.01, "super_resolve": 0.08,
+                 "edit": 0.02, "depth": 0.03, "aux_views": 0.1, "init": 0.03, "optimize": 0.63}
+
+Progress = Callable[[str, float], None]  # (stage, fraction of that stage in [0, 1])
+Cancel = Callable[[], bool]
+
+
+class Cancelled(Exception):
+    """The request was cancelled between two stages or optimiser iterations."""
+
+
+def overall_fraction(stages: tuple[str, ...], stage: str, fraction: float) -> float:
+    """Progress of the whole request when `stage` is `fraction` done."""
+    total = sum(STAGE_WEIGHTS[s] for s in stages)
+    done = 0.0
+    for s in stages:
+        if s == stage:
+            return min(1.0, (done + STAGE_WEIGHTS[s] * min(max(fraction, 0.0), 1.0)) / total)
+        done += STAGE_WEIGHTS[s]
+    return min(1.0, done / total)
+
+
+class _Runner:
+    """Times stages, reports progress and checks for cancellation."""
+
+    def __init__(self, progress: Progress | None, cancel: Cancel | None) -> None:
+        self.progress = progress
+        self.cancel = cancel
+        self.timings: dict[str, float] = {}
+        self.start = time.perf_counter()
+
+    def check(self) -> None:
+        if self.cancel is not None and self.cancel():
+            raise Cancelled("cancelled")
+
+    def report(self, stage: str, fraction: float) -> None:
+        if self.progress is not None:
+            self.progress(stage, fraction)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        self.check()
+        self.report(name, 0.0)
+        t0 = time.perf_counter()
+        yield
+        self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
+        self.report(name, 1.0)
+
+    def total(self) -> dict[str, float]:
+        return {**self.timings, "total": time.perf_counter() - self.start}
+
+
+def _set_threads(config: GenerationConfig) -> int:
+    import cv2
+    import torch
+
+    n = config.threads()
+    torch.set_num_threads(n)
+    cv2.setNumThreads(n)
+    return n
+
+
+# ---- scene E0 ---------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class NewWorld:
+    camera: Camera  # C_0
+    chunks: tuple[SplatChunk, ...]  # level 0, split for streaming
+    rgb: np.ndarray  # [H, W, 3] the working image
+    depth: np.ndarray  # [H, W] its depth
+    timings: Mapping[str, float]
+    backend: Mapping[str, Any]  # name, version, seed, settings (JSON-friendly)
+    prompt: str
+    hole_fractions: tuple[float, ...]  # of each auxiliary view before filling
+
+
+def image_camera(width: int, height: int, fov_deg: float) -> Camera:
+    """C_0: at the origin looking along +z (OpenCV axes), `fov_deg` across the long side."""
+    f = 0.5 * max(width, height) / math.tan(math.radians(fov_deg) / 2)
+    return Camera(np.eye(4), f, f, width / 2.0, height / 2.0, width, height, near=1e-3, far=1e4)
+
+
+def run_new(image: np.ndarray,  # [H, W, 3] uint8, any size
+            prompt: str = "", seed: int = 0, config: GenerationConfig = GenerationConfig(),
+            progress: Progress | None = None, cancel: Cancel | None = None) -> NewWorld:
+    from generation.image_input import resize_long_side
+
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"the prompt is longer than {MAX_PROMPT_CHARS} characters")
+    run = _Runner(progress, cancel)
+    threads = _set_threads(config)
+    with run.stage("load"):
+        rgb = resize_long_side(np.asarray(image, np.uint8), config.new_long_side)
+        rgb = rgb.astype(np.float64) / 255.0
+        H, W = rgb.shape[:2]
+        cam = image_camera(W, H, config.new_fov_deg)
+    with run.stage("depth"):
+        dep = depth_stage.run(depth_stage.DepthInput(cam, rgb, relief=config.relief,
+                                                     depth_ratio=config.depth_ratio),
+                              config.backend_for("depth"))
+        depth = dep.depth
+    with run.stage("aux_views"):
+        centre = cam.unproject(np.array([[cam.cx, cam.cy]]), np.array([np.median(depth)]))[0]
+        aux = aux_stage.run(aux_stage.AuxViewsInput(
+            cam, rgb, depth, centre, (), config.aux_views_new, config.aux_angle_new_deg,
+            config.relief, config.backend_for("depth")), config.backend_for("aux_views"))
+    with run.stage("init"):
+        init = init_stage.run(_init_input(cam, rgb, depth, aux, level=0),
+                              config.backend_for("init"))
+    with run.stage("optimize"):
+        opt = optimize_stage.run(
+            _optimize_input(init, cam, rgb, aux, (), config.new_iterations, config, seed,
+                            threads),
+            config.backend_for("optimize"), lambda f: run.report("optimize", f), run.check)
+        run.check()  # the optimiser stops early when cancelled; that is not a result
+    level = SplatChunk.concatenate(list(opt.chunks))
+    chunks = tuple(split_level(level, config.max_chunk_splats))
+    backend = _backend_info(config, seed, NEW_STAGES, extra={
+        "splats": len(level), "working_size": [W, H], "final_loss": _num(opt.final_loss),
+        "depth": "layout prior" if config.backend_for("depth") == "builtin" else
+        config.backend_for("depth")})
+    return NewWorld(cam, chunks, rgb, depth, run.total(), backend, prompt,
+                    tuple(v.hole_fraction for v in aux.views))
+
+
+# ---- a zoom step ------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class ZoomRun:
+    """Everything one zoom produced, stage by stage (tests and benchmarks look inside)."""
+
+    request: ZoomRequest
+    camera: Camera  # the working C_i (request.camera re-sampled to the working size)
+    factor: float  # parent native scale / new native scale at the target
+    observed: observe_stage.ObserveOutput
+    context: context_stage.ContextOutput
+    super_resolved: sr_stage.SuperResolveOutput
+    edited: edit_stage.EditOutput
+    depth: depth_stage.DepthOutput
+    aux: aux_stage.AuxViewsOutput
+    init: init_stage.SplatInitOutput
+    optimized: optimize_stage.OptimizeOutput
+    chunks: tuple[SplatChunk, ...]  # the new level, split for streaming
+    linked_scene: Scene  # the old world with provisional links (as after the append)
+    timings: Mapping[str, float]
+    backend: Mapping[str, Any]
+
+    def result(self) -> ZoomResult:
+        return ZoomResult(self.request.request_id, True, chunks=dict(enumerate(self.chunks)),
+                          step_fields={"prompt": self.request.prompt,
+                                       "backend": dict(self.backend),
+                                       "timings": dict(self.timings)},
+                          request=self.request)
+
+
+def working_camera(camera: Camera, long_side: int) -> Camera:
+    """Same pose and field of view with the long side re-sampled to `long_side` pixels."""
+    s = long_side / max(camera.width, camera.height)
+    if abs(s - 1.0) < 1e-9:
+        return camera
+    w, h = max(8, round(camera.width * s)), max(8, round(camera.height * s))
+    sx, sy = w / camera.width, h / camera.height
+    return replace(camera, fx=camera.fx * sx, fy=camera.fy * sy, cx=camera.cx * sx,
+                   cy=camera.cy * sy, width=w, height=h)
+
+
+def _scene(request: ZoomRequest) -> Scene:
+    pairs = []
+    for item in request.scene:
+        if not (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], SplatChunk)):
+            raise ValueError("request.scene must hold (SplatChunk, LodLinks | None) pairs")
+        chunk, links = item
+        if links is not None and not isinstance(links, LodLinks):
+            raise ValueError("request.scene must hold (SplatChunk, LodLinks | None) pairs")
+        if len(chunk):
+            pairs.append((chunk, links))
+    return tuple(pairs)
+
+
+def zoom_factor(camera: Camera, scene: Scene, point: np.ndarray, default: float = 4.0) -> float:
+    """How much finer C_i is than the old world at the picked point: the median native scale
+    of old splats around the point over C_i's pixel footprint there (1..64)."""
+    d = float(camera.points_to_camera(point[None])[0, 2])
+    if not (d > 0) or not scene:
+        return default
+    s_new = d / camera.focal
+    picked = []
+    radius = 0.1 * max(camera.width, camera.height)
+    for chunk, _ in scene:
+        uv, z = camera.project(chunk.world_positions())
+        with np.errstate(invalid="ignore"):
+            near = (z > 0) & (np.hypot(uv[:, 0] - camera.cx, uv[:, 1] - camera.cy) < radius)
+            near &= np.abs(z - d) < 0.05 * d
+        picked.append(chunk.s_native[near])
+    s = np.concatenate(picked) if picked else np.zeros(0)
+    if len(s) == 0:
+        return default
+    return float(np.clip(np.median(s) / s_new, 1.0, 64.0))
+
+
+def provisional_links(camera: Camera, depth: np.ndarray, rgb: np.ndarray, scene: Scene,
+                      level: int) -> Scene:
+    """The old world's links once a level made at `camera` with `depth` is appended (what
+    `engine.lod.link_level` will derive), so auxiliary views and the optimiser see the old
+    splats inside the new patch faded out exactly as the engine will draw them."""
+    if not scene:
+        return ()
+    from engine.synthetic import pixel_aligned_splats
+
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        probe = pixel_aligned_splats(camera, depth, np.clip(rgb, 0, 1), level=level)
+    index = LodIndex()
+    older = {}
+    for i, (chunk, links) in enumerate(scene):
+        index.links[i] = links if links is not None else LodLinks.root(len(chunk))
+        older[i] = chunk
+    link_level(index, camera, {-1: probe}, older)
+    return tuple((older[i], index.links[i]) for i in range(len(scene)))
+
+
+def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
+             progress: Progress | None = None, cancel: Cancel | None = None) -> ZoomRun:
+    """One zoom step for `request` (C_i, the picked point, prompt, seed, the old world)."""
+    config = GenerationConfig.from_settings(request.settings, base=config)
+    if not isinstance(request.prompt, str) or len(request.prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(f"the prompt must be text of at most {MAX_PROMPT_CHARS} characters")
+    run = _Runner(progress, cancel)
+    threads = _set_threads(config)
+    scene = _scene(request)
+    if not scene:
+        raise ValueError("the request carries no existing world to zoom into")
+    cam = working_camera(request.camera, config.zoom_long_side)
+    point = np.asarray(request.point, np.float64).reshape(3)
+    H, W = cam.height, cam.width
+    seed = int(request.seed)
+
+    with run.stage("observe"):
+        factor = zoom_factor(cam, scene, point)
+        obs = observe_stage.run(observe_stage.ObserveInput(cam, scene, factor),
+                                config.backend_for("observe"))
+        if (obs.alpha >= 0.5).mean() < 0.05:
+            raise ValueError("the existing world covers almost nothing of the zoom view")
+    with run.stage("context"):
+        ctx = context_stage.run(context_stage.ContextInput(
+            obs.rgb, request.prompt, tuple(request.context), request.level),
+            config.backend_for("context"))
+    with run.stage("super_resolve"):
+        sr_backend = config.backend_for("super_resolve")
+        sr_opts = {"model": config.sr_model, "threads": threads} if sr_backend == "builtin" else {}
+        sr = sr_stage.run(sr_stage.SuperResolveInput(obs.low_rgb, W, H, seed,
+                                                     config.detail_strength),
+                          sr_backend, **sr_opts)
+    with run.stage("edit"):
+        uv, _ = cam.project(point[None])
+        centre = (float(uv[0, 0]), float(uv[0, 1])) if np.isfinite(uv).all() else (cam.cx, cam.cy)
+        ed = edit_stage.run(edit_stage.EditInput(sr.rgb, request.prompt, centre, seed,
+                                                 config.edit_size), config.backend_for("edit"))
+    with run.stage("depth"):
+        dep = depth_stage.run(depth_stage.DepthInput(
+            cam, ed.rgb, obs.depth, obs.alpha, ed.mask, ed.height, config.relief),
+            config.backend_for("depth"))
+    with run.stage("aux_views"):
+        linked = provisional_links(cam, dep.depth, ed.rgb, scene, request.level)
+        aux = aux_stage.run(aux_stage.AuxViewsInput(
+            cam, ed.rgb, dep.depth, point, linked, config.aux_views_zoom,
+            config.aux_angle_zoom_deg, config.relief, config.backend_for("depth")),
+            config.backend_for("aux_views"))
+    with run.stage("init"):
+        init = init_stage.run(_init_input(cam, ed.rgb, dep.depth, aux, request.level),
+                              config.backend_for("init"))
+    with run.stage("optimize"):
+        opt = optimize_stage.run(
+            _optimize_input(init, cam, ed.rgb, aux, linked, config.zoom_iterations, config,
+                            seed, threads),
+            config.backend_for("optimize"), lambda f: run.report("optimize", f), run.check)
+        run.check()
+    level = SplatChunk.concatenate(list(opt.chunks))
+    chunks = tuple(split_level(level, config.max_chunk_splats))
+    backend = _backend_info(config, seed, ZOOM_STAGES, extra={
+        "caption": ctx.caption, "edit": ed.label, "understood": list(ed.understood),
+        "factor": round(factor, 4), "splats": len(level), "working_size": [W, H],
+        "sr_model": sr.model, "depth_fit": [_num(dep.scale), _num(dep.shift)],
+        "final_loss": _num(opt.final_loss)})
+    return ZoomRun(request, cam, factor, obs, ctx, sr, ed, dep, aux, init, opt, chunks, linked,
+                   run.total(), backend)
+
+
+def zoom(request: ZoomRequest, config: GenerationConfig | None = None,
+         progress: Progress | None = None, cancel: Cancel | None = None) -> ZoomResult:
+    """`run_zoom` as a `ZoomResult`; a cancellation or a stage's error is a failed result."""
+    try:
+        return run_zoom(request, config, progress, cancel).result()
+    except Cancelled:
+        return ZoomResult(request.request_id, False, error="cancelled", request=request)
+    except MemoryError:
+        return ZoomResult(request.request_id, False, error="out of memory", request=request)
+    except Exception as exc:  # a failed stage is a failed result with one line
+        return ZoomResult(request.request_id, False, error=one_line(exc), request=request)
+
+
+def one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")[:300]
+
+
+# ---- shared helpers ---------------------------------------------------------------------
+def _init_input(cam: Camera, rgb: np.ndarray, depth: np.ndarray,
+                aux: aux_stage.AuxViewsOutput, level: int) -> init_stage.SplatInitInput:
+    return init_stage.SplatInitInput(
+        init_stage.InitView(cam, rgb, depth, None),
+        tuple(init_stage.InitView(v.camera, v.rgb, v.depth, v.holes) for v in aux.views),
+        level)
+
+
+def _optimize_input(init: init_stage.SplatInitOutput, cam: Camera, rgb: np.ndarray,
+                    aux: aux_stage.AuxViewsOutput, old: Scene, iterations: int,
+                    config: GenerationConfig, seed: int, threads: int
+                    ) -> optimize_stage.OptimizeInput:
+    return optimize_stage.OptimizeInput(
+        init.chunks, optimize_stage.TargetView(cam, rgb),
+        tuple(optimize_stage.TargetView(v.camera, v.rgb, v.loss_mask, AUX_WEIGHT)
+              for v in aux.views),
+        old, iterations, config.aux_views_per_step, seed, threads)
+
+
+def _num(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
+
+
+def _backend_info(config: GenerationConfig, seed: int, stages: tuple[str, ...],
+                  extra: Mapping[str, Any]) -> dict[str, Any]:
+    settings = {k: v for k, v in config.to_dict().items() if k != "backends"}
+    settings["stages"] = {s: config.backend_for(s) for s in stages if s != "load"}
+    return {"name": config.backend, "version": VERSION, "seed": int(seed),
+            "settings": settings, **extra}

@@ -1,0 +1,113 @@
+"""Stage 1, observe: render the existing world E_{i-1} at the zoom camera C_i.
+
+Owns: `ObserveInput` / `ObserveOutput` and the builtin backend, which renders the old world
+(modulated at the render camera, i.e. at the target scale) with `generation.raster`:
+- at C_i itself: alpha, expected depth and median depth (the coarse geometry the new level is
+  registered to), and the RGB the blurry magnification shows;
+- at C_i with `factor`x fewer pixels (same pose and field of view): the view at the parent
+  level's own resolution, which super-resolution then enlarges.
+Does not own: choosing C_i or which chunks are sent (the caller frustum-culls them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+import numpy as np
+
+from engine.camera import Camera
+from engine.lod import LodLinks
+from engine.splats import SplatChunk
+from generation.imaging import inpaint_rgb, unpremultiply
+from generation.registry import Registry
+
+Scene = tuple[tuple[SplatChunk, LodLinks | None], ...]
+
+
+@dataclass(frozen=True, eq=False)
+class ObserveInput:
+    camera: Camera  # C_i at the working resolution
+    scene: Scene  # the old world (chunk, links) pairs
+    factor: float = 4.0  # how much narrower C_i is than the view it was picked in
+
+
+@dataclass(frozen=True, eq=False)
+class ObserveOutput:
+    rgb: np.ndarray  # [H, W, 3] float in [0, 1], un-premultiplied, holes inpainted
+    alpha: np.ndarray  # [H, W] accumulated opacity of the old world at C_i
+    depth: np.ndarray  # [H, W] median depth (alpha crosses 0.5); nan where alpha < 0.5
+    expected_depth: np.ndarray  # [H, W] expected depth; nan where alpha == 0
+    low_camera: Camera  # C_i with `factor`x fewer pixels
+    low_rgb: np.ndarray  # [h, w, 3] float, the parent-resolution view (holes inpainted)
+    low_alpha: np.ndarray  # [h, w]
+
+
+class ObserveBackend(Protocol):
+    def __call__(self, inp: ObserveInput) -> ObserveOutput: ...
+
+
+REGISTRY: Registry[ObserveBackend] = Registry("observe")
+
+
+def low_res_camera(camera: Camera, factor: float) -> Camera:
+    """Same pose and field of view with about `factor`x fewer pixels a side (>= 8)."""
+    w = max(8, round(camera.width / factor))
+    h = max(8, round(camera.height / factor))
+    sx, sy = w / camera.width, h / camera.height
+    return replace(camera, fx=camera.fx * sx, fy=camera.fy * sy, cx=camera.cx * sx,
+                   cy=camera.cy * sy, width=w, height=h)
+
+
+def visible_scene(camera: Camera, scene: Scene) -> Scene:
+    """The (chunk, links) pairs whose bounds may intersect the camera's frustum."""
+    if not scene:
+        return ()
+    lo = np.stack([c.bounds()[0] for c, _ in scene])
+    hi = np.stack([c.bounds()[1] for c, _ in scene])
+    keep = camera.aabbs_in_frustum(lo, hi)
+    return tuple(pair for pair, k in zip(scene, keep) if k and len(pair[0]))
+
+
+def render_view(camera: Camera, scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                       np.ndarray]:
+    """(rgb over black [H, W, 3], alpha [H, W], expected depth, median depth) as float64."""
+    from generation.raster import render_chunks
+
+    H, W = camera.height, camera.width
+    pairs = visible_scene(camera, scene)
+    if not pairs:
+        z = np.zeros((H, W))
+        return np.zeros((H, W, 3)), z, z.copy(), z.copy()
+    out = render_chunks(camera, list(pairs))
+    rgb = out.rgb.double().cpu().numpy()
+    alpha = out.alpha.double().cpu().numpy()
+    depth = out.depth.double().cpu().numpy()
+    median = out.median_depth.double().cpu().numpy() if out.median_depth is not None else depth
+    return rgb, alpha, depth, median
+
+
+@REGISTRY.register("builtin")
+class RasterObserver:
+    """Renders with the differentiable rasterizer (torch on CPU, gsplat on CUDA), no grads."""
+
+    def __call__(self, inp: ObserveInput) -> ObserveOutput:
+        cam = inp.camera
+        rgb, alpha, expected, median = render_view(cam, inp.scene)
+        colour = unpremultiply(rgb, alpha)
+        colour = inpaint_rgb(colour, alpha < 0.02)
+        depth = np.where((alpha >= 0.5) & (median > 0), median, np.nan)
+        expected = np.where(alpha > 0, expected, np.nan)
+        factor = inp.factor if math.isfinite(inp.factor) and inp.factor > 1.0 else 1.0
+        low_cam = low_res_camera(cam, factor) if factor > 1.0 else cam
+        if low_cam is cam:
+            low_rgb, low_alpha = colour, alpha
+        else:
+            lrgb, low_alpha, _, _ = render_view(low_cam, inp.scene)
+            low_rgb = inpaint_rgb(unpremultiply(lrgb, low_alpha), low_alpha < 0.02)
+        return ObserveOutput(colour, alpha, depth, expected, low_cam, low_rgb, low_alpha)
+
+
+def run(inp: ObserveInput, backend: str = "builtin") -> ObserveOutput:
+    return REGISTRY.get(backend)(inp)

@@ -1,0 +1,183 @@
+"""`wonderzoom new` and `wonderzoom zoom`: a small real round trip, and bad input refused with
+one line and exit status 2 (the world file untouched)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import main
+from generation.image_input import ImageInputError, load_image
+
+FAST_NEW = ["--size", "64", "--iterations", "2", "--set", "aux_views_new=1", "--quiet"]
+FAST_ZOOM = ["--size", "64", "--iterations", "2", "--set", "aux_views_zoom=1", "--quiet"]
+
+
+def run(capsys, *argv):
+    code = main.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, needle):
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("wonderzoom: error:"), err
+    assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    from PIL import Image
+    from skimage.data import chelsea
+
+    p = tmp_path_factory.mktemp("img") / "cat.jpg"
+    Image.fromarray(chelsea()).save(p)
+    return p
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, photo):
+    """A 2-level world made by the CLI: new + one zoom (module-scoped: made once)."""
+    d = tmp_path_factory.mktemp("world")
+    w = d / "cat.wzs"
+    assert main.main(["new", str(photo), "-o", str(w), "--prompt", "a cat", *FAST_NEW]) == 0
+    assert main.main(["zoom", str(w), "--at", "30,20", "--prompt", "a red flower", "--seed",
+                      "3", *FAST_ZOOM]) == 0
+    return w
+
+
+def test_new_then_zoom_makes_a_two_level_world_that_loads(world):
+    from engine.lod import LodIndex, LodLinks
+    from engine.scene import build_scene
+    from saves import load_world
+
+    loaded = load_world(world)
+    h = loaded.history
+    assert [s.kind for s in h] == ["image", "zoom"] and h.head == 1
+    root, zoom = h.steps[0], h.steps[1]
+    assert root.camera is not None and root.prompt == "a cat"
+    assert zoom.camera is not None and zoom.point is not None and zoom.prompt == "a red flower"
+    assert h.level_of(1) == 1
+    assert zoom.backend["name"] == "builtin" and zoom.backend["seed"] == 3
+    assert zoom.backend["edit"].startswith("flower") and "red" in zoom.backend["understood"]
+    assert {"observe", "super_resolve", "edit", "depth", "aux_views", "optimize", "total"} <= \
+        set(zoom.timings)
+    assert all(loaded.chunks[c].level == 1 for c in zoom.chunk_ids)
+    # the new level is 3x+ finer than the root where it was made
+    s0 = np.median(np.concatenate([loaded.chunks[c].s_native for c in root.chunk_ids]))
+    s1 = np.median(np.concatenate([loaded.chunks[c].s_native for c in zoom.chunk_ids]))
+    assert s0 / s1 > 3.0
+    # the engine derives the LoD links: root splats inside the patch now fade to the child
+    scene = build_scene(h, loaded.chunks)
+    index = scene.resource(LodIndex)
+    child = np.concatenate([index.links[c].s_child for c in root.chunk_ids])
+    assert (child > 0).any() and (child == 0).mean() > 0.5  # only the patch fades
+    assert isinstance(index.links[zoom.chunk_ids[0]], LodLinks)
+
+
+def test_zoom_from_an_explicit_view_and_camera_json(world, capsys, tmp_path):
+    import shutil
+
+    from saves import load_world
+
+    w = tmp_path / "copy.wzs"
+    shutil.copy(world, w)
+    cam = load_world(w).history.steps[0].camera
+    (tmp_path / "cam.json").write_text(json.dumps({"camera": cam.to_dict()}))
+    code, out, err = run(capsys, "zoom", w, "--at", "10,10", "--view", tmp_path / "cam.json",
+                         *FAST_ZOOM)
+    assert code == 0, err
+    assert "appended step 2 (level 2" in out and "no structure" in out  # empty prompt: refine
+    code, out, err = run(capsys, "zoom", w, "--at", "20,12", "--view", "0", "--prompt",
+                         "a pebble", *FAST_ZOOM)
+    assert code == 0, err
+    h = load_world(w).history
+    assert h.steps[3].parent == 2 and len(h) == 4  # the head moved to step 2 before step 3
+
+
+@pytest.mark.parametrize("content, needle", [
+    (b"", "the file is empty"),
+    (b"hello, I am not an image", "not an image we can read"),
+    (b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "not an image we can read"),
+])
+def test_new_refuses_bad_images(tmp_path, capsys, content, needle):
+    p = tmp_path / "in.jpg"
+    p.write_bytes(content)
+    code, out, err = run(capsys, "new", p, "-o", tmp_path / "w.wzs", "--quiet")
+    assert_one_line_error(code, err, needle)
+    assert not (tmp_path / "w.wzs").exists()
+
+
+def test_new_refuses_missing_huge_gif_and_bad_options(tmp_path, capsys, photo):
+    from PIL import Image
+
+    code, _, err = run(capsys, "new", tmp_path / "nope.png", "-o", tmp_path / "w.wzs")
+    assert_one_line_error(code, err, "no such file")
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as f:
+        f.truncate(65 << 20)  # sparse: costs no disk
+    code, _, err = run(capsys, "new", huge, "-o", tmp_path / "w.wzs")
+    assert_one_line_error(code, err, "too large")
+    gif = tmp_path / "a.gif"
+    Image.new("RGB", (16, 16)).save(gif)
+    code, _, err = run(capsys, "new", gif, "-o", tmp_path / "w.wzs")
+    assert_one_line_error(code, err, "GIF images are not supported")
+    code, _, err = run(capsys, "new", photo, "-o", tmp_path / "w.wzs", "--set", "nope=1")
+    assert_one_line_error(code, err, "unknown setting 'nope'")
+    code, _, err = run(capsys, "new", photo, "-o", tmp_path / "w.wzs", "--backend", "magic")
+    assert_one_line_error(code, err, "unknown backend 'magic'")
+    code, _, err = run(capsys, "new", photo, "-o", tmp_path / "w.txt")
+    assert_one_line_error(code, err, "not a world file")
+    (tmp_path / "exists.wzs").write_bytes(b"x")
+    code, _, err = run(capsys, "new", photo, "-o", tmp_path / "exists.wzs")
+    assert_one_line_error(code, err, "already exists")
+
+
+def test_image_limits_and_formats(tmp_path):
+    from PIL import Image
+
+    rgba = tmp_path / "a.png"
+    Image.new("RGBA", (20, 10), (255, 0, 0, 0)).save(rgba)
+    assert load_image(rgba)[0, 0].tolist() == [255, 255, 255]  # transparent -> white
+    webp = tmp_path / "a.webp"
+    Image.new("RGB", (20, 10), (0, 128, 0)).save(webp)
+    assert load_image(webp).shape == (10, 20, 3)
+    with pytest.raises(ImageInputError, match="megapixels"):
+        load_image(rgba, max_pixels=100)
+    tiny = tmp_path / "t.png"
+    Image.new("RGB", (4, 4)).save(tiny)
+    with pytest.raises(ImageInputError, match="too small"):
+        load_image(tiny)
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--at", "abc"], "expected U,V"),
+    (["--at", "1,2,3"], "expected U,V"),
+    (["--at", "nan,3"], "not finite"),
+    (["--at", "5000,10"], "outside the"),
+    (["--at", "10,10", "--view", "99"], "no step 99"),
+    (["--at", "10,10", "--view", "{not json"], "not valid JSON"),
+    (["--at", "10,10", "--view", '{"fx": 1}'], "bad camera"),
+    (["--at", "10,10", "--view", "missing.json"], "not a step id"),
+    (["--at", "10,10", "--factor", "0.5"], "--factor"),
+    (["--at", "10,10", "--set", "zoom_long_side=2"], "outside"),
+])
+def test_zoom_refuses_bad_arguments_and_leaves_the_world_alone(world, capsys, args, needle):
+    before = world.read_bytes()
+    code, _, err = run(capsys, "zoom", world, *args, "--quiet")
+    assert_one_line_error(code, err, needle)
+    assert world.read_bytes() == before
+
+
+def test_zoom_refuses_missing_and_non_world_files(tmp_path, capsys, photo):
+    code, _, err = run(capsys, "zoom", tmp_path / "none.wzs", "--at", "1,1")
+    assert_one_line_error(code, err, "no such file")
+    code, _, err = run(capsys, "zoom", photo, "--at", "1,1")
+    assert_one_line_error(code, err, "not a world file")
+    bad = tmp_path / "bad.wzs"
+    bad.write_bytes(b"garbage")
+    code, _, err = run(capsys, "zoom", bad, "--at", "1,1")
+    assert code == 2 and len(err.strip().splitlines()) == 1

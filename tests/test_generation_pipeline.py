@@ -1,0 +1,84 @@
+"""The zoom pipeline end to end at a tiny size: what it promises about the new level."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage.data import astronaut
+
+from engine.lod import LodLinks
+from engine.messages import ZoomRequest
+from engine.synthetic import zoom_camera
+from generation.config import GenerationConfig
+from generation.pipeline import Cancelled, run_new, run_zoom, zoom
+
+CFG = GenerationConfig(new_long_side=64, zoom_long_side=64, new_iterations=2, zoom_iterations=2,
+                       aux_views_new=1, aux_views_zoom=2)
+
+
+@pytest.fixture(scope="module")
+def e0():
+    nw = run_new(astronaut(), "an astronaut", 0, CFG)
+    return nw, tuple((c, LodLinks.root(len(c))) for c in nw.chunks)
+
+
+def request(e0, prompt="a ladybug", rid=1):
+    nw, scene = e0
+    cam = nw.camera
+    u, v = int(cam.width * 0.4), int(cam.height * 0.45)
+    point = cam.unproject(np.array([[u + 0.5, v + 0.5]]), np.array([nw.depth[v, u]]))[0]
+    return ZoomRequest(rid, 0, zoom_camera(cam, point, 4.0), tuple(point), prompt, seed=rid,
+                       scene=scene, level=1, context=("an astronaut",))
+
+
+def test_new_world_is_one_level_with_camera_and_timings(e0):
+    nw, _ = e0
+    assert nw.camera.width == 64 and all(c.level == 0 for c in nw.chunks)
+    n = sum(len(c) for c in nw.chunks)
+    assert n >= 64 * 42  # one splat per pixel, plus the auxiliary views' hole splats
+    assert set(nw.timings) >= {"depth", "aux_views", "init", "optimize", "total"}
+    assert nw.backend["name"] == "builtin" and nw.backend["seed"] == 0
+
+
+def test_zoom_level_sits_on_the_coarse_geometry_and_leaves_the_old_world_alone(e0):
+    _, scene = e0
+    before = [(c.positions.copy(), c.opacity_logits.copy()) for c, _ in scene]
+    run = run_zoom(request(e0), CFG)
+    assert run.factor == pytest.approx(4.0, rel=0.05)
+    main = run.optimized.chunks[0]
+    cam = run.camera
+    uv, z = cam.project(main.world_positions())
+    iu, iv = np.floor(uv).astype(int).T
+    coarse = run.observed.depth[iv, iu]
+    free = (run.edited.mask[iv, iu] < 0.05) & np.isfinite(coarse)
+    rel = np.abs(z[free] - coarse[free]) / coarse[free]
+    assert np.median(rel) < 0.02
+    # the inserted structure stands out toward the camera
+    on = run.edited.mask[iv, iu] > 0.9
+    assert (z[on] < coarse[on]).mean() > 0.9
+    for (c, _), (p, o) in zip(scene, before):
+        assert np.array_equal(c.positions, p) and np.array_equal(c.opacity_logits, o)
+    res = run.result()
+    assert res.ok and res.request.request_id == 1
+    assert sum(len(c) for c in res.chunks.values()) == sum(len(c) for c in run.optimized.chunks)
+    for c in res.chunks.values():
+        c.validate()
+    assert res.step_fields["backend"]["caption"].startswith("close-up (level 1) of an astronaut")
+
+
+def test_cancel_and_errors_become_failed_results(e0):
+    calls = []
+
+    def cancel():
+        calls.append(1)
+        return len(calls) > 2  # cancelled after two stages
+
+    with pytest.raises(Cancelled):
+        run_zoom(request(e0), CFG, cancel=cancel)
+    assert zoom(request(e0), CFG, cancel=lambda: True).error == "cancelled"
+    empty = ZoomRequest(2, 0, request(e0).camera, (0.0, 0.0, 0.0), "x", scene=())
+    r = zoom(empty, CFG)
+    assert not r.ok and r.error == "ValueError: the request carries no existing world to zoom into"
+    r = zoom(ZoomRequest(3, 0, request(e0).camera, (0.0, 0.0, 0.0), "x", scene=request(e0).scene,
+                         settings={"bogus": 1}), CFG)
+    assert not r.ok and r.error.startswith("ConfigError: unknown setting 'bogus'")

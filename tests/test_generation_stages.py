@@ -1,0 +1,279 @@
+"""Each generation stage with small inputs, the shared image maths, config and registries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.camera import Camera
+from engine.lod import LodLinks
+from engine.synthetic import pixel_aligned_splats, procedural_texture
+from generation import imaging
+from generation.config import ConfigError, GenerationConfig
+from generation.stages import aux_views, context, depth, edit, observe, optimize, splat_init
+from generation.stages import super_resolve
+
+
+@pytest.fixture(scope="module")
+def plane():
+    """A textured plane 4 units away seen head-on at 64x48, as one level-0 chunk."""
+    cam = Camera.look_at([0, 0, -4.0], [0, 0, 0], fov_y_deg=50, width=64, height=48)
+    d = np.full((48, 64), 4.0)  # the plane z = 0, head-on: camera depth 4 everywhere
+    rgb = procedural_texture(48, 64, seed=3, detail=1.0)
+    chunk = pixel_aligned_splats(cam, d, rgb, level=0, opacity=0.95)
+    return cam, d, rgb, ((chunk, LodLinks.root(len(chunk))),)
+
+
+# ---- observe ----------------------------------------------------------------------------
+def test_observe_renders_rgb_depth_and_a_low_resolution_view(plane):
+    cam, d, rgb, scene = plane
+    out = observe.run(observe.ObserveInput(cam, scene, factor=4.0))
+    assert out.rgb.shape == (48, 64, 3) and out.alpha.shape == (48, 64)
+    assert out.low_rgb.shape == (12, 16, 3) and out.low_camera.width == 16
+    inner = (slice(4, -4), slice(4, -4))
+    assert (out.alpha[inner] > 0.9).all()
+    np.testing.assert_allclose(out.depth[inner], d[inner], rtol=0.01)
+    # overlapping opaque splats of a one-pixel footprint blur by about a pixel
+    assert np.abs(out.rgb[inner] - imaging.blur(rgb, 1.0)[inner]).mean() < 0.1
+
+
+def test_observe_of_nothing_is_empty(plane):
+    cam, *_ = plane
+    away = Camera.look_at([0, 0, -4.0], [0, 0, -10.0], width=32, height=32)
+    out = observe.run(observe.ObserveInput(away, plane[3], 2.0))
+    assert out.alpha.max() == 0 and np.isnan(out.depth).all()
+
+
+# ---- context ----------------------------------------------------------------------------
+def test_context_describes_the_prompt_history():
+    rgb = np.full((8, 8, 3), (0.2, 0.6, 0.2))
+    out = context.run(context.ContextInput(rgb, "a ladybug", ("a meadow", "a sunflower"), 2))
+    assert out.caption == ("close-up (level 2) of a meadow > a sunflower, mostly green; "
+                           "adding a ladybug")
+    long = context.run(context.ContextInput(rgb, "x" * 5000, ()))
+    assert len(long.caption) <= context.MAX_CAPTION_CHARS
+
+
+# ---- super-resolve + detail -------------------------------------------------------------
+def _high_freq(img):
+    y = imaging.luma(img)
+    return float(np.std(y - imaging.blur(y, 1.0)))
+
+
+def test_super_resolve_realesrgan_enlarges_and_adds_detail():
+    from skimage.data import coffee
+
+    low = imaging.resize(coffee() / 255.0, 32, 24)
+    out = super_resolve.run(super_resolve.SuperResolveInput(low, 128, 96, seed=0),
+                            "builtin", model="realesrgan-x4plus", threads=1)
+    assert out.rgb.shape == (96, 128, 3) and out.model == "realesrgan-x4plus"
+    assert 0 <= out.rgb.min() and out.rgb.max() <= 1
+    # the network keeps the picture: its output, shrunk back, is close to the input
+    back = imaging.resize(out.upscaled, 32, 24)
+    assert np.abs(back - low).mean() < 0.08
+    assert _high_freq(out.rgb) > 1.5 * _high_freq(out.upscaled)  # detail, not blur
+
+
+def test_detail_synthesis_matches_the_parent_band_and_is_seeded():
+    ref = procedural_texture(32, 32, seed=2, detail=6.0)
+    img = imaging.resize(ref, 128, 128)
+    a, added = super_resolve.synthesize_detail(img, ref, seed=5)
+    b, _ = super_resolve.synthesize_detail(img, ref, seed=5)
+    c, _ = super_resolve.synthesize_detail(img, ref, seed=6)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    from generation.detail import high_band
+
+    band_sd = high_band(imaging.luma(ref)).std()
+    assert 0.5 * band_sd < added.std() < 2.0 * band_sd
+    flat = np.full((32, 32, 3), 0.5)  # no texture in the parent: none is invented
+    out, added = super_resolve.synthesize_detail(np.full((128, 128, 3), 0.5), flat, seed=1)
+    assert np.abs(added).max() == 0
+
+
+def test_bicubic_backend_and_factor_one():
+    low = procedural_texture(12, 16, seed=1)
+    out = super_resolve.run(super_resolve.SuperResolveInput(low, 16, 12), "bicubic")
+    assert out.model == "none" and np.array_equal(out.rgb, low)
+
+
+# ---- edit -------------------------------------------------------------------------------
+@pytest.mark.parametrize("prompt, kind", [
+    ("a ladybug", "beetle"), ("a yellow sunflower", "flower"), ("a red mushroom", "mushroom"),
+    ("a pebble", "stone"), ("a dew drop", "drop"), ("a leaf", "leaf"), ("a tiny house", "house"),
+    ("a tree", "tree"), ("a gold coin", "coin"), ("a spaceship", "blob")])
+def test_edit_inserts_a_visible_raised_structure_at_the_point(prompt, kind):
+    rgb = np.full((64, 64, 3), 0.5)
+    out = edit.run(edit.EditInput(rgb, prompt, (32.0, 32.0), seed=1, size=0.25))
+    assert out.label.startswith(kind)
+    assert out.mask[32, 32] > 0.5 and out.mask[0, 0] == 0
+    assert out.height[out.mask > 0.5].max() > 1.0  # it stands out toward the camera
+    changed = np.abs(out.rgb - rgb).sum(-1) > 0.05
+    assert changed.mean() > 0.05 and not changed[0, 0]
+
+
+def test_edit_understands_colours_sizes_counts_and_nothing_else():
+    from generation.structures import parse_prompt
+
+    r = parse_prompt("three big blue beetles dancing in the style of Monet")
+    assert (r.kind, r.count, r.size, r.colour) == ("beetle", 3, 1.35, (0.15, 0.3, 0.85))
+    assert set(r.understood) == {"three", "big", "blue", "beetles"}
+    rgb = np.full((48, 48, 3), 0.5)
+    out = edit.run(edit.EditInput(rgb, "", (24.0, 24.0)))
+    assert np.array_equal(out.rgb, rgb) and out.mask.max() == 0 and out.label == ""
+
+
+# ---- depth ------------------------------------------------------------------------------
+def test_registration_recovers_scale_and_shift_with_outliers(plane):
+    cam, d, rgb, _ = plane
+    d = d + np.linspace(0.0, 2.0, d.shape[0])[:, None]  # a slanted surface
+    rng = np.random.default_rng(0)
+    predicted = (d - 0.7) / 2.5 + rng.normal(0, 1e-4, d.shape)
+    coarse = d.copy()
+    coarse[rng.random(d.shape) < 0.1] = 50.0  # outliers: L1 ignores them
+    coarse[:5] = np.nan  # undefined rows
+    out = depth.register(depth.DepthInput(cam, rgb, coarse), predicted)
+    assert out.scale == pytest.approx(2.5, rel=1e-3) and out.shift == pytest.approx(0.7, abs=0.01)
+    assert out.fit_error < 1e-3
+    np.testing.assert_allclose(out.depth, d, rtol=1e-3)
+
+
+def test_an_inserted_structure_is_aligned_on_its_own_ring(plane):
+    cam, d, rgb, _ = plane
+    mask = np.zeros(d.shape)
+    mask[16:32, 24:40] = 1.0
+    height = mask * 3.0  # 3 pixel footprints toward the camera
+    inp = depth.DepthInput(cam, rgb, d, None, mask, height, relief=0.0)
+    out = depth.run(inp)
+    footprint = d / cam.focal
+    np.testing.assert_allclose(out.depth[20:28, 28:36], (d - 3.0 * footprint)[20:28, 28:36],
+                               rtol=1e-3)
+    np.testing.assert_allclose(out.depth[mask == 0], d[mask == 0], rtol=1e-3)
+    assert np.isfinite(out.edit_shift)
+
+
+def test_depth_without_geometry_uses_the_layout_prior():
+    from skimage.data import astronaut
+
+    from generation.imaging import resize
+
+    rgb = resize(astronaut() / 255.0, 64, 64)
+    cam = Camera.look_at([0, 0, 0.0], [0, 0, 1.0], width=64, height=64)
+    out = depth.run(depth.DepthInput(cam, rgb, depth_ratio=3.0, relief=0.0))
+    assert np.isfinite(out.depth).all() and out.fit_pixels == 0
+    assert 0.99 <= out.depth.min() and out.depth.max() <= 3.01
+    assert out.depth[:10].mean() > out.depth[-10:].mean()  # the top is farther (layout)
+
+
+def test_fill_depth_background_takes_the_far_side():
+    d = np.where(np.arange(20)[None, :] < 10, 1.0, 3.0) * np.ones((10, 20))
+    valid = np.ones_like(d, bool)
+    valid[:, 8:12] = False  # a disocclusion between a near and a far surface
+    out = imaging.fill_depth_background(d, valid)
+    assert (out[:, 9:11] > 2.5).all() and np.array_equal(out[valid], d[valid])
+
+
+# ---- auxiliary views --------------------------------------------------------------------
+def test_forward_warp_to_the_same_camera_is_the_identity(plane):
+    cam, d, rgb, _ = plane
+    w_rgb, w_z, hit = aux_views.forward_warp(cam, d, rgb, cam)
+    assert hit.all()
+    np.testing.assert_allclose(w_z, d, rtol=1e-9)
+    np.testing.assert_allclose(w_rgb, rgb)
+
+
+def test_orbit_cameras_keep_distance_and_look_at_the_target(plane):
+    cam, *_ = plane
+    target = np.array([0.3, -0.2, 0.0])
+    for yaw, pitch in aux_views.orbit_offsets(4, 10.0):
+        c = aux_views.orbit_camera(cam, target, yaw, pitch)
+        assert np.linalg.norm(c.position - target) == pytest.approx(
+            np.linalg.norm(cam.position - target))
+        uv, z = c.project(target[None])
+        np.testing.assert_allclose(uv[0], [c.cx, c.cy], atol=1e-6)
+        assert (c.fx, c.width) == (cam.fx, cam.width)
+
+
+def test_aux_views_fill_what_a_small_move_uncovers(plane):
+    cam, d, rgb, scene = plane
+    near = d.copy()
+    near[16:32, 24:40] *= 0.6  # a box in front of the plane: its edges disocclude
+    out = aux_views.run(aux_views.AuxViewsInput(cam, rgb, near, np.zeros(3), (), 2, 10.0))
+    assert len(out.views) == 2
+    for v in out.views:
+        assert v.holes.any() and np.isfinite(v.depth).all() and (v.depth > 0).all()
+        assert 0 <= v.rgb.min() and v.rgb.max() <= 1 and v.loss_mask.max() == 1.0
+
+
+# ---- splat init + optimize --------------------------------------------------------------
+def test_splat_init_main_and_hole_splats(plane):
+    cam, d, rgb, _ = plane
+    holes = np.zeros(d.shape, bool)
+    holes[5:8, 5:8] = True
+    out = splat_init.run(splat_init.SplatInitInput(
+        splat_init.InitView(cam, rgb, d), (splat_init.InitView(cam, rgb, d, holes),
+                                           splat_init.InitView(cam, rgb, d, holes & False)), 2))
+    assert len(out.main) == 64 * 48 and len(out.aux) == 1 and len(out.aux[0]) == 21  # grown 1px (4-connected)
+    assert all(c.level == 2 for c in out.chunks)
+    np.testing.assert_allclose(out.main.opacities(), 0.1, rtol=1e-5)
+    np.testing.assert_allclose(out.main.s_native, (d / cam.focal).ravel(), rtol=1e-5)
+
+
+def test_optimize_changes_opacity_only_and_keeps_the_old_world(plane):
+    cam, d, rgb, scene = plane
+    new = splat_init.run(splat_init.SplatInitInput(splat_init.InitView(cam, rgb, d), (), 1))
+    old_chunk = scene[0][0]
+    old_before = old_chunk.opacity_logits.copy()
+    out = optimize.run(optimize.OptimizeInput(new.chunks, optimize.TargetView(cam, rgb), (),
+                                              (), iterations=3, threads=1))
+    (c,) = out.chunks
+    assert out.iterations_run == 3 and out.final_loss < out.initial_loss
+    assert np.array_equal(c.positions, new.main.positions)
+    assert np.array_equal(c.sh_dc, new.main.sh_dc) and np.array_equal(c.s_native, new.main.s_native)
+    assert c.opacities().mean() > 0.12
+    assert np.array_equal(old_chunk.opacity_logits, old_before)
+
+
+# ---- imaging, config, registry ----------------------------------------------------------
+def test_l1_fit_is_robust_where_least_squares_is_not():
+    rng = np.random.default_rng(1)
+    x = rng.uniform(1, 5, 500)
+    y = 2.0 * x + 1.0
+    y[:100] += 40.0
+    a, b = imaging.robust_fit_scale_shift(x, y)
+    assert a == pytest.approx(2.0, rel=1e-3) and b == pytest.approx(1.0, abs=1e-2)
+    assert imaging.robust_fit_scale_shift(x, y, fit_scale=False)[0] == 1.0
+
+
+def test_config_from_settings_coerces_and_refuses():
+    c = GenerationConfig.from_settings({"zoom_iterations": "3", "detail_strength": "0.5",
+                                        "backends": "edit=builtin", "observed_rgb": None})
+    assert (c.zoom_iterations, c.detail_strength, c.backend_for("edit")) == (3, 0.5, "builtin")
+    with pytest.raises(ConfigError, match="unknown setting 'zoom_iteration'"):
+        GenerationConfig.from_settings({"zoom_iteration": 3})
+    with pytest.raises(ConfigError, match="outside"):
+        GenerationConfig.from_settings({"zoom_long_side": 1})
+    with pytest.raises(ConfigError, match="must be int"):
+        GenerationConfig.from_settings({"zoom_iterations": "lots"})
+    with pytest.raises(ConfigError, match="unknown stage"):
+        GenerationConfig.from_settings({"backends": {"paint": "x"}})
+
+
+def test_a_new_backend_registers_by_name_and_the_pipeline_uses_it(plane):
+    from generation.registry import UnknownBackendError
+
+    with pytest.raises(UnknownBackendError, match="known: builtin"):
+        context.run(context.ContextInput(np.zeros((4, 4, 3)), "x"), "nope")
+
+    @context.REGISTRY.register("test-constant")
+    class Constant:
+        def __call__(self, inp):
+            return context.ContextOutput("constant caption")
+
+    try:
+        out = context.run(context.ContextInput(np.zeros((4, 4, 3)), "x"), "test-constant")
+        assert out.caption == "constant caption"
+        cfg = GenerationConfig.from_settings({"backends": {"context": "test-constant"}})
+        assert cfg.backend_for("context") == "test-constant"
+    finally:
+        context.REGISTRY._factories.pop("test-constant")
+        context.REGISTRY.clear()
