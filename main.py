@@ -300,7 +300,13 @@ def cmd_play(args: argparse.Namespace) -> int:
 
     config = AppConfig(width=size[0], height=size[1], fps_cap=args.fps_cap or None,
                        vsync=not args.no_vsync, screenshot_dir=Path(args.out))
-    app = App(state, config=config, bindings=bindings, generator=ProceduralGenerator(),
+    if args.generator == "procedural":
+        generator = ProceduralGenerator()
+    else:  # the real pipeline in a worker process (a zoom takes tens of seconds on a CPU)
+        from generation.service import GenerationService
+
+        generator = GenerationService()
+    app = App(state, config=config, bindings=bindings, generator=generator,
               saver=Autosaver(state.path), open_world=_open_world_state,
               on_frame=autopilot if headless and args.frames is None else None)
     try:
@@ -495,6 +501,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fps-cap", type=float, default=60.0, help="frame-rate cap (0 = none)")
     p.add_argument("--no-vsync", action="store_true", help="do not wait for the display refresh")
     p.add_argument("--out", default="out/play", help="folder for screenshots (default out/play)")
+    p.add_argument("--generator", choices=("builtin", "procedural"), default="builtin",
+                   help="what grows new levels: the builtin pipeline (default) or a fast "
+                        "procedural stand-in that only adds texture")
 
     from generation.cli import add_new_arguments, add_zoom_arguments  # argparse only, no torch
 

@@ -26,6 +26,7 @@ OPACITY = 0.9  # no optimiser here: start from an opaque-looking surface
 class ProceduralGenerator:
     name = "procedural"
     version = "1"
+    needs_observation = True  # the app renders C_i's view for it (it has no renderer of its own)
 
     def __init__(self, resolution: int = 128, gate: Callable[[ZoomRequest], None] | None = None,
                  work_seconds: float = 0.0) -> None:
@@ -92,7 +93,7 @@ class ProceduralGenerator:
         rgb = np.clip(np.asarray(observed_rgb, np.float64) + 0.6 * detail, 0.0, 1.0)
         depth = np.asarray(observed_depth, np.float64)
         progress("splats", 0.8)
-        level = int(req.settings.get("level", 1))
+        level = int(req.level)
         chunk = pixel_aligned_splats(cam, depth, rgb, level=level,
                                      mask=np.isfinite(depth) & (depth > 0), opacity=OPACITY)
         if len(chunk) == 0:

@@ -252,3 +252,36 @@ def test_play_cli_refuses_bad_worlds_and_documents_bindings(tmp_path):
         assert DESCRIPTIONS[action] in help_text
     for pad in ("left stick", "right stick", "trigger", "wheel", "right button"):
         assert pad in help_text
+
+
+def test_the_app_grows_a_level_with_the_real_pipeline(tmp_path):
+    """The builtin pipeline in its worker process, driven from the app: pick, prompt, and the
+    finer level hot-loads and autosaves. Small working size and few iterations keep it quick."""
+    from generation.service import GenerationService
+
+    path = _world_file(tmp_path)
+    loaded = load_world(path)
+    service = GenerationService({"zoom_long_side": 96, "zoom_iterations": 2, "aux_views_zoom": 1,
+                                 "sr_model": "realesr-animevideov3-x4"}, timeout_s=240)
+    saver = Autosaver(path)
+    app = App(WorldState(loaded.history, loaded.chunks, path, path.name),
+              config=AppConfig(width=W, height=H, fps_cap=30, vsync=False), generator=service,
+              saver=saver, clock=FakeClock())
+    try:
+        app.run(2)
+        assert app.pick((W // 2, H // 2), 0.0) is not None
+        rid = app.request_zoom("a ladybug")
+        assert rid is not None and app.jobs[rid].request.scene  # the world it sees travels along
+        import time
+
+        deadline = time.monotonic() + 240
+        while not app.hot_loaded_steps and time.monotonic() < deadline:
+            app.step()
+            time.sleep(0.05)
+        assert app.hot_loaded_steps, [m for m in app.messages.items]
+        app.step()
+        step = app.state.history.steps[app.hot_loaded_steps[0]]
+        assert step.backend["name"] == "builtin" and step.kind == "zoom"
+        assert saver.flush(30) and step.id in load_world(path).history.steps
+    finally:
+        app.close()

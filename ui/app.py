@@ -28,8 +28,9 @@ from engine.history import History, Step
 from engine.loop import FrameContext, FrameLoop
 from engine.messages import ProgressEvent, ZoomRequest, ZoomResult
 from engine.render.streaming import StreamingRenderer
-from engine.scene import (ChunkHandle, ChunkStore, LevelNode, PointOfInterest, append_level,
-                          build_scene)
+from engine.lod import LodIndex
+from engine.scene import (ChunkBounds, ChunkHandle, ChunkStore, LevelNode, PointOfInterest,
+                          append_level, build_scene)
 from engine.splats import SplatChunk
 from engine.world import World
 from ui.bindings import Bindings
@@ -38,7 +39,7 @@ from ui.input import FrameInput, InputSystem
 
 BACKGROUND = (0.05, 0.06, 0.08)
 ZOOM_REQUEST_FACTOR = 4.0  # a zoom step looks at the picked point with a 4x narrower view
-OBSERVE_SIZE = 160  # pixels per side of the observed view sent with a zoom request
+REQUEST_SIZE = 320  # pixels per side of C_i, the camera of a zoom request (the working size)
 MESSAGE_SECONDS = 6.0
 MAX_PROMPT_CHARS = 300
 
@@ -435,18 +436,33 @@ class App:
         new_fov = 2 * math.degrees(math.atan(math.tan(math.radians(fov) / 2) / ZOOM_REQUEST_FACTOR))
         distance = float(np.linalg.norm(self.poi - cam.position))
         c_i = Camera.look_at(cam.position, self.poi, up=-cam.T_world_camera[:3, 1], fov_y_deg=new_fov,
-                             width=OBSERVE_SIZE, height=OBSERVE_SIZE, near=distance * 1e-3, far=cam.far)
-        observed = self.renderer.render_offscreen(self.world, c_i, OBSERVE_SIZE, OBSERVE_SIZE)
-        depth = np.where(observed.alpha > 0.5, observed.depth, np.nan)
-        level = self.state.history.level_of(self.state.history.head) + 1
-        req = ZoomRequest(self._next_request, self.state.history.head, c_i,
-                          tuple(float(v) for v in self.poi), prompt, seed=self._next_request,
-                          settings={"observed_rgb": observed.rgb, "observed_depth": depth, "level": level})
+                             width=REQUEST_SIZE, height=REQUEST_SIZE, near=distance * 1e-3, far=cam.far)
+        settings: dict[str, Any] = {}
+        if getattr(self.generator, "needs_observation", False):  # the procedural stand-in
+            observed = self.renderer.render_offscreen(self.world, c_i, REQUEST_SIZE, REQUEST_SIZE)
+            settings = {"observed_rgb": observed.rgb,
+                        "observed_depth": np.where(observed.alpha > 0.5, observed.depth, np.nan)}
+        history = self.state.history
+        req = ZoomRequest(self._next_request, history.head, c_i, tuple(float(v) for v in self.poi),
+                          prompt, seed=self._next_request, settings=settings,
+                          scene=self._scene_seen_by(c_i.with_fov_scale(1.0 / ZOOM_REQUEST_FACTOR)),
+                          level=history.level_of(history.head) + 1,
+                          context=tuple(s.prompt for s in history.path() if s.prompt))
         self._next_request += 1
         self.jobs[req.request_id] = Job(req)
         self.generator.submit(req)
         self.messages.add(now, f"growing \"{prompt}\"…")
         return req.request_id
+
+    def _scene_seen_by(self, camera: Camera) -> tuple:
+        """(chunk, LoD links) pairs of the world whose bounds `camera` can see."""
+        store, index = self.world.resource(ChunkStore), self.world.resource(LodIndex)
+        pairs = [(store.get(h.chunk_id), index.links[h.chunk_id], b)
+                 for _, (h, b) in self.world.query(ChunkHandle, ChunkBounds)]
+        if not pairs:
+            return ()
+        keep = camera.aabbs_in_frustum(np.stack([b.lo for _, _, b in pairs]), np.stack([b.hi for _, _, b in pairs]))
+        return tuple((c, links) for (c, links, _), k in zip(pairs, keep) if k and len(c))
 
     def _cancel_jobs(self, now: float) -> None:
         if not self.jobs:
