@@ -281,7 +281,7 @@ def test_huge_splats_take_the_quad_path_and_still_match(ctx, monkeypatch):
                                   np.log(np.repeat(sigma[:, None], 3, 1)), np.full(n, -1.0),
                                   rgb_to_sh_dc(rng.uniform(0, 1, (n, 3))), np.full(n, 1e-3))
     world = _world_of([(chunk, None)])
-    for max_runs in (1024, 4):  # 4: the huge ones alternate with points more often
+    for max_runs in (streaming.MAX_RUNS, 4):  # 4: fewer than the point/quad alternations
         monkeypatch.setattr(streaming, "MAX_RUNS", max_runs)
         r = make_renderer(ctx, resort=None)
         gpu = r.render_offscreen(world, cam)
@@ -292,6 +292,29 @@ def test_huge_splats_take_the_quad_path_and_still_match(ctx, monkeypatch):
         else:
             assert 0 < stats.splats_quads < stats.splats_drawn / 10 and stats.draw_calls > 4
         r.release()
+
+
+def test_lod_modes_on_the_point_and_the_quad_path(ctx):
+    """Hard switching and the no-modulation ablation apply to quads as to points: a big
+    splat halfway down its fade shows at 0.5 (soft), 1 (hard) and 1 (no modulation)."""
+    cam = Camera.look_at([0, 0, 0], [0, 0, 1], fov_y_deg=60, width=64, height=48)
+    z = 2.0
+    s_render = z / cam.focal
+    chunk = SplatChunk.from_world([[0.0, 0.0, z]], [[1.0, 0, 0, 0]], np.log([[1.0, 1.0, 1.0]]),
+                                  [math.log(0.8 / 0.2)], rgb_to_sh_dc([[1.0, 1.0, 1.0]]),
+                                  [s_render / 2.0])
+    links = LodLinks(np.array([s_render * 2.0], np.float32), np.zeros(1, np.float32))
+    world = _world_of([(chunk, links)])
+    for kwargs, expected in (({}, 0.8 * 0.5), ({"lod_mode": "hard"}, 0.8),
+                             ({"modulation": False}, 0.8)):
+        for max_point in (None, 16.0):  # the splat is ~130 px wide: points, then quads
+            r = make_renderer(ctx, resort=None, **kwargs)
+            if max_point is not None:
+                r.max_point_size = max_point
+            out = r.render_offscreen(world, cam)
+            assert r.last_stats.splats_quads == (max_point is not None)
+            assert out.alpha.max() == pytest.approx(expected, rel=2e-3), (kwargs, max_point)
+            r.release()
 
 
 def test_tiny_splats_a_million_times_zoomed_far_from_the_origin(exact):
@@ -449,7 +472,7 @@ def test_async_sorting_draws_the_last_order_meanwhile_and_catches_up(ctx, fbo_fo
     cam = c0.with_fov_scale(1.5)
     assert not r.draw(world, cam, fbo).sorted_this_frame  # worker sorts, old list drawn
     r._screen.future.result()
-    r.draw(world, cam, fbo)  # picks up the worker's list
+    assert r.draw(world, cam, fbo).sorted_this_frame  # picks up the worker's list
     assert r.last_list.camera is cam
     np.testing.assert_allclose(r.render_offscreen(world, cam).rgb,
                                sync.render_offscreen(world, cam).rgb, atol=1e-6)

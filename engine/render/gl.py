@@ -1,11 +1,14 @@
-"""The real-time splat renderer: moderngl, one instanced draw per frame.
+"""moderngl plumbing and the instanced-quad splat renderer.
 
-Owns: the GL program (`splats.glsl`), the GPU buffers of the instance stream (reused across
-frames: the instance buffer is orphaned every frame and grown when a frame needs more), the
-offscreen colour + depth targets and their readback, and a headless context helper.
+Owns: `SplatRenderer`, which draws `PreparedSplats` (CPU-packed, camera-relative instances)
+as screen-aligned quads from `splats.glsl`, one instanced draw per run (the instance
+buffer is orphaned on every upload and grown when needed; `draw_range` draws any run of it,
+which the streaming renderer uses for footprints too wide for a GL point); the offscreen
+colour + depth targets and their readback; the camera uniforms and blend state shared with
+`points.glsl`; a headless context helper.
 Does not own: culling, packing and sorting (`engine.render.prepare`, on the CPU), the
-definition of the image (`engine.render.reference` is the oracle this must match), windows
-(`ui/`) or the frame loop.
+definition of the image (`engine.render.reference` is the oracle this must match), the
+streaming renderer (`engine.render.streaming`), windows (`ui/`) or the frame loop.
 
 Conventions: the camera image is in OpenCV pixels (row 0 at the top, v down); GL's window
 origin is bottom-left, so the vertex shader flips v when it writes clip coordinates (a window
@@ -138,7 +141,7 @@ def premultiplied_blending(ctx: moderngl.Context) -> None:
 
 
 class SplatRenderer:
-    """Draws `PreparedSplats` with one instanced draw into any moderngl framebuffer."""
+    """Draws `PreparedSplats` as instanced quads into any moderngl framebuffer."""
 
     def __init__(self, ctx: moderngl.Context) -> None:
         self.ctx = ctx
@@ -153,6 +156,8 @@ class SplatRenderer:
         ])
         self._bound_first = 0
         self._targets: OffscreenTargets | None = None
+        self.lod_mode = 0  # splats.glsl u_lod_mode: 0 soft (the image of the reference), 1 hard
+        #                    switching, 2 none (alpha = 1); the streaming renderer sets it
 
     # ---- drawing --------------------------------------------------------------------------
     def render(
@@ -200,7 +205,8 @@ class SplatRenderer:
         (the caller has cleared it; rows are in the camera frame `camera` was prepared for)."""
         if count <= 0:
             return
-        set_uniforms(self.program, camera_uniforms(camera, fbo.viewport))
+        set_uniforms(self.program, {**camera_uniforms(camera, fbo.viewport),
+                                    "u_lod_mode": self.lod_mode})
         premultiplied_blending(self.ctx)
         self._bind_instances(first)
         self.vao.render(moderngl.TRIANGLE_STRIP, vertices=4, instances=count)

@@ -138,6 +138,24 @@ def read_png_size(path: str | Path) -> tuple[int, int]:
     return struct.unpack(">II", head[16:24])
 
 
+def read_png(path: str | Path) -> np.ndarray:
+    """[H, W, 3] uint8 from a PNG as `write_png` writes it (8-bit RGB, no row filters)."""
+    data = Path(path).read_bytes()
+    w, h = read_png_size(path)
+    if data[24:27] != bytes([8, 2, 0]):
+        raise ValueError(f"{path}: not an 8-bit RGB PNG")
+    pos, idat = 8, b""
+    while pos < len(data):
+        (length,), kind = struct.unpack(">I", data[pos:pos + 4]), data[pos + 4:pos + 8]
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + length]
+        pos += 12 + length
+    rows = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 1 + 3 * w)
+    if rows[:, 0].any():
+        raise ValueError(f"{path}: filtered rows are not supported")
+    return rows[:, 1:].reshape(h, w, 3).copy()
+
+
 def mp4_writer_available() -> bool:
     try:
         import imageio.v2  # noqa: F401
@@ -148,9 +166,12 @@ def mp4_writer_available() -> bool:
 
 
 def write_mp4(path: str | Path, frames: Sequence[Path], fps: float = 30.0) -> None:
-    """Encode PNG frames (same size) into an mp4 with imageio + ffmpeg."""
+    """Encode PNG frames (same size) into an H.264 mp4 with imageio + ffmpeg (odd sizes are
+    padded by one edge pixel: the yuv420p format needs even ones)."""
     import imageio.v2 as imageio
 
     with imageio.get_writer(str(path), fps=fps, codec="libx264", macro_block_size=1) as writer:
         for frame in frames:
-            writer.append_data(imageio.imread(frame))
+            image = np.asarray(imageio.imread(frame))[..., :3]
+            h, w = image.shape[:2]
+            writer.append_data(np.pad(image, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge"))

@@ -18,6 +18,8 @@ uniform vec2 u_principal;       // cx, cy (pixels)
 uniform vec2 u_image_size;      // camera width, height (pixels)
 uniform float u_log_focal;      // log(sqrt(fx * fy))
 uniform float u_near;
+uniform int u_lod_mode;         // 0: soft modulation (default), 1: hard switch (alpha >= 0.5
+                                // -> 1, else 0), 2: none (alpha = 1: the no-modulation ablation)
 
 in vec2 in_corner;              // per vertex: quad corner in [-1, 1]^2
 in vec3 in_mean;                // per instance, packed columns 0:3 (camera space)
@@ -41,6 +43,7 @@ const int FLAG_HAS_CHILD = 2;
 
 // engine.modulation.alpha with x = log s_render; absent links are flags, never +-inf.
 float modulation(float x, vec4 lod) {
+    if (u_lod_mode == 2) return 1.0;
     float n = lod.x;
     int flags = int(lod.w + 0.5);
     float m = 1.0;
@@ -49,7 +52,8 @@ float modulation(float x, vec4 lod) {
     } else {
         if ((flags & FLAG_HAS_CHILD) != 0) m = (x - lod.z) / (n - lod.z);
     }
-    return clamp(m, 0.0, 1.0);
+    m = clamp(m, 0.0, 1.0);
+    return u_lod_mode == 1 ? (m >= 0.5 ? 1.0 : 0.0) : m;
 }
 
 // engine.splats.quaternions_to_matrices

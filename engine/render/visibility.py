@@ -12,16 +12,20 @@ Owns:
   closed-form inverse of the modulation ramps, like `engine.modulation.visible_band`), and its
   hull per page;
 - `build_draw_list`: page-level then splat-level culling of the visible resident chunks, and
-  the back-to-front sort on 16-bit log-depth keys (`engine.render.prepare.back_to_front_order`),
-  giving the arena rows the GPU draws, in order.
+  the back-to-front sort on 16-bit log-depth keys (the keys of
+  `engine.render.prepare.depth_sort_keys`, in float32, with a stable radix argsort), giving
+  the arena rows the GPU draws, in order. Pages whose bounding sphere is inside the frustum
+  and the band of every splat cost one dot product per splat (the depth); only pages on
+  an edge get the per-splat tests.
 Does not own: GPU residency (`engine.render.residency`), drawing (`engine.render.streaming`),
 the alpha formula (`engine.modulation`).
 
-Exactness: a list built with `Guard.NONE` keeps exactly the splats `engine.render.prepare`
-keeps (up to float32 rounding at a threshold: a tiny epsilon makes the CPU side the superset;
-the GPU applies the exact rules). A list built with a guard also keeps every splat that could
-become visible while the camera stays within the guard (turns by at most `angle`, moves or
-zooms by at most `log_scale` in relative terms), so it can be reused for such cameras.
+Exactness: a list built with `Guard()` keeps exactly the splats `engine.render.prepare`
+keeps (up to float32 rounding at a threshold: a 1e-5 log-scale epsilon makes the CPU side
+the superset; the GPU applies the exact rules). A list built with a guard also keeps every
+splat that could become visible while the camera stays within the guard (turns by at most
+`angle`, moves or zooms by at most `log_scale` in relative terms), so it can be reused for
+such cameras.
 """
 
 from __future__ import annotations
@@ -246,10 +250,6 @@ class Guard:
     angle: float = 0.0  # radians of rotation (or of direction change from translation)
     log_scale: float = 0.0  # relative change of depth / focal length (log units)
 
-    @property
-    def is_exact(self) -> bool:
-        return self.angle == 0.0 and self.log_scale == 0.0
-
 
 @dataclass(frozen=True, eq=False)
 class View:
@@ -327,14 +327,14 @@ def _classify_pages(view: View, item: DrawItem, origin32: np.ndarray
     every &= (x_lo - g > bands.page_all_lo) & (x_hi + g < bands.page_all_hi)
     if math.isfinite(view.max_point_px):
         # the footprint bound of `_big_footprints` with the page's worst splat: largest
-        # sigma, nearest depth, centres inside the frustum (|x / z| <= tan_x, same for y)
+        # sigma, nearest depth, centres inside the frustum (|x / z| <= tan_x, same for y);
+        # the largest eigenvalue of J J^T grows with each entry, so bounds give a bound
         sigma = layout.page_splat_radius / FOOTPRINT_SIGMAS
         inv_z = 1.0 / np.maximum(z_lo, np.float32(cam.near))
-        jf2 = ((cam.fx * inv_z) ** 2 * (1 + view.tan_x ** 2)
-               + (cam.fy * inv_z) ** 2 * (1 + view.tan_y ** 2))
-        half = FOOTPRINT_SIGMAS * np.sqrt(sigma * sigma * jf2 + LOW_PASS_PX2)
+        jj = _largest_jjt_eigenvalue(cam, inv_z, view.tan_x, view.tan_y)
+        half = FOOTPRINT_SIGMAS * np.sqrt(sigma * sigma * jj + LOW_PASS_PX2)
         half *= 1.0 + 4.0 * (view.guard.angle + view.guard.log_scale)
-        every &= 2.0 * half + 2.0 <= view.max_point_px
+        every &= 2.0 * (half + 1.0) + 2.0 <= view.max_point_px
     return some, every & some
 
 
@@ -394,13 +394,25 @@ def cull_item(view: View, item: DrawItem, cull: bool = True
     return rows, z[sel], big[sel]
 
 
+def _largest_jjt_eigenvalue(cam: Camera, inv_z, ux, uy):
+    """Largest eigenvalue of J J^T for the projection Jacobian J at x / z = ux, y / z = uy
+    (J J^T = [[a, c], [c, b]], a = (fx/z)^2 (1 + ux^2), b = (fy/z)^2 (1 + uy^2),
+    c = fx fy ux uy / z^2)."""
+    inv_z, ux, uy = (np.asarray(v, np.float64) for v in (inv_z, ux, uy))  # no overflow
+    a = (cam.fx * inv_z) ** 2 * (1 + ux * ux)
+    b = (cam.fy * inv_z) ** 2 * (1 + uy * uy)
+    c = cam.fx * cam.fy * inv_z * inv_z * ux * uy
+    return 0.5 * (a + b) + np.sqrt(0.25 * (a - b) ** 2 + c * c)
+
+
 def _big_footprints(view: View, p: np.ndarray, radius: np.ndarray) -> np.ndarray:
     """[K] bool: the part of the 3-sigma footprint inside the image may be wider than the
     largest GL point (the point is that part's bounding square, see points.glsl).
 
-    With Sigma's largest eigenvalue sigma_max^2 and J the projection Jacobian,
-    lambda_max(J W Sigma W^T J^T) <= sigma_max^2 |J|_F^2, so the half-width along any axis
-    is <= 3 sqrt(sigma_max^2 |J|_F^2 + 0.3) around the projected centre."""
+    With sigma_max^2 the largest eigenvalue of the splat's covariance Sigma and J the
+    projection Jacobian, every eigenvalue of J W Sigma W^T J^T is at most
+    sigma_max^2 lambda_max(J J^T), so the 3-sigma half-width along any axis is at most
+    3 sqrt(sigma_max^2 lambda_max(J J^T) + 0.3) around the projected centre."""
     if not math.isfinite(view.max_point_px) or len(p) == 0:
         return np.zeros(len(p), bool)
     cam = view.camera
@@ -409,9 +421,9 @@ def _big_footprints(view: View, p: np.ndarray, radius: np.ndarray) -> np.ndarray
     inv_z = 1.0 / z
     ux = p[:, 0] * inv_z
     uy = p[:, 1] * inv_z
-    jf2 = (cam.fx * inv_z) ** 2 * (1 + ux * ux) + (cam.fy * inv_z) ** 2 * (1 + uy * uy)
     sigma = radius / FOOTPRINT_SIGMAS
-    half = FOOTPRINT_SIGMAS * np.sqrt(sigma * sigma * jf2 + LOW_PASS_PX2)
+    jj = _largest_jjt_eigenvalue(cam, inv_z, ux, uy)
+    half = FOOTPRINT_SIGMAS * np.sqrt(sigma * sigma * jj + LOW_PASS_PX2)
     half *= 1.0 + 4.0 * (view.guard.angle + view.guard.log_scale)
     half += 1.0  # float32 slack between this and the shader
     u = cam.fx * ux + cam.cx

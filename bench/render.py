@@ -1,0 +1,441 @@
+"""Benchmark of the streaming splat renderer: a 5-level nested world flown through at 1280x720.
+
+Run from the repo root: `python bench/render.py [--json]` (headless EGL; about 2 minutes on
+the 2-core CPU machines). All figures come from one run.
+
+The world: a textured plane and four zooms into it, each level 6x finer than its parent and
+inside it, 460x460 pixel-aligned splats per level (1.06M in all), opacity 0.95 as after
+optimisation, split into 16k-splat chunks, LoD links from the history. Level colours come
+from one world-space pattern whose finer octaves appear only in the finer levels (a child
+refines its parent, as super-resolution does), so level transitions are comparable.
+The path: straight from the level-0 camera toward the level-4 centre, the pixel scale at the
+target shrinking geometrically until level 4 is seen at its native scale.
+
+Figures (frame times include the GPU: glFinish; every timed frame sorts anew unless stated):
+- fps_path_median, frame_ms_path_max, frames_with_pending_chunks: the 40-frame fly-through
+  drawn as the app draws (uploads and chunk preparation under their per-frame limits);
+- fps_mod_deep / fps_nomod_deep / ratio_mod: median FPS at the deepest level with
+  modulation + streaming vs the ablation (every chunk resident and considered, alpha = 1);
+- overhead_vs_flat: deep frame time / frame time of a world holding only the splats drawn
+  there (same links), frames interleaved (target <= 1.25);
+- splats_per_s: splats drawn per second on the deep frames (target >= 2.5M on llvmpipe);
+  splats_per_s_native(_reused): a 1280x720 level seen at its native scale (~1 px splats),
+  sorting every frame (or reusing the order); splats_per_s_v1: the per-frame re-packing
+  instanced-quad renderer on the deep frame;
+- resident_bytes_deep / _nomod / _path: GPU arena bytes for the deep view alone, for the
+  ablation, and after flying the whole path with the default 512 MB budget;
+- popping_mod / popping_hard: largest mean abs change across a level switch / median change
+  (both over the pixels where the finer level lies), zooming 1.005x per frame through each
+  switch point, with modulation and with hard level switching (target <= 1.5 with it);
+- sort_ms_sync (cull + sort of the deep frame), sort_ms_reused (0: the order is reused when
+  the camera is still), frame_ms_pan_sync / _async and fresh_order_frames_pan_*: a 3 px per
+  frame pan sorted on the frame thread vs on a worker thread (which draws the last order
+  meanwhile); sort_winner: the faster, if it also delivers a new order on most frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+
+from engine.camera import Camera  # noqa: E402
+from engine.chunking import split_level  # noqa: E402
+from engine.history import History, Step  # noqa: E402
+from engine.lod import LodIndex, LodLinks  # noqa: E402
+from engine.render.camera_path import zoom_sweep  # noqa: E402
+from engine.render.gl import SplatRenderer, create_headless_context  # noqa: E402
+from engine.render.prepare import prepare  # noqa: E402
+from engine.render.streaming import ResortPolicy, StreamingRenderer  # noqa: E402
+from engine.scene import ChunkBounds, ChunkHandle, ChunkStore, build_scene  # noqa: E402
+from engine.splats import SplatChunk  # noqa: E402
+from engine.synthetic import pixel_aligned_splats, zoom_camera  # noqa: E402
+from engine.world import World  # noqa: E402
+
+WIDTH, HEIGHT = 1280, 720
+FOV_Y_DEG = 50.0
+LEVELS = 5
+FACTOR = 6.0
+OPACITY = 0.95
+CHUNK_SPLATS = 16384
+DEEP_FRAMES = 7
+POPPING_STEP = 1.005  # zoom per frame on the popping segments
+POPPING_SPAN = 1.1  # each segment runs from 1.1x above a switch point to 1.1x below
+POPPING_SEGMENT_FRAMES = 40
+NOMOD_FRAMES = 3
+
+
+# ---- the world ----------------------------------------------------------------------------
+class Pattern:
+    """A colourful world-space pattern on the plane z = 0: sinusoids in octaves of
+    wavelength 1, 1/2, 1/4, ...; a level of pixel size s shows the octaves >= 8 s."""
+
+    def __init__(self, seed: int = 0, octaves: int = 18, waves: int = 3) -> None:
+        rng = np.random.default_rng(seed)
+        k = np.repeat(np.arange(octaves), waves)
+        angle = rng.uniform(0, 2 * np.pi, len(k))
+        self.wavelength = 2.0 ** -k.astype(float)  # [K]
+        self.direction = np.stack([np.cos(angle), np.sin(angle)], 1)  # [K, 2]
+        self.phase = rng.uniform(0, 2 * np.pi, len(k))
+        self.colour = rng.uniform(-0.09, 0.09, (len(k), 3))
+
+    def rgb(self, xy: np.ndarray, pixel_size: float) -> np.ndarray:
+        """[N, 2] plane points -> [N, 3] colours with the octaves a pixel of this size shows."""
+        out = np.full((len(xy), 3), 0.5)
+        for w, d, ph, c in zip(self.wavelength, self.direction, self.phase, self.colour):
+            if w < 8.0 * pixel_size:
+                break
+            out += np.sin(2 * np.pi / w * (xy @ d) + ph)[:, None] * c
+        return np.clip(out, 0.0, 1.0)
+
+
+def plane_depth(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
+    """([H, W] depth, [H, W, 2] plane point) of the plane z = 0 under each pixel centre."""
+    v, u = np.mgrid[0:camera.height, 0:camera.width].astype(np.float64) + 0.5
+    rays = np.stack([(u - camera.cx) / camera.fx, (v - camera.cy) / camera.fy,
+                     np.ones_like(u)], -1)
+    R, o = camera.T_world_camera[:3, :3], camera.T_world_camera[:3, 3]
+    t = -o[2] / (rays @ R[2])
+    points = o + (rays @ R.T) * t[..., None]
+    return t, points[..., :2]
+
+
+def build_world(size: int, seed: int = 0):
+    """(World, level cameras, splats per level, the path target, level native scales)."""
+    pattern = Pattern(seed)
+    cam = Camera.look_at([0.0, 0.0, -4.0], [0.0, 0.0, 0.0], fov_y_deg=FOV_Y_DEG, width=size,
+                         height=size)
+    rng = np.random.default_rng(seed)
+    target = np.zeros(3)
+    history, chunks, cameras, counts = History(), {}, [], []
+    for i in range(LEVELS):
+        if i > 0:
+            target = target + rng.uniform(-0.1, 0.1, 3) * cam.pixel_scale(target[None])[0] * size
+            target[2] = 0.0
+            cam = zoom_camera(cam, target, FACTOR)
+        depth, xy = plane_depth(cam)
+        pixel = float(cam.pixel_scale(target[None])[0])
+        rgb = pattern.rgb(xy.reshape(-1, 2), pixel).reshape(size, size, 3)
+        level = pixel_aligned_splats(cam, depth, rgb, level=i, opacity=OPACITY)
+        parts = split_level(level, max_splats=CHUNK_SPLATS)
+        ids = tuple(range(len(chunks), len(chunks) + len(parts)))
+        chunks.update(zip(ids, parts))
+        history.add(Step(i, i - 1 if i else None, "zoom" if i else "image", ids, camera=cam))
+        cameras.append(cam)
+        counts.append(len(level))
+    native = [float(c.pixel_scale(target[None])[0]) for c in cameras]
+    return build_scene(history, chunks), cameras, counts, target, native
+
+
+def world_of(pieces: list[tuple[SplatChunk, LodLinks | None]]) -> World:
+    """A World of the given chunks with the given links (no history: a flat scene)."""
+    world = World()
+    store, index = ChunkStore(), LodIndex()
+    world.insert_resource(store)
+    world.insert_resource(index)
+    for cid, (chunk, links) in enumerate(pieces):
+        store.insert(cid, chunk)
+        index.links[cid] = links if links is not None else LodLinks.root(len(chunk))
+        lo, hi = chunk.bounds()
+        world.spawn(ChunkHandle(cid), ChunkBounds(lo, hi, len(chunk), *index.band(cid, chunk)))
+    return world
+
+
+def visible_only(world: World, renderer: StreamingRenderer) -> World:
+    """A world holding only the splats of the renderer's last list (same links, same chunks
+    boundaries): what a renderer without history would have to draw for that view."""
+    store, index = world.resource(ChunkStore), world.resource(LodIndex)
+    ids, rows = renderer.last_list.chunk_rows()
+    pieces = []
+    for cid in np.unique(ids).tolist():
+        keep = np.sort(rows[ids == cid])
+        links = index.links[cid]
+        pieces.append((store.get(cid).take(keep),
+                       LodLinks(links.s_parent[keep], links.s_child[keep])))
+    return world_of(pieces)
+
+
+# ---- timing -------------------------------------------------------------------------------
+class Bench:
+    def __init__(self) -> None:
+        self.ctx = create_headless_context()
+        self.fbo = self.ctx.simple_framebuffer((WIDTH, HEIGHT))
+        self._jitter = 0
+
+    def jittered(self, cam: Camera) -> Camera:
+        """The same view with a focal length differing in the 9th digit: a different camera,
+        so a renderer without a reuse policy sorts again (what a moving camera costs)."""
+        self._jitter += 1
+        return cam.with_fov_scale(1.0 + 1e-9 * self._jitter)
+
+    def frame(self, renderer: StreamingRenderer, world: World, cam: Camera):
+        """(seconds, stats) of one frame, everything resident first (not timed)."""
+        renderer.draw(world, cam, self.fbo, complete=True)
+        self.ctx.finish()  # llvmpipe rasterizes asynchronously: not into the timed frame
+        cam = self.jittered(cam)
+        t = time.perf_counter()
+        stats = renderer.draw(world, cam, self.fbo)
+        self.ctx.finish()
+        return time.perf_counter() - t, stats
+
+    def frames(self, renderer, world, cam, n):
+        out = [self.frame(renderer, world, cam) for _ in range(n)]
+        return statistics.median(t for t, _ in out), [s for _, s in out], [t for t, _ in out]
+
+    def image(self) -> np.ndarray:
+        raw = self.fbo.read(components=3)
+        return np.frombuffer(raw, np.uint8).reshape(HEIGHT, WIDTH, 3)
+
+
+def render_camera(eye_cam: Camera) -> Camera:
+    return Camera.look_at(eye_cam.position, eye_cam.position + eye_cam.T_world_camera[:3, 2],
+                          up=-eye_cam.T_world_camera[:3, 1], fov_y_deg=FOV_Y_DEG, width=WIDTH,
+                          height=HEIGHT, near=1e-7)
+
+
+def patch_mask(render: Camera, level: Camera, shrink: float = 0.9) -> np.ndarray:
+    """[H, W] bool: pixels of `render` inside the plane region `level` covers (its image
+    corners on z = 0, pulled 10% toward their centre): where that level can replace its
+    parent, i.e. where a transition to it is visible."""
+    corners = np.array([[0, 0], [level.width, 0], [level.width, level.height],
+                        [0, level.height]], float)
+    rays = np.stack([(corners[:, 0] - level.cx) / level.fx, (corners[:, 1] - level.cy) / level.fy,
+                     np.ones(4)], 1) @ level.T_world_camera[:3, :3].T
+    eye = level.T_world_camera[:3, 3]
+    points = eye + rays * (-eye[2] / rays[:, 2])[:, None]
+    points = points.mean(0) + shrink * (points - points.mean(0))
+    uv, _ = render.project(points)  # [4, 2], a convex quad
+    v, u = np.mgrid[0:render.height, 0:render.width] + 0.5
+    inside = np.ones(u.shape, bool)
+    signs = []
+    for a, b in zip(uv, np.roll(uv, -1, axis=0)):
+        signs.append((b[0] - a[0]) * (v - a[1]) - (b[1] - a[1]) * (u - a[0]))
+    inside = np.all([x >= 0 for x in signs], axis=0) | np.all([x <= 0 for x in signs], axis=0)
+    return inside
+
+
+def run(size: int, path_frames: int, log) -> dict:
+    t_start = time.perf_counter()
+    out: dict = {}
+    world, cameras, counts, target, native = build_world(size)
+    store = world.resource(ChunkStore)
+    out.update(levels=LEVELS, zoom_factor=FACTOR, splats_total=int(sum(counts)),
+               chunks=len(store.ids()), width=WIDTH, height=HEIGHT,
+               build_world_s=round(time.perf_counter() - t_start, 2))
+    log(f"world: {out['splats_total']:,} splats in {out['chunks']} chunks")
+    bench = Bench()
+    out["gl_renderer"] = bench.ctx.info["GL_RENDERER"]
+    out["cpus"] = __import__("os").cpu_count()
+    out["machine"] = platform.machine()
+
+    start = render_camera(cameras[0])
+    path = zoom_sweep(start, target, native[-1], path_frames)
+    deep = path[-1]
+    scales = np.array([np.linalg.norm(c.position - target) / c.focal for c in path])
+
+    # -- the zoom path as the app flies it: streaming under the per-frame limits -------------
+    r_mod = StreamingRenderer(bench.ctx, resort=None)
+    times, drawn, pending = [], [], []
+    for cam in path:
+        t = time.perf_counter()
+        st = r_mod.draw(world, cam, bench.fbo)
+        bench.ctx.finish()
+        times.append(time.perf_counter() - t)
+        drawn.append(st.splats_drawn)
+        pending.append(st.chunks_pending)
+    out.update(path_frames=path_frames, path_zoom=round(float(scales[0] / scales[-1]), 1),
+               fps_path_median=round(1.0 / statistics.median(times), 2),
+               frame_ms_path_max=round(max(times) * 1e3, 1),
+               frames_with_pending_chunks=int(sum(p > 0 for p in pending)),
+               splats_drawn_path_max=int(max(drawn)),
+               resident_bytes_path=r_mod.residency.bytes_resident)
+    log(f"path: median {statistics.median(times) * 1e3:.0f} ms, worst {max(times) * 1e3:.0f} ms")
+
+    # -- popping: slow zoom (1.005x per frame) across each level switch, soft vs hard -------
+    switches = [math.sqrt(a * b) for a, b in zip(native[:-1], native[1:])]
+    segments = []
+    for s_switch in switches:
+        steps = np.arange(POPPING_SEGMENT_FRAMES)
+        seg_scales = s_switch * POPPING_SPAN * POPPING_STEP ** -steps.astype(float)
+        segments.append([zoom_sweep(start, target, float(x), 2)[-1] for x in seg_scales])
+    masks = [[patch_mask(cam, cameras[k + 1]) for cam in segment]
+             for k, segment in enumerate(segments)]
+    pops = {}
+    for mode in ("soft", "hard"):
+        r = StreamingRenderer(bench.ctx, lod_mode=mode, resort=None)
+        changes, jumps = [], []
+        for s_switch, segment, seg_masks in zip(switches, segments, masks):
+            images, scales_seg = [], []
+            for cam in segment:
+                r.draw(world, cam, bench.fbo, complete=True)
+                images.append(bench.image())
+                scales_seg.append(np.linalg.norm(cam.position - target) / cam.focal)
+            # mean abs change (0..1) over the pixels where the finer level lies in both frames
+            d = [np.abs(b[m].astype(np.int16) - a[m]).mean() / 255.0
+                 for a, b, m in zip(images[:-1], images[1:],
+                                    (m0 & m1 for m0, m1 in zip(seg_masks[:-1], seg_masks[1:])))]
+            changes += d
+            scales_seg = np.array(scales_seg)
+            jumps += [c for c, hi, lo in zip(d, scales_seg[:-1], scales_seg[1:])
+                      if hi >= s_switch > lo]
+        r.release()
+        pops[mode] = max(jumps) / float(np.median(changes))
+    out.update(popping_mod=round(pops["soft"], 3), popping_hard=round(pops["hard"], 3),
+               popping_frames=len(switches) * POPPING_SEGMENT_FRAMES,
+               popping_zoom_per_frame=POPPING_STEP)
+    log(f"popping: soft {out['popping_mod']}, hard {out['popping_hard']}")
+
+    # -- the deepest level: modulation + streaming, every splat, and a flat world ------------
+    # frames of the three are interleaved, so load from elsewhere hits them alike
+    bench.frame(r_mod, world, deep)
+    flat = visible_only(world, r_mod)
+    r_flat = StreamingRenderer(bench.ctx, resort=None)
+    nomod = StreamingRenderer(bench.ctx, modulation=False, resort=None)
+    runs = {"mod": [], "flat": [], "nomod": []}
+    for k in range(DEEP_FRAMES):
+        runs["mod"].append(bench.frame(r_mod, world, deep))
+        runs["flat"].append(bench.frame(r_flat, flat, deep))
+        if k < NOMOD_FRAMES:
+            runs["nomod"].append(bench.frame(nomod, world, deep))
+
+    def median_s(name):
+        return statistics.median(t for t, _ in runs[name])
+
+    deep_s, flat_s, nomod_s = median_s("mod"), median_s("flat"), median_s("nomod")
+    deep_stats = [st for _, st in runs["mod"]]
+    out.update(fps_mod_deep=round(1.0 / deep_s, 2), frame_ms_deep=round(deep_s * 1e3, 1),
+               splats_drawn_deep=deep_stats[-1].splats_drawn,
+               splats_per_s=round(statistics.median(st.splats_drawn / t for t, st in runs["mod"])),
+               sort_ms_sync=round(statistics.median(st.sort_ms for st in deep_stats), 1),
+               submit_ms_deep=round(statistics.median(st.draw_ms for st in deep_stats), 1),
+               fps_nomod_deep=round(1.0 / nomod_s, 3),
+               splats_drawn_nomod=runs["nomod"][-1][1].splats_drawn,
+               splats_quads_nomod=runs["nomod"][-1][1].splats_quads,
+               resident_bytes_nomod=nomod.residency.bytes_resident,
+               frame_ms_flat=round(flat_s * 1e3, 1),
+               splats_drawn_flat=runs["flat"][-1][1].splats_drawn,
+               overhead_vs_flat=round(deep_s / flat_s, 3))
+    out["ratio_mod"] = round(out["fps_mod_deep"] / out["fps_nomod_deep"], 2)
+    for r in (r_mod, r_flat, nomod):
+        r.release()
+    fresh = StreamingRenderer(bench.ctx, resort=None)
+    fresh.draw(world, deep, bench.fbo, complete=True)
+    out["resident_bytes_deep"] = fresh.residency.bytes_resident
+    out["chunks_resident_deep"] = fresh.residency.chunks_ready
+    fresh.release()
+    log(f"deep: {out['fps_mod_deep']} FPS ({out['splats_drawn_deep']:,} splats), "
+        f"no modulation {out['fps_nomod_deep']} FPS, flat world {flat_s * 1e3:.0f} ms")
+
+    # -- sorting: every frame (sync), reused while still, or on a worker thread --------------
+    pan = []
+    for k in range(8):  # a slow pan: 3 px per frame, beyond the 1 px reuse threshold
+        T = deep.T_world_camera.copy()
+        T[:3, 3] += T[:3, 0] * (3.0 * k / deep.fx) * np.linalg.norm(deep.position - target)
+        pan.append(Camera(T, deep.fx, deep.fy, deep.cx, deep.cy, WIDTH, HEIGHT, deep.near,
+                          deep.far))
+    fresh = {}
+    for mode in ("sync", "async"):
+        r = StreamingRenderer(bench.ctx, sort_mode=mode, resort=ResortPolicy())
+        r.draw(world, pan[0], bench.fbo, complete=True)
+        bench.ctx.finish()
+        ts, sorted_frames = [], 0
+        for cam in pan[1:]:
+            t = time.perf_counter()
+            st = r.draw(world, cam, bench.fbo)
+            bench.ctx.finish()
+            ts.append(time.perf_counter() - t)
+            sorted_frames += st.sorted_this_frame
+        out[f"frame_ms_pan_{mode}"] = round(statistics.median(ts) * 1e3, 1)
+        out[f"fresh_order_frames_pan_{mode}"] = f"{sorted_frames}/{len(ts)}"
+        fresh[mode] = sorted_frames / len(ts)
+        if mode == "sync":
+            still = []
+            for _ in range(4):
+                t = time.perf_counter()
+                st = r.draw(world, pan[-1], bench.fbo)
+                bench.ctx.finish()
+                still.append((time.perf_counter() - t, st))
+            out["sort_ms_reused"] = round(statistics.median(s.sort_ms for _, s in still), 2)
+            out["prepare_ms_reused"] = round(statistics.median(s.prepare_ms for _, s in still), 1)
+            out["frame_ms_still"] = round(statistics.median(t for t, _ in still) * 1e3, 1)
+        r.release()
+    # a frame drawn with a stale order is cheaper but wrong where the camera moved: the
+    # worker wins only if it is faster and delivers a new order on most moving frames
+    async_wins = (out["frame_ms_pan_async"] < out["frame_ms_pan_sync"] and fresh["async"] >= 0.5)
+    out["sort_winner"] = "async" if async_wins else "sync"
+    log(f"sorting: pan sync {out['frame_ms_pan_sync']} ms, async {out['frame_ms_pan_async']} ms")
+
+    # -- references: the per-frame re-packing renderer, and splats at native density ---------
+    store, index = world.resource(ChunkStore), world.resource(LodIndex)
+    pieces = [(store.get(c), index.links[c]) for c in store.ids()]
+    v1 = SplatRenderer(bench.ctx)
+    bench.ctx.finish()
+    v1_times = []
+    for _ in range(2):
+        cam = bench.jittered(deep)
+        t = time.perf_counter()
+        prepared = prepare(cam, pieces)
+        v1.render(prepared, cam, bench.fbo)
+        bench.ctx.finish()
+        v1_times.append(time.perf_counter() - t)
+    v1.release()
+    out["splats_per_s_v1"] = round(prepared.count / statistics.median(v1_times))
+    out["frame_ms_v1_deep"] = round(statistics.median(v1_times) * 1e3, 1)
+
+    native_cam = Camera.look_at([0.0, 0.0, -4.0], [0.0, 0.0, 0.0], fov_y_deg=FOV_Y_DEG,
+                                width=WIDTH, height=HEIGHT)
+    depth, xy = plane_depth(native_cam)
+    rgb = Pattern(0).rgb(xy.reshape(-1, 2), float(native_cam.pixel_scale(np.zeros((1, 3)))[0]))
+    level = pixel_aligned_splats(native_cam, depth, rgb.reshape(HEIGHT, WIDTH, 3), opacity=OPACITY)
+    native_world = world_of([(c, None) for c in split_level(level, max_splats=CHUNK_SPLATS)])
+    r_native = StreamingRenderer(bench.ctx, resort=None)
+    nat_s, nat_stats, nat_times = bench.frames(r_native, native_world, native_cam, 3)
+    out["splats_per_s_native"] = round(statistics.median(
+        s.splats_drawn / t for s, t in zip(nat_stats, nat_times)))
+    out["frame_ms_native"] = round(nat_s * 1e3, 1)
+    out["splats_drawn_native"] = nat_stats[-1].splats_drawn
+    bench.ctx.finish()
+    reused = []
+    for _ in range(3):
+        t = time.perf_counter()
+        st = r_native.draw(world=native_world, camera=native_cam, framebuffer=bench.fbo)
+        bench.ctx.finish()
+        reused.append(time.perf_counter() - t)
+    out["splats_per_s_native_reused"] = round(st.splats_drawn / statistics.median(reused))
+    r_native.release()
+    log(f"native density: {out['splats_per_s_native'] / 1e6:.2f} M splats/s")
+    out["bench_s"] = round(time.perf_counter() - t_start, 1)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON line")
+    parser.add_argument("--size", type=int, default=460, help="pixels per side of each level")
+    parser.add_argument("--frames", type=int, default=40, help="frames on the timed zoom path")
+    args = parser.parse_args()
+
+    def log(msg: str) -> None:
+        if not args.json:
+            print(msg, file=sys.stderr, flush=True)
+
+    out = run(args.size, args.frames, log)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for key, value in out.items():
+            print(f"{key:28s} {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
