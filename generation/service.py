@@ -38,6 +38,9 @@ DEFAULT_RUNNER = "generation.pipeline:zoom"
 DEFAULT_TIMEOUT_S = 600.0
 
 
+WORKER_NICENESS = 10
+
+
 def worker_threads() -> int:
     """All cores this process may use but one (at least one)."""
     try:
@@ -60,6 +63,10 @@ def _worker_main(runner_path: str, settings: dict[str, Any], threads: int,
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the app, which closes us
+    try:  # background work: the frame loop wins every contended time slice
+        os.nice(WORKER_NICENESS)
+    except (AttributeError, OSError):  # no nice() on this platform, or not allowed
+        pass
     runner = _load_runner(runner_path)
     config = None
     if runner_path == DEFAULT_RUNNER or settings:
