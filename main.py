@@ -368,6 +368,15 @@ def _play_epilog() -> str:
             + "\n  ".join(Bindings().help_lines()))
 
 
+def _zoom_chain_point(loaded, step: int):
+    """The point the deepest zoom on the path to `step` grew at (None if it never zoomed):
+    by default a zoom sweep flies down the chain of zooms the world was grown by."""
+    import numpy as np
+
+    points = [s.point for s in loaded.history.path(step) if s.point is not None]
+    return np.array(points[-1], np.float64) if points else None
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     """Render frames of a world headless (EGL) along a camera path or a zoom sweep."""
     from engine.render.camera_path import CameraPathError, load_camera_path
@@ -408,7 +417,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         try:
             if cameras is None:
                 start = start_camera(world, args.width or 640, args.height or 480)
-                cameras = zoom_sweep_path(renderer, world, start, args.frames or 60, at)
+                cameras = zoom_sweep_path(renderer, world, start, args.frames or 60, at,
+                                          target=None if at is not None else _zoom_chain_point(loaded, step))
             out_dir.mkdir(parents=True, exist_ok=True)
             written = []
             for i, camera in enumerate(cameras):
@@ -523,7 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="camera path file (format in README: keyframes or explicit cameras)")
     path.add_argument("--zoom-sweep", action="store_true",
                       help="fly straight from the root camera toward the point at the image "
-                           "centre (or --at) down to the finest level there")
+                           "centre (or --at; default for a zoomed world: the point of its "
+                           "deepest zoom) down to the finest level there")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder for frame_0000.png ...")
     p.add_argument("--width", type=int, default=None, help="image width (default: the path's, or 640)")
     p.add_argument("--height", type=int, default=None, help="image height (default: the path's, or 480)")

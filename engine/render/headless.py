@@ -100,11 +100,14 @@ def finest_scale_near(world: World, point: np.ndarray) -> float:
 
 
 def zoom_sweep_path(renderer, world: World, start: Camera, frames: int,
-                    uv: tuple[float, float] | None = None) -> list[Camera]:
-    """A straight zoom from `start` toward the world point under `uv`, down to the finest
-    level there (`renderer`: a `StreamingRenderer`, used for the depth pick)."""
-    frame = renderer.render_offscreen(world, start)
-    target = pick_point(frame, start, uv)
+                    uv: tuple[float, float] | None = None,
+                    target: np.ndarray | None = None) -> list[Camera]:
+    """A straight zoom from `start` toward `target` (a world point) or else the world point
+    under `uv`, down to the finest level there (`renderer`: a `StreamingRenderer`, used for
+    the depth pick)."""
+    if target is None:
+        frame = renderer.render_offscreen(world, start)
+        target = pick_point(frame, start, uv)
     return zoom_sweep(start, target, finest_scale_near(world, target), frames)
 
 
