@@ -56,7 +56,7 @@ from engine.render.camera_path import zoom_sweep  # noqa: E402
 from engine.render.gl import SplatRenderer, create_headless_context  # noqa: E402
 from engine.render.prepare import prepare  # noqa: E402
 from engine.render.streaming import ResortPolicy, StreamingRenderer  # noqa: E402
-from engine.scene import ChunkBounds, ChunkHandle, ChunkStore, build_scene  # noqa: E402
+from engine.scene import ChunkBounds, ChunkHandle, ChunkStore, build_scene, flat_scene  # noqa: E402
 from engine.splats import SplatChunk  # noqa: E402
 from engine.synthetic import pixel_aligned_splats, zoom_camera  # noqa: E402
 from engine.world import World  # noqa: E402
@@ -136,20 +136,6 @@ def build_world(size: int, seed: int = 0):
     return build_scene(history, chunks), cameras, counts, target, native
 
 
-def world_of(pieces: list[tuple[SplatChunk, LodLinks | None]]) -> World:
-    """A World of the given chunks with the given links (no history: a flat scene)."""
-    world = World()
-    store, index = ChunkStore(), LodIndex()
-    world.insert_resource(store)
-    world.insert_resource(index)
-    for cid, (chunk, links) in enumerate(pieces):
-        store.insert(cid, chunk)
-        index.links[cid] = links if links is not None else LodLinks.root(len(chunk))
-        lo, hi = chunk.bounds()
-        world.spawn(ChunkHandle(cid), ChunkBounds(lo, hi, len(chunk), *index.band(cid, chunk)))
-    return world
-
-
 def visible_only(world: World, renderer: StreamingRenderer) -> World:
     """A world holding only the splats of the renderer's last list (same links, same chunks
     boundaries): what a renderer without history would have to draw for that view."""
@@ -161,7 +147,7 @@ def visible_only(world: World, renderer: StreamingRenderer) -> World:
         links = index.links[cid]
         pieces.append((store.get(cid).take(keep),
                        LodLinks(links.s_parent[keep], links.s_child[keep])))
-    return world_of(pieces)
+    return flat_scene(pieces)
 
 
 # ---- timing -------------------------------------------------------------------------------
@@ -396,7 +382,7 @@ def run(size: int, path_frames: int, log) -> dict:
     depth, xy = plane_depth(native_cam)
     rgb = Pattern(0).rgb(xy.reshape(-1, 2), float(native_cam.pixel_scale(np.zeros((1, 3)))[0]))
     level = pixel_aligned_splats(native_cam, depth, rgb.reshape(HEIGHT, WIDTH, 3), opacity=OPACITY)
-    native_world = world_of([(c, None) for c in split_level(level, max_splats=CHUNK_SPLATS)])
+    native_world = flat_scene([(c, None) for c in split_level(level, max_splats=CHUNK_SPLATS)])
     r_native = StreamingRenderer(bench.ctx, resort=None)
     nat_s, nat_stats, nat_times = bench.frames(r_native, native_world, native_cam, 3)
     out["splats_per_s_native"] = round(statistics.median(

@@ -144,6 +144,20 @@ def _spawn_level(world: World, step: Step, level: int, parent: Entity | None,
     return node
 
 
+def flat_scene(pieces: list[tuple[SplatChunk, LodLinks | None]]) -> World:
+    """A World of the given chunks with the given links and no history (a flat scene: one
+    chunk entity each; None links make a root chunk). For tests, benchmarks and tools."""
+    world = World()
+    store, index = ChunkStore(), LodIndex()
+    world.insert_resource(store)
+    world.insert_resource(index)
+    for cid, (chunk, links) in enumerate(pieces):
+        store.insert(cid, chunk)
+        index.links[cid] = links if links is not None else LodLinks.root(len(chunk))
+        world.spawn(ChunkHandle(cid), _bounds(index, cid, chunk))
+    return world
+
+
 def level_entities(world: World) -> list[tuple[Entity, LevelNode]]:
     return [(e, node) for e, (node,) in world.query(LevelNode)]
 

@@ -30,14 +30,6 @@ MEAN_TOL = 1.0 / 255.0
 MAX_TOL = 0.05
 
 
-@pytest.fixture(scope="module")
-def ctx():
-    try:
-        context = create_headless_context()
-    except HeadlessContextError as exc:
-        pytest.skip(str(exc))
-    yield context
-    context.release()
 
 
 @pytest.fixture(scope="module")

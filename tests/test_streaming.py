@@ -21,7 +21,7 @@ from engine.lod import LodIndex, LodLinks
 from engine.render.prepare import PreparedSplats, prepare
 from engine.render.reference import render as reference_render
 from engine.render.visibility import (PAGE_SPLATS, chunk_table, visible_chunks)
-from engine.scene import ChunkBounds, ChunkHandle, ChunkStore, append_level, build_scene
+from engine.scene import ChunkBounds, ChunkHandle, ChunkStore, append_level, build_scene, flat_scene
 from engine.splats import SplatChunk, normalize_quaternions, rgb_to_sh_dc
 from engine.synthetic import nested_plane_world
 from engine.world import World
@@ -38,14 +38,6 @@ MEAN_TOL = 1.0 / 255.0
 MAX_TOL = 0.05
 
 
-@pytest.fixture(scope="module")
-def ctx():
-    try:
-        context = create_headless_context()
-    except HeadlessContextError as exc:
-        pytest.skip(str(exc))
-    yield context
-    context.release()
 
 
 @pytest.fixture
@@ -100,20 +92,6 @@ def _nested_world(levels=2, size=64, max_splats=900, opaque=True, darker_child=F
         chunks.update(zip(ids, parts))
         history.add(Step(i, i - 1 if i else None, "zoom" if i else "image", ids, camera=camera))
     return build_scene(history, chunks), [c for c, _ in made]
-
-
-def _world_of(pieces: list[tuple[SplatChunk, LodLinks | None]]) -> World:
-    """A World holding the given chunks with the given links (one entity per chunk)."""
-    world = World()
-    store, index = ChunkStore(), LodIndex()
-    world.insert_resource(store)
-    world.insert_resource(index)
-    for cid, (chunk, links) in enumerate(pieces):
-        store.insert(cid, chunk)
-        index.links[cid] = links if links is not None else LodLinks.root(len(chunk))
-        lo, hi = chunk.bounds()
-        world.spawn(ChunkHandle(cid), ChunkBounds(lo, hi, len(chunk), *index.band(cid, chunk)))
-    return world
 
 
 def _pieces(world: World):
@@ -209,7 +187,7 @@ def test_cpu_culled_splats_are_not_drawn(exact, fbo_for):
     chunk = SplatChunk.from_world(points, np.tile([1.0, 0, 0, 0], (n, 1)),
                                   np.full((n, 3), math.log(0.1)), logits,
                                   rgb_to_sh_dc(np.full((n, 3), 0.5)), s_native)
-    world = _world_of([(chunk, LodLinks(s_parent.astype(np.float32),
+    world = flat_scene([(chunk, LodLinks(s_parent.astype(np.float32),
                                         s_child.astype(np.float32)))])
     stats = exact.draw(world, cam, fbo_for(cam))
     prepared = prepare(cam, _pieces(world)[1])
@@ -261,7 +239,7 @@ def _random_pieces(seed, n=1500):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_output_matches_the_reference_on_random_splats(exact, seed):
     cam, pieces = _random_pieces(seed)
-    world = _world_of(pieces)
+    world = flat_scene(pieces)
     for background in ((0.0, 0.0, 0.0), (0.2, 0.4, 0.6)):
         gpu = exact.render_offscreen(world, cam, background=background)
         ref = reference_render(_reference_in_draw_order(exact, world, cam), cam, background)
@@ -280,7 +258,7 @@ def test_huge_splats_take_the_quad_path_and_still_match(ctx, monkeypatch):
     chunk = SplatChunk.from_world(pts, np.tile([1.0, 0, 0, 0], (n, 1)),
                                   np.log(np.repeat(sigma[:, None], 3, 1)), np.full(n, -1.0),
                                   rgb_to_sh_dc(rng.uniform(0, 1, (n, 3))), np.full(n, 1e-3))
-    world = _world_of([(chunk, None)])
+    world = flat_scene([(chunk, None)])
     for max_runs in (streaming.MAX_RUNS, 4):  # 4: fewer than the point/quad alternations
         monkeypatch.setattr(streaming, "MAX_RUNS", max_runs)
         r = make_renderer(ctx, resort=None)
@@ -304,7 +282,7 @@ def test_lod_modes_on_the_point_and_the_quad_path(ctx):
                                   [math.log(0.8 / 0.2)], rgb_to_sh_dc([[1.0, 1.0, 1.0]]),
                                   [s_render / 2.0])
     links = LodLinks(np.array([s_render * 2.0], np.float32), np.zeros(1, np.float32))
-    world = _world_of([(chunk, links)])
+    world = flat_scene([(chunk, links)])
     for kwargs, expected in (({}, 0.8 * 0.5), ({"lod_mode": "hard"}, 0.8),
                              ({"modulation": False}, 0.8)):
         for max_point in (None, 16.0):  # the splat is ~130 px wide: points, then quads
@@ -333,7 +311,7 @@ def test_tiny_splats_a_million_times_zoomed_far_from_the_origin(exact):
         cam = Camera.look_at(centre + [2e-6, -3e-6, -1e-5], centre, fov_y_deg=40, width=64,
                              height=64, near=1e-7)
         chunk = SplatChunk(origin=centre.copy(), positions=local.astype(np.float32), **parts)
-        world = _world_of([(chunk, None)])
+        world = flat_scene([(chunk, None)])
         gpu = exact.render_offscreen(world, cam)
         assert_matches(gpu, reference_render(_reference_in_draw_order(exact, world, cam), cam))
         images.append(gpu)
@@ -348,7 +326,7 @@ def test_no_modulation_draws_every_splat_in_view_at_full_opacity(ctx):
     ids, pieces = _pieces(world)
     r = make_renderer(ctx, modulation=False, resort=None)
     gpu = r.render_offscreen(world, c1)
-    roots = _world_of([(c, None) for c, _ in pieces])  # the same splats, alpha = 1
+    roots = flat_scene([(c, None) for c, _ in pieces])  # the same splats, alpha = 1
     assert r.last_stats.chunks_visible == len(ids)
     expected = prepare(c1, _pieces(roots)[1]).count
     assert expected <= r.last_stats.splats_drawn <= expected + 3  # + threshold cases
@@ -390,7 +368,7 @@ def test_renderer_stays_within_a_small_gpu_budget(ctx, fbo_for):
     """Cameras visiting five far-apart chunks in turn with room for two: every frame draws
     what it sees, the arena never exceeds the budget, old chunks are evicted."""
     chunks = _small_chunks(5, n=100)
-    world = _world_of([(c, None) for c in chunks])
+    world = flat_scene([(c, None) for c in chunks])
     r = make_renderer(ctx, StreamingBudget(gpu_bytes=2 * PAGE_BYTES), resort=None)
     for k in [0, 1, 2, 3, 4, 0]:
         cam = Camera.look_at([3.0 * k, 0, 0], [3.0 * k, 0, 5], fov_y_deg=20, width=64, height=64)
