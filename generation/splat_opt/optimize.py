@@ -63,6 +63,9 @@ class OptimizeConfig:
     backend: Backend = "auto"
     device: str | None = None  # None = CUDA when available, else CPU
     background: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    # A fresh random background each iteration (as 3DGS trains): over a fixed black one, dark
+    # surfaces fit just as well half-transparent and then show holes in the world.
+    random_background: bool = True
 
 
 @dataclass(frozen=True)
@@ -247,14 +250,15 @@ def optimize_splats(
             else:
                 picked = list(range(n_aux + 1))
             optimizer.zero_grad(set_to_none=True)
+            background = (tuple(float(c) for c in rng.random(3)) if config.random_background
+                          else config.background)
             total_w = sum(prepared[i].weight for i in picked) or 1.0
             loss_value = 0.0
             for i in picked:
                 pv = prepared[i]
                 if pv.weight == 0:
                     continue
-                image = _render(pv, quats, log_scales, logits, colors, backend,
-                                config.background)
+                image = _render(pv, quats, log_scales, logits, colors, backend, background)
                 loss = photometric_loss(image, pv.target, pv.mask, config.ssim_weight)
                 if loss.requires_grad:  # False when no splat is drawn in this view
                     (loss * (pv.weight / total_w)).backward()  # one graph alive at a time
