@@ -39,7 +39,7 @@ from ui.input import FrameInput, InputSystem
 
 BACKGROUND = (0.05, 0.06, 0.08)
 ZOOM_REQUEST_FACTOR = 4.0  # a zoom step looks at the picked point with a 4x narrower view
-REQUEST_SIZE = 320  # pixels per side of C_i, the camera of a zoom request (the working size)
+REQUEST_SIZE = 320  # long side of C_i, the camera of a zoom request (the pipeline's working size)
 MESSAGE_SECONDS = 6.0
 MAX_PROMPT_CHARS = 300
 
@@ -435,11 +435,14 @@ class App:
         fov = 2 * math.degrees(math.atan(0.5 * cam.height / cam.fy))
         new_fov = 2 * math.degrees(math.atan(math.tan(math.radians(fov) / 2) / ZOOM_REQUEST_FACTOR))
         distance = float(np.linalg.norm(self.poi - cam.position))
+        # C_i has the window's shape, so the new level fills the view the user will zoom into
+        scale = REQUEST_SIZE / max(cam.width, cam.height)
+        width, height = max(16, round(cam.width * scale)), max(16, round(cam.height * scale))
         c_i = Camera.look_at(cam.position, self.poi, up=-cam.T_world_camera[:3, 1], fov_y_deg=new_fov,
-                             width=REQUEST_SIZE, height=REQUEST_SIZE, near=distance * 1e-3, far=cam.far)
+                             width=width, height=height, near=distance * 1e-3, far=cam.far)
         settings: dict[str, Any] = {}
         if getattr(self.generator, "needs_observation", False):  # the procedural stand-in
-            observed = self.renderer.render_offscreen(self.world, c_i, REQUEST_SIZE, REQUEST_SIZE)
+            observed = self.renderer.render_offscreen(self.world, c_i, width, height)
             settings = {"observed_rgb": observed.rgb,
                         "observed_depth": np.where(observed.alpha > 0.5, observed.depth, np.nan)}
         history = self.state.history
