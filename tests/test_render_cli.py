@@ -3,7 +3,6 @@
 one line and exit status 2."""
 
 import json
-import math
 import os
 import subprocess
 import sys
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 
 import main
-from engine.render.headless import read_png_size
+from engine.render.headless import read_png, read_png_size
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("moderngl")
@@ -43,9 +42,7 @@ def demo(tmp_path_factory):
 
 
 def _pixels(path: Path) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.open(path).convert("RGB"))
+    return read_png(path)
 
 
 def test_zoom_sweep_writes_frames_and_a_reusable_camera_file(demo, tmp_path):
