@@ -13,8 +13,13 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-STAGES = ("observe", "context", "super_resolve", "edit", "depth", "aux_views", "init",
+STAGES = ("observe", "context", "super_resolve", "edit", "masks", "depth", "aux_views", "init",
           "optimize")
+# backends that load model weights: they take the device options and their own
+# `stage_options` (model id or folder, steps, ...); the builtin ones take neither
+MODEL_BACKENDS = frozenset({"diffusers", "transformers", "hook"})
+DEVICE_SETTINGS = ("device", "dtype", "attention_slicing", "cpu_offload")
+_SCALAR = (str, int, float, bool)
 
 
 class ConfigError(ValueError):
@@ -45,9 +50,23 @@ class GenerationConfig:
     aux_views_per_step: int = 1  # auxiliary views rendered per optimiser iteration
     num_threads: int = 0  # torch / ncnn / OpenCV threads; 0 = all cores but one
     max_chunk_splats: int = 1 << 16
+    # model backends (a TOML config file sets these; see generation/model_config.py)
+    stage_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    device: str = "auto"  # auto (CUDA if available) | cpu | cuda | cuda:N
+    dtype: str = "auto"  # auto (float16 on CUDA, float32 on CPU) | float32 | float16 | bfloat16
+    attention_slicing: bool = False  # diffusers: lower peak memory, a little slower
+    cpu_offload: bool = False  # diffusers: keep idle sub-models in RAM (needs accelerate)
 
     def backend_for(self, stage: str) -> str:
         return self.backends.get(stage, self.backend)
+
+    def options_for(self, stage: str) -> dict[str, Any]:
+        """Keyword options for the backend of `stage` (`Registry.get(name, **options)`): a
+        model backend's own table plus the device policy; nothing for the builtin ones."""
+        if self.backend_for(stage) not in MODEL_BACKENDS:
+            return {}
+        device = {k: getattr(self, k) for k in DEVICE_SETTINGS}
+        return {**device, **dict(self.stage_options.get(stage, {}))}
 
     def threads(self) -> int:
         if self.num_threads > 0:
@@ -59,6 +78,7 @@ class GenerationConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["backends"] = dict(self.backends)
+        out["stage_options"] = {k: dict(v) for k, v in self.stage_options.items()}
         return out
 
     @classmethod
@@ -89,9 +109,14 @@ class GenerationConfig:
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
                 raise ConfigError(f"setting {name}={v!r} is outside [{lo}, {hi}]")
-        for stage in self.backends:
+        for stage in (*self.backends, *self.stage_options):
             if stage not in STAGES:
                 raise ConfigError(f"backends: unknown stage {stage!r} (stages: {', '.join(STAGES)})")
+        if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
+            raise ConfigError(f"setting dtype={self.dtype!r} must be auto, float32, float16 or "
+                              "bfloat16")
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ConfigError(f"setting device={self.device!r} must be auto, cpu, cuda or cuda:N")
 
 
 # settings the app's requests carry for the procedural stand-in; the pipeline observes itself
@@ -110,7 +135,13 @@ _RANGES = (
 def _coerce(key: str, value: Any, default: Any) -> Any:
     """`value` as the type of `default`; strings (from the CLI) are parsed."""
     try:
+        if key == "stage_options":
+            return _stage_options(value)
         if isinstance(default, bool):
+            if isinstance(value, str) and value.strip().lower() in _BOOLS:
+                return _BOOLS[value.strip().lower()]
+            if isinstance(value, (bool, int)) and value in (0, 1):
+                return bool(value)
             raise TypeError
         if isinstance(default, int):
             if isinstance(value, bool):
@@ -138,3 +169,28 @@ def _coerce(key: str, value: Any, default: Any) -> Any:
     else:
         raise ConfigError(f"setting {key!r} has an unsupported type")
     raise ConfigError(f"setting {key}={value!r} must be {type(default).__name__}")
+
+
+_BOOLS = {"true": True, "yes": True, "on": True, "1": True,
+          "false": False, "no": False, "off": False, "0": False}
+
+
+def _stage_options(value: Any) -> dict[str, dict[str, Any]]:
+    """{stage: {option: scalar}}; a JSON string is accepted too (from `--set`)."""
+    if isinstance(value, str):
+        import json
+
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise TypeError from None
+    if not isinstance(value, Mapping):
+        raise TypeError
+    out: dict[str, dict[str, Any]] = {}
+    for stage, table in value.items():
+        if not isinstance(stage, str) or not isinstance(table, Mapping):
+            raise TypeError
+        if not all(isinstance(k, str) and isinstance(v, _SCALAR) for k, v in table.items()):
+            raise TypeError
+        out[stage] = dict(table)
+    return out

@@ -32,22 +32,24 @@ from generation.stages import aux_views as aux_stage
 from generation.stages import context as context_stage
 from generation.stages import depth as depth_stage
 from generation.stages import edit as edit_stage
+from generation.stages import masks as masks_stage
 from generation.stages import observe as observe_stage
 from generation.stages import optimize as optimize_stage
 from generation.stages import splat_init as init_stage
 from generation.stages import super_resolve as sr_stage
+from generation.stages import load_backends
 from generation.stages.observe import Scene
 
 VERSION = "1"
 MAX_PROMPT_CHARS = 2000
 AUX_WEIGHT = 0.5  # auxiliary views count half as much as the main view in the loss
 
-ZOOM_STAGES = ("observe", "context", "super_resolve", "edit", "depth", "aux_views", "init",
-               "optimize")
+ZOOM_STAGES = ("observe", "context", "super_resolve", "edit", "masks", "depth", "aux_views",
+               "init", "optimize")
 NEW_STAGES = ("load", "depth", "aux_views", "init", "optimize")
 # share of a whole request's time each stage takes (for one overall progress fraction)
 STAGE_WEIGHTS = {"load": 0.02, "observe": 0.08, "context": 0.01, "super_resolve": 0.08,
-                 "edit": 0.02, "depth": 0.03, "aux_views": 0.1, "init": 0.03, "optimize": 0.63}
+                 "edit": 0.02, "masks": 0.01, "depth": 0.03, "aux_views": 0.1, "init": 0.03, "optimize": 0.63}
 
 Progress = Callable[[str, float], None]  # (stage, fraction of that stage in [0, 1])
 Cancel = Callable[[], bool]
@@ -134,6 +136,7 @@ def run_new(image: np.ndarray,  # [H, W, 3] uint8, any size
 
     if len(prompt) > MAX_PROMPT_CHARS:
         raise ValueError(f"the prompt is longer than {MAX_PROMPT_CHARS} characters")
+    load_backends()  # the model backends register themselves (their weights load lazily)
     run = _Runner(progress, cancel)
     threads = _set_threads(config)
     with run.stage("load"):
@@ -144,16 +147,17 @@ def run_new(image: np.ndarray,  # [H, W, 3] uint8, any size
     with run.stage("depth"):
         dep = depth_stage.run(depth_stage.DepthInput(cam, rgb, relief=config.relief,
                                                      depth_ratio=config.depth_ratio),
-                              config.backend_for("depth"))
+                              config.backend_for("depth"), **config.options_for("depth"))
         depth = dep.depth
     with run.stage("aux_views"):
         centre = cam.unproject(np.array([[cam.cx, cam.cy]]), np.array([np.median(depth)]))[0]
         aux = aux_stage.run(aux_stage.AuxViewsInput(
             cam, rgb, depth, centre, (), config.aux_views_new, config.aux_angle_new_deg,
-            config.relief, config.backend_for("depth")), config.backend_for("aux_views"))
+            config.relief, config.backend_for("depth"), _items(config.options_for("depth")),
+            prompt), config.backend_for("aux_views"), **config.options_for("aux_views"))
     with run.stage("init"):
         init = init_stage.run(_init_input(cam, rgb, depth, aux, level=0),
-                              config.backend_for("init"))
+                              config.backend_for("init"), **config.options_for("init"))
     with run.stage("optimize"):
         opt = optimize_stage.run(
             _optimize_input(init, cam, rgb, aux, (), config.new_iterations, config, seed,
@@ -182,6 +186,7 @@ class ZoomRun:
     context: context_stage.ContextOutput
     super_resolved: sr_stage.SuperResolveOutput
     edited: edit_stage.EditOutput
+    masks: masks_stage.MasksOutput
     depth: depth_stage.DepthOutput
     aux: aux_stage.AuxViewsOutput
     init: init_stage.SplatInitOutput
@@ -270,6 +275,7 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
     config = GenerationConfig.from_settings(request.settings, base=config)
     if not isinstance(request.prompt, str) or len(request.prompt) > MAX_PROMPT_CHARS:
         raise ValueError(f"the prompt must be text of at most {MAX_PROMPT_CHARS} characters")
+    load_backends()  # the model backends register themselves (their weights load lazily)
     run = _Runner(progress, cancel)
     threads = _set_threads(config)
     scene = _scene(request)
@@ -283,37 +289,43 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
     with run.stage("observe"):
         factor = zoom_factor(cam, scene, point)
         obs = observe_stage.run(observe_stage.ObserveInput(cam, scene, factor),
-                                config.backend_for("observe"))
+                                config.backend_for("observe"), **config.options_for("observe"))
         if (obs.alpha >= 0.5).mean() < 0.05:
             raise ValueError("the existing world covers almost nothing of the zoom view")
     with run.stage("context"):
         ctx = context_stage.run(context_stage.ContextInput(
             obs.rgb, request.prompt, tuple(request.context), request.level),
-            config.backend_for("context"))
+            config.backend_for("context"), **config.options_for("context"))
     with run.stage("super_resolve"):
         sr_backend = config.backend_for("super_resolve")
-        sr_opts = {"model": config.sr_model, "threads": threads} if sr_backend == "builtin" else {}
+        sr_opts = ({"model": config.sr_model, "threads": threads} if sr_backend == "builtin"
+                   else config.options_for("super_resolve"))
         sr = sr_stage.run(sr_stage.SuperResolveInput(obs.low_rgb, W, H, seed,
-                                                     config.detail_strength),
+                                                     config.detail_strength, ctx.caption),
                           sr_backend, **sr_opts)
     with run.stage("edit"):
         uv, _ = cam.project(point[None])
         centre = (float(uv[0, 0]), float(uv[0, 1])) if np.isfinite(uv).all() else (cam.cx, cam.cy)
         ed = edit_stage.run(edit_stage.EditInput(sr.rgb, request.prompt, centre, seed,
-                                                 config.edit_size), config.backend_for("edit"))
+                                                 config.edit_size), config.backend_for("edit"),
+                            **config.options_for("edit"))
+    with run.stage("masks"):
+        msk = masks_stage.run(masks_stage.MasksInput(ed.rgb, request.prompt, centre, ed.mask),
+                              config.backend_for("masks"), **config.options_for("masks"))
     with run.stage("depth"):
         dep = depth_stage.run(depth_stage.DepthInput(
-            cam, ed.rgb, obs.depth, obs.alpha, ed.mask, ed.height, config.relief),
-            config.backend_for("depth"))
+            cam, ed.rgb, obs.depth, obs.alpha, msk.mask, ed.height, config.relief),
+            config.backend_for("depth"), **config.options_for("depth"))
     with run.stage("aux_views"):
         linked = provisional_links(cam, dep.depth, ed.rgb, scene, request.level)
         aux = aux_stage.run(aux_stage.AuxViewsInput(
             cam, ed.rgb, dep.depth, point, linked, config.aux_views_zoom,
-            config.aux_angle_zoom_deg, config.relief, config.backend_for("depth")),
-            config.backend_for("aux_views"))
+            config.aux_angle_zoom_deg, config.relief, config.backend_for("depth"),
+            _items(config.options_for("depth")), ctx.caption),
+            config.backend_for("aux_views"), **config.options_for("aux_views"))
     with run.stage("init"):
         init = init_stage.run(_init_input(cam, ed.rgb, dep.depth, aux, request.level),
-                              config.backend_for("init"))
+                              config.backend_for("init"), **config.options_for("init"))
     with run.stage("optimize"):
         opt = optimize_stage.run(
             _optimize_input(init, cam, ed.rgb, aux, linked, config.zoom_iterations, config,
@@ -325,9 +337,9 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
     backend = _backend_info(config, seed, ZOOM_STAGES, extra={
         "caption": ctx.caption, "edit": ed.label, "understood": list(ed.understood),
         "factor": round(factor, 4), "splats": len(level), "working_size": [W, H],
-        "sr_model": sr.model, "depth_fit": [_num(dep.scale), _num(dep.shift)],
+        "sr_model": sr.model, "mask": msk.source, "depth_fit": [_num(dep.scale), _num(dep.shift)],
         "final_loss": _num(opt.final_loss)})
-    return ZoomRun(request, cam, factor, obs, ctx, sr, ed, dep, aux, init, opt, chunks, linked,
+    return ZoomRun(request, cam, factor, obs, ctx, sr, ed, msk, dep, aux, init, opt, chunks, linked,
                    run.total(), backend)
 
 
@@ -346,6 +358,8 @@ def zoom(request: ZoomRequest, config: GenerationConfig | None = None,
 
 def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
+    if getattr(exc, "user_facing", False):  # already a sentence for the user
+        return (text[0] if text else type(exc).__name__)[:300]
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")[:300]
 
 
@@ -367,6 +381,10 @@ def _optimize_input(init: init_stage.SplatInitOutput, cam: Camera, rgb: np.ndarr
         tuple(optimize_stage.TargetView(v.camera, v.rgb, v.loss_mask, AUX_WEIGHT)
               for v in aux.views),
         old, iterations, config.aux_views_per_step, seed, threads)
+
+
+def _items(options: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:
+    return tuple(sorted(options.items()))
 
 
 def _num(x: float) -> float | None:

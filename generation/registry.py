@@ -41,6 +41,14 @@ class Registry(Generic[T]):
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self._factories))
 
+    def factory(self, name: str) -> Callable[..., T]:
+        """The factory registered as `name` (its `OPTIONS` / `MODEL_KEYS`, if it declares them,
+        are what a config file may set for it)."""
+        if name not in self._factories:
+            known = ", ".join(self.names()) or "none"
+            raise UnknownBackendError(f"{self.stage}: unknown backend {name!r} (known: {known})")
+        return self._factories[name]
+
     def get(self, name: str, **options: Any) -> T:
         """The backend `name` built with `options` (hashable values); built once per process."""
         if name not in self._factories:

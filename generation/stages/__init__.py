@@ -1,6 +1,6 @@
 """The stages of one zoom, one module each, in pipeline order:
 
-observe -> context -> super_resolve -> edit -> depth -> aux_views -> splat_init -> optimize
+observe -> context -> super_resolve -> edit -> masks -> depth -> aux_views -> splat_init -> optimize
 
 Each module has frozen `*Input` / `*Output` dataclasses, a `REGISTRY` of backends by name
 (`builtin` = the offline CPU backend; diffusers / transformers backends register themselves the
@@ -10,7 +10,7 @@ same way in their own modules) and a `run(inp, backend="builtin", **options)` en
 
 from __future__ import annotations
 
-STAGE_MODULES = ("observe", "context", "super_resolve", "edit", "depth", "aux_views",
+STAGE_MODULES = ("observe", "context", "super_resolve", "edit", "masks", "depth", "aux_views",
                  "splat_init", "optimize")
 
 
@@ -20,3 +20,6 @@ def load_backends() -> None:
 
     for name in STAGE_MODULES:
         importlib.import_module(f"generation.stages.{name}")
+    from generation import backends  # the model backends register into the same registries
+
+    backends.load()

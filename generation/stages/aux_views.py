@@ -43,6 +43,8 @@ class AuxViewsInput:
     angle_deg: float = 12.0
     relief: float = 1.0
     depth_backend: str = "builtin"
+    depth_options: tuple[tuple[str, object], ...] = ()  # the depth backend's options
+    caption: str = ""  # the context caption (an inpainting model uses it)
 
 
 @dataclass(frozen=True, eq=False)
@@ -154,13 +156,19 @@ class WarpInpaint:
         known_z = np.where(use_new, w_z, np.where(use_old, o_med, np.nan))
         holes = ~covered & ~old
         unknown = ~(use_new | use_old)
-        rgb = inpaint_rgb(rgb, unknown)
+        rgb = self.fill(inp, cam, rgb, unknown)
         dep = depth_stage.run(depth_stage.DepthInput(
-            cam, rgb, coarse_depth=known_z, relief=inp.relief), inp.depth_backend)
+            cam, rgb, coarse_depth=known_z, relief=inp.relief, finetune=False),
+            inp.depth_backend, **dict(inp.depth_options))
         depth = np.where(np.isfinite(known_z), known_z, dep.depth)
         loss = ndimage.binary_dilation(covered | holes, iterations=2).astype(np.float64)
         return AuxView(cam, rgb, depth, holes, loss)
 
+    def fill(self, inp: AuxViewsInput, cam: Camera, rgb: np.ndarray, unknown: np.ndarray
+             ) -> np.ndarray:
+        """The view with its `unknown` pixels filled (builtin: OpenCV Telea inpainting)."""
+        return inpaint_rgb(rgb, unknown)
 
-def run(inp: AuxViewsInput, backend: str = "builtin") -> AuxViewsOutput:
-    return REGISTRY.get(backend)(inp)
+
+def run(inp: AuxViewsInput, backend: str = "builtin", **options) -> AuxViewsOutput:
+    return REGISTRY.get(backend, **options)(inp)

@@ -65,5 +65,5 @@ class PromptHistoryCaptioner:
         return ContextOutput(" ".join(text.split())[:MAX_CAPTION_CHARS])
 
 
-def run(inp: ContextInput, backend: str = "builtin") -> ContextOutput:
-    return REGISTRY.get(backend)(inp)
+def run(inp: ContextInput, backend: str = "builtin", **options) -> ContextOutput:
+    return REGISTRY.get(backend, **options)(inp)

@@ -44,6 +44,7 @@ class DepthInput:
     edit_height: np.ndarray | None = None  # [H, W] its height toward the camera, pixel footprints
     relief: float = 1.0
     depth_ratio: float = 3.0  # for the prior when there is no coarse geometry
+    finetune: bool = True  # a network backend may fine-tune itself to the coarse depth first
 
 
 @dataclass(frozen=True, eq=False)
@@ -127,6 +128,6 @@ def register(inp: DepthInput, predicted: np.ndarray) -> DepthOutput:
     return DepthOutput(depth, predicted, float(a), float(b), float(edit_shift), int(fit.sum()), err)
 
 
-def run(inp: DepthInput, backend: str = "builtin") -> DepthOutput:
-    predicted = REGISTRY.get(backend)(inp)
+def run(inp: DepthInput, backend: str = "builtin", **options) -> DepthOutput:
+    predicted = REGISTRY.get(backend, **options)(inp)
     return register(inp, np.asarray(predicted, np.float64))

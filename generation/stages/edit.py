@@ -81,5 +81,5 @@ class ProceduralEditor:
         return EditOutput(out, canvas.alpha, canvas.height, label, recipe.understood)
 
 
-def run(inp: EditInput, backend: str = "builtin") -> EditOutput:
-    return REGISTRY.get(backend)(inp)
+def run(inp: EditInput, backend: str = "builtin", **options) -> EditOutput:
+    return REGISTRY.get(backend, **options)(inp)

@@ -109,5 +109,5 @@ class RasterObserver:
         return ObserveOutput(colour, alpha, depth, expected, low_cam, low_rgb, low_alpha)
 
 
-def run(inp: ObserveInput, backend: str = "builtin") -> ObserveOutput:
-    return REGISTRY.get(backend)(inp)
+def run(inp: ObserveInput, backend: str = "builtin", **options) -> ObserveOutput:
+    return REGISTRY.get(backend, **options)(inp)

@@ -76,5 +76,5 @@ class PixelAligned:
         return SplatInitOutput(main, tuple(aux))
 
 
-def run(inp: SplatInitInput, backend: str = "builtin") -> SplatInitOutput:
-    return REGISTRY.get(backend)(inp)
+def run(inp: SplatInitInput, backend: str = "builtin", **options) -> SplatInitOutput:
+    return REGISTRY.get(backend, **options)(inp)

@@ -27,6 +27,7 @@ class SuperResolveInput:
     height: int
     seed: int = 0
     detail_strength: float = 1.0
+    prompt: str = ""  # the context caption (a text-conditioned upscaler uses it)
 
 
 @dataclass(frozen=True, eq=False)
