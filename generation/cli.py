@@ -28,8 +28,11 @@ class UsageError(ValueError):
 # ---- arguments --------------------------------------------------------------------------
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", default="", help="what to grow (zoom) / describes the scene (new)")
-    p.add_argument("--backend", default="builtin",
-                   help="backend for every stage (default: builtin, offline on a CPU)")
+    p.add_argument("--backend", default=None,
+                   help="use this backend (builtin, bicubic, diffusers, transformers) for every "
+                        "stage that has it (default: the config file's, else builtin: offline "
+                        "on a CPU)")
+    add_config_argument(p)
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the step id)")
     p.add_argument("--size", type=int, default=None, metavar="PX",
                    help="working size: long side in pixels (default 384 for new, 320 for zoom)")
@@ -59,13 +62,45 @@ def add_zoom_arguments(p: argparse.ArgumentParser) -> None:
     _common(p)
 
 
+def add_config_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, metavar="TOML",
+                   help="model configuration: the backend and model of each stage, device, "
+                        "settings (default: $WONDERZOOM_CONFIG if set, else the builtin backend; "
+                        "example in docs/models.toml)")
+
+
 # ---- helpers ----------------------------------------------------------------------------
+def file_settings(config_arg: str | None) -> dict[str, Any]:
+    """The settings of the model config file (`--config`, else $WONDERZOOM_CONFIG), or {}."""
+    from generation.config import ConfigError
+    from generation.model_config import config_path, read_settings
+
+    path = config_path(config_arg)
+    if path is None:
+        return {}
+    try:
+        return read_settings(path)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+
+
 def config_from_args(args: argparse.Namespace, kind: str):
     from generation.config import ConfigError, GenerationConfig
     from generation.stages import load_backends
 
     # the CLI has no frame loop to keep a core for: use them all (the service leaves one)
-    settings: dict[str, Any] = {"backend": args.backend, "num_threads": _all_cores()}
+    settings: dict[str, Any] = {**file_settings(getattr(args, "config", None)),
+                                "num_threads": _all_cores()}
+    if args.backend is not None:  # every stage that has such a backend uses it
+        from generation.config import STAGES
+        from generation.model_config import registry
+
+        chosen = {st: args.backend for st in STAGES if args.backend in registry(st).names()}
+        if not chosen:
+            known = sorted({n for st in STAGES for n in registry(st).names()})
+            raise UsageError(f"--backend: unknown backend {args.backend!r} "
+                             f"(known: {', '.join(known)})")
+        settings["backends"] = {**settings.get("backends", {}), **chosen}
     if args.size is not None:
         settings[f"{kind}_long_side"] = args.size
     if args.iterations is not None:
@@ -323,3 +358,48 @@ def zoom_world(args: argparse.Namespace, loaded, path: Path, now: str) -> int:
     print_timings("zoom: seconds per stage", dict(run.timings))
     return 0
 
+
+
+# ---- models -----------------------------------------------------------------------------
+def models_command(args: argparse.Namespace) -> int:
+    """`wonderzoom models`: what each stage uses, whether its model is here, how to fetch it."""
+    from generation.config import ConfigError, GenerationConfig
+    from generation.model_config import config_path, model_rows
+
+    path = config_path(args.config)
+    try:
+        config = GenerationConfig.from_settings(file_settings(args.config))
+        rows = model_rows(config)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    source = f"config: {path}" if path else "config: none (builtin backends; pass --config TOML " \
+        "or set $WONDERZOOM_CONFIG)"
+    if args.json:
+        print(json.dumps({"config": str(path) if path else None, "device": config.device,
+                          "dtype": config.dtype, "stages": [
+                              {"stage": r.stage, "backend": r.backend, "model": r.model or None,
+                               "config_key": r.config_key or None, "present": r.present,
+                               "where": r.where} for r in rows]}))
+    else:
+        print(source)
+        print(f"device: {config.device}, dtype: {config.dtype}")
+        w_stage = max(len(r.stage) for r in rows)
+        w_backend = max(len(r.backend) for r in rows)
+        for r in rows:
+            state = "ok     " if r.present else "MISSING"
+            what = r.model or r.where
+            print(f"  {r.stage:<{w_stage}}  {r.backend:<{w_backend}}  {state}  {what}"
+                  + (f"  ({r.where})" if not r.present or r.model else ""))
+        missing = [r for r in rows if not r.present]
+        if missing:
+            from generation.backends.hf import fetch_command, is_path
+
+            print("\nmissing models; on a machine with internet (pip install huggingface_hub):")
+            for r in missing:
+                if r.backend == "hook" or is_path(r.model):
+                    print(f"  {r.config_key}: {r.where}")
+                else:
+                    print(f"  {fetch_command(r.model)}    # {r.config_key}")
+            print("then copy the Hugging Face cache (~/.cache/huggingface) here, or point the "
+                  "config keys at local folders")
+    return 1 if any(not r.present for r in rows) else 0

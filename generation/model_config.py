@@ -1,0 +1,195 @@
+"""The model configuration file (TOML): which backend and model each stage uses.
+
+Owns: finding the file (`--config PATH`, else `$WONDERZOOM_CONFIG`), parsing and checking it
+into the flat settings `GenerationConfig.from_settings` takes (so the worker process gets them
+like any other setting), and `model_rows` for `wonderzoom models`. Every mistake is one line
+naming the file and the key. The format is documented in docs/models.toml (an example that
+configures the paper-like models) and the README.
+
+    zoom_iterations = 10            # any generation setting at the top level
+    [device]                        # device, dtype, attention_slicing, cpu_offload
+    device = "auto"
+    [stages.depth]                  # one table per stage: backend, then that backend's options
+    backend = "transformers"
+    model = "depth-anything/Depth-Anything-V2-Small-hf"   # a hub id or a local folder
+Does not own: loading models (generation.backends.hf) or running stages.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from generation.config import DEVICE_SETTINGS, STAGES, ConfigError, GenerationConfig
+
+ENV_VAR = "WONDERZOOM_CONFIG"
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def config_path(arg: str | None) -> Path | None:
+    """The config file to use: the argument, else $WONDERZOOM_CONFIG, else none."""
+    text = arg if arg else os.environ.get(ENV_VAR, "").strip() or None
+    return Path(text).expanduser() if text else None
+
+
+def registry(stage: str):
+    import importlib
+
+    from generation.stages import load_backends
+
+    load_backends()
+    module = "splat_init" if stage == "init" else stage
+    return importlib.import_module(f"generation.stages.{module}").REGISTRY
+
+
+def backend_options(stage: str, backend: str) -> dict[str, Any] | None:
+    """The options (with defaults) a backend declares, or None if it takes none."""
+    factory = registry(stage).factory(backend)
+    return dict(getattr(factory, "OPTIONS", {})) or None
+
+
+def read_settings(path: Path) -> dict[str, Any]:
+    """The file as flat settings for `GenerationConfig.from_settings` (ConfigError: one line)."""
+    import tomllib
+
+    where = str(path)
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{where}: larger than {MAX_CONFIG_BYTES >> 10} KiB, not a config file")
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{where}: cannot read it ({exc.__class__.__name__})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
+    return settings_from_table(data, where)
+
+
+def settings_from_table(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    backends: dict[str, str] = {}
+    options: dict[str, dict[str, Any]] = {}
+    for key, value in data.items():
+        if key == "device":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}: [device] must be a table")
+            for k, v in value.items():
+                if k not in DEVICE_SETTINGS:
+                    raise ConfigError(f"{where}: device.{k}: unknown key (known: "
+                                      f"{', '.join(DEVICE_SETTINGS)})")
+                settings[k] = v
+        elif key == "stages":
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{where}: [stages] must hold one table per stage")
+            for stage, table in value.items():
+                backend, opts = _stage_table(stage, table, where)
+                backends[stage] = backend
+                if opts:
+                    options[stage] = opts
+        elif isinstance(value, Mapping):
+            raise ConfigError(f"{where}: [{key}]: unknown table (known: device, stages.<stage>)")
+        else:
+            settings[key] = value
+    if backends:
+        settings["backends"] = backends
+    if options:
+        settings["stage_options"] = options
+    try:  # check the top-level settings now, so the error names the file
+        GenerationConfig.from_settings(settings)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return settings
+
+
+def _stage_table(stage: str, table: Any, where: str) -> tuple[str, dict[str, Any]]:
+    if stage not in STAGES:
+        raise ConfigError(f"{where}: [stages.{stage}]: unknown stage (stages: {', '.join(STAGES)})")
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: stages.{stage} must be a table")
+    backend = table.get("backend")
+    if not isinstance(backend, str):
+        raise ConfigError(f"{where}: stages.{stage}.backend: missing (e.g. backend = \"builtin\")")
+    from generation.registry import UnknownBackendError
+
+    try:
+        declared = backend_options(stage, backend)
+    except UnknownBackendError as exc:
+        raise ConfigError(f"{where}: stages.{stage}.backend: {exc}") from None
+    opts = {k: v for k, v in table.items() if k != "backend"}
+    if opts and declared is None:
+        raise ConfigError(f"{where}: stages.{stage}: backend {backend!r} takes no options "
+                          f"(got {', '.join(opts)})")
+    for k, v in opts.items():
+        if k not in declared:
+            raise ConfigError(f"{where}: stages.{stage}.{k}: unknown option for backend {backend!r} "
+                              f"(known: {', '.join(sorted(declared))})")
+        default = declared[k]
+        ok = (isinstance(v, bool) if isinstance(default, bool) else
+              isinstance(v, (int, float)) and not isinstance(v, bool) if isinstance(default, (int, float)) else
+              isinstance(v, str))
+        if not ok:
+            raise ConfigError(f"{where}: stages.{stage}.{k} = {v!r}: must be "
+                              f"{type(default).__name__}")
+        if isinstance(default, int) and not isinstance(default, bool) and isinstance(v, float):
+            if not v.is_integer():
+                raise ConfigError(f"{where}: stages.{stage}.{k} = {v!r}: must be int")
+            opts[k] = int(v)
+    return backend, opts
+
+
+def load_config(path: Path | None, base: Mapping[str, Any] | None = None) -> GenerationConfig:
+    """`base` settings (e.g. from the CLI) over the file's; no file = `base` alone."""
+    settings = read_settings(path) if path is not None else {}
+    merged = {**settings, **(base or {})}
+    if "backends" in settings and "backends" in (base or {}):
+        merged["backends"] = {**settings["backends"], **base["backends"]}
+    return GenerationConfig.from_settings(merged)
+
+
+# ---- `wonderzoom models` -----------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelRow:
+    stage: str
+    backend: str
+    key: str  # config key of the model ("" for builtin stages)
+    model: str  # id or folder ("" for builtin)
+    present: bool
+    where: str  # folder, or why it is missing
+
+    @property
+    def config_key(self) -> str:
+        return f"stages.{self.stage}.{self.key}" if self.key else ""
+
+
+def model_rows(config: GenerationConfig) -> list[ModelRow]:
+    from generation.backends.hf import status
+
+    rows = []
+    for stage in STAGES:
+        backend = config.backend_for(stage)
+        factory = registry(stage).factory(backend)
+        keys = getattr(factory, "MODEL_KEYS", ())
+        if backend == "hook":
+            spec = str(config.stage_options.get(stage, {}).get("hook", ""))
+            try:
+                from generation.backends.hook import resolve
+
+                resolve(spec)
+                rows.append(ModelRow(stage, backend, "hook", spec, True, "importable"))
+            except ValueError as exc:
+                rows.append(ModelRow(stage, backend, "hook", spec, False, str(exc)))
+            continue
+        if not keys:
+            rows.append(ModelRow(stage, backend, "", "", True, "ships with the app"))
+            continue
+        opts = {**getattr(factory, "OPTIONS", {}), **config.stage_options.get(stage, {})}
+        for key in keys:
+            model = str(opts.get(key, ""))
+            if not model:  # an optional model left empty (e.g. no Grounding DINO)
+                continue
+            present, where = status(model)
+            rows.append(ModelRow(stage, backend, key, model, present, where))
+    return rows
