@@ -279,3 +279,39 @@ def test_the_apps_worker_runs_the_model_backends_and_reports_a_missing_model(mod
         else:
             assert not r.ok and "org/absent-cap" in r.error and "stages.context.model" in r.error
             assert "\n" not in r.error
+
+
+@pytest.mark.cuda
+def test_tiny_models_on_cuda_in_half_precision(tiny_models, tmp_path, photo):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    cfg = tiny_config(tiny_models, tmp_path).read_text().replace('device = "cpu"',
+                                                                 'device = "cuda"')
+    p = tmp_path / "cuda.toml"
+    p.write_text(cfg)
+    w = tmp_path / "w.wzs"
+    assert main.main(["new", str(photo), "-o", str(w), *FAST]) == 0
+    assert main.main(["zoom", str(w), "--at", "30,20", "--prompt", "a ladybug",
+                      "--config", str(p), *FAST]) == 0
+
+
+@pytest.mark.real_weights
+def test_the_documented_real_models_grow_a_level(tmp_path, photo):
+    """With the models of docs/models.toml in the local cache (a GPU machine after
+    `hf download ...`), a zoom with them appends a level."""
+    from pathlib import Path
+
+    from generation.config import GenerationConfig
+    from generation.model_config import model_rows, read_settings
+
+    example = Path(__file__).resolve().parents[1] / "docs" / "models.toml"
+    rows = model_rows(GenerationConfig.from_settings(read_settings(example)))
+    missing = [r.model for r in rows if not r.present]
+    if missing:
+        pytest.skip(f"real weights not in the local cache: {', '.join(missing)}")
+    w = tmp_path / "w.wzs"
+    assert main.main(["new", str(photo), "-o", str(w), "--config", str(example), "--quiet"]) == 0
+    assert main.main(["zoom", str(w), "--at", "30,20", "--prompt", "a ladybug",
+                      "--config", str(example), "--quiet"]) == 0
