@@ -4,7 +4,8 @@ Run from the repo root: `python bench/render.py [--json]` (headless EGL; about 2
 the 2-core CPU machines). All figures come from one run.
 
 The world: a textured plane and four zooms into it, each level 6x finer than its parent and
-inside it, 460x460 pixel-aligned splats per level (1.06M in all), opacity 0.95 as after
+inside it, 614x345 pixel-aligned splats per level (1.06M in all; the levels have the view's
+16:9 shape, as the app grows them), opacity 0.95 as after
 optimisation, split into 16k-splat chunks, LoD links from the history. Level colours come
 from one world-space pattern whose finer octaves appear only in the finer levels (a child
 refines its parent, as super-resolution does), so level transitions are comparable.
@@ -110,9 +111,12 @@ def plane_depth(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
 
 
 def build_world(size: int, seed: int = 0):
-    """(World, level cameras, splats per level, the path target, level native scales)."""
+    """(World, level cameras, splats per level, the path target, level native scales).
+    Each level is `size` pixels high and the shape of the 1280x720 view (as the app grows a
+    level the shape of its window), so a view at a level's native scale is covered by it."""
     pattern = Pattern(seed)
-    cam = Camera.look_at([0.0, 0.0, -4.0], [0.0, 0.0, 0.0], fov_y_deg=FOV_Y_DEG, width=size,
+    width = round(size * WIDTH / HEIGHT)
+    cam = Camera.look_at([0.0, 0.0, -4.0], [0.0, 0.0, 0.0], fov_y_deg=FOV_Y_DEG, width=width,
                          height=size)
     rng = np.random.default_rng(seed)
     target = np.zeros(3)
@@ -124,7 +128,7 @@ def build_world(size: int, seed: int = 0):
             cam = zoom_camera(cam, target, FACTOR)
         depth, xy = plane_depth(cam)
         pixel = float(cam.pixel_scale(target[None])[0])
-        rgb = pattern.rgb(xy.reshape(-1, 2), pixel).reshape(size, size, 3)
+        rgb = pattern.rgb(xy.reshape(-1, 2), pixel).reshape(size, width, 3)
         level = pixel_aligned_splats(cam, depth, rgb, level=i, opacity=OPACITY)
         parts = split_level(level, max_splats=CHUNK_SPLATS)
         ids = tuple(range(len(chunks), len(chunks) + len(parts)))
@@ -406,7 +410,8 @@ def run(size: int, path_frames: int, log) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON line")
-    parser.add_argument("--size", type=int, default=460, help="pixels per side of each level")
+    parser.add_argument("--size", type=int, default=345,
+                        help="pixels per level, vertically (16:9 like the view: 614x345)")
     parser.add_argument("--frames", type=int, default=40, help="frames on the timed zoom path")
     args = parser.parse_args()
 
