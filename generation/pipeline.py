@@ -89,10 +89,18 @@ class _Runner:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        from generation.progress import stage_ticks
+
         self.check()
         self.report(name, 0.0)
         t0 = time.perf_counter()
-        yield
+
+        def tick(fraction: float) -> None:  # a backend's own steps (diffusion, fine-tuning)
+            self.report(name, fraction)
+            self.check()
+
+        with stage_ticks(tick):
+            yield
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t0
         self.report(name, 1.0)
 

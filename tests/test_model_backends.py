@@ -315,3 +315,36 @@ def test_the_documented_real_models_grow_a_level(tmp_path, photo):
     assert main.main(["new", str(photo), "-o", str(w), "--config", str(example), "--quiet"]) == 0
     assert main.main(["zoom", str(w), "--at", "30,20", "--prompt", "a ladybug",
                       "--config", str(example), "--quiet"]) == 0
+
+
+def test_model_stages_report_progress_inside_and_cancel_mid_diffusion(model_world):
+    """The diffusion loops and the depth fine-tuning tick the stage's progress bar, and a
+    cancel during a diffusion loop stops the request there."""
+    from generation.cli import build_request, file_settings
+    from generation.config import GenerationConfig
+    from generation.pipeline import Cancelled, run_zoom
+    from saves import load_world
+
+    w, cfg = model_world
+    loaded = load_world(w)
+    view = loaded.history.steps[0].camera
+    config = GenerationConfig.from_settings({**file_settings(str(cfg)), "zoom_long_side": 64,
+                                             "zoom_iterations": 1})
+    seen: list[tuple[str, float]] = []
+    run_zoom(build_request(loaded, view, 55, 35, "a ladybug", 4.0, 5), config,
+             progress=lambda stage, f: seen.append((stage, f)))
+    inner = {stage for stage, f in seen if 0.0 < f < 1.0}
+    assert {"super_resolve", "edit", "depth"} <= inner, seen
+    for stage in ("super_resolve", "edit", "depth"):
+        fs = [f for s, f in seen if s == stage]
+        assert fs == sorted(fs) and fs[0] == 0.0 and fs[-1] == 1.0
+    state = {"edit_ticks": 0}
+
+    def progress(stage, f):
+        if stage == "edit" and 0 < f < 1:
+            state["edit_ticks"] += 1
+
+    with pytest.raises(Cancelled):
+        run_zoom(build_request(loaded, view, 55, 35, "a ladybug", 4.0, 6), config,
+                 progress=progress, cancel=lambda: state["edit_ticks"] >= 1)
+    assert state["edit_ticks"] == 1  # stopped at the first denoising step of the edit

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from generation.backends.hf import (DEVICE_OPTIONS, from_pil_or_array, load, multiple_of,
-                                    runtime_from, to_pil)
+                                    quiet_libraries, runtime_from, to_pil)
+from generation.progress import diffusers_callbacks
 from generation.imaging import blur, resize
 from generation.stages import aux_views as aux_stage
 from generation.stages import edit as edit_stage
@@ -35,6 +36,7 @@ NEGATIVE = "blurry, lowres, jpeg artifacts, deformed"
 
 
 def _pipeline(stage: str, model: str, options: dict[str, Any], cls_name: str | None = None):
+    quiet_libraries()
     import diffusers
 
     runtime = runtime_from(options)
@@ -45,8 +47,13 @@ def _pipeline(stage: str, model: str, options: dict[str, Any], cls_name: str | N
 
 def _call(pipe: Any, **kwargs: Any) -> np.ndarray:
     """Run a pipeline with the keyword arguments its __call__ accepts; [H, W, 3] in [0, 1]."""
+    import warnings
+
     accepted = inspect.signature(pipe.__call__).parameters
-    out = pipe(**{k: v for k, v in kwargs.items() if k in accepted and v is not None})
+    with warnings.catch_warnings():  # deprecation notices are for us, not for users
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        out = pipe(**{k: v for k, v in kwargs.items() if k in accepted and v is not None})
     return from_pil_or_array(out.images[0])
 
 
@@ -69,10 +76,12 @@ class DiffusersUpscaler:
         self.pipe, self.runtime = _pipeline("super_resolve", self.opts["model"], self.opts)
         self.name = f"diffusers:{self.opts['model']}"
 
-    def upscale_once(self, rgb: np.ndarray, prompt: str, seed: int) -> np.ndarray:
+    def upscale_once(self, rgb: np.ndarray, prompt: str, seed: int, start: float = 0.0,
+                     span: float = 1.0) -> np.ndarray:
         h, w = rgb.shape[:2]
         x = _resize_to(rgb, multiple_of(w, 8), multiple_of(h, 8))
         return _call(self.pipe, prompt=prompt, image=to_pil(x),
+                     **diffusers_callbacks(start, span, int(self.opts["steps"])),
                      num_inference_steps=int(self.opts["steps"]),
                      guidance_scale=float(self.opts["guidance"]),
                      noise_level=int(self.opts["noise_level"]),
@@ -86,9 +95,11 @@ class DiffusersUpscaler:
         if (w, h) == (inp.width, inp.height):
             return sr_stage.SuperResolveOutput(inp.low_rgb, inp.low_rgb, np.zeros((h, w)), "none")
         x = inp.low_rgb
+        scale = max(inp.width / w, inp.height / h)
+        total = max(1, min(4, int(np.ceil(np.log(scale * 0.9) / np.log(4.0) - 1e-9))))
         passes = 0
         while (x.shape[1] < 0.9 * inp.width or x.shape[0] < 0.9 * inp.height) and passes < 4:
-            x = self.upscale_once(x, inp.prompt, inp.seed + passes)
+            x = self.upscale_once(x, inp.prompt, inp.seed + passes, passes / total, 1 / total)
             passes += 1
         up = _resize_to(x, inp.width, inp.height)
         strength = float(self.opts["detail_strength"])
@@ -147,7 +158,8 @@ class DiffusersEditor:
         region = disk(H, W, inp.centre, radius, max(2.0, 0.15 * radius))
         w8, h8 = multiple_of(W, 8), multiple_of(H, 8)
         image = to_pil(_resize_to(inp.rgb, w8, h8))
-        common = dict(num_inference_steps=int(self.opts["steps"]),
+        common = dict(**diffusers_callbacks(0.0, 1.0, int(self.opts["steps"])),
+                      num_inference_steps=int(self.opts["steps"]),
                       guidance_scale=float(self.opts["guidance"]),
                       negative_prompt=self.opts["negative_prompt"] or None,
                       generator=self.runtime.generator(inp.seed), output_type="np")
@@ -181,6 +193,11 @@ class DiffusersWarpInpaint(aux_stage.WarpInpaint):
         self.opts = {**self.OPTIONS, **options}
         self.pipe, self.runtime = _pipeline("aux_views", self.opts["model"], self.opts)
         self.calls = 0
+        self.views_done, self.views_total = 0, 1
+
+    def __call__(self, inp: aux_stage.AuxViewsInput) -> aux_stage.AuxViewsOutput:
+        self.views_done, self.views_total = 0, max(1, inp.count)
+        return super().__call__(inp)
 
     def fill(self, inp: aux_stage.AuxViewsInput, cam, rgb: np.ndarray, unknown: np.ndarray
              ) -> np.ndarray:
@@ -194,7 +211,10 @@ class DiffusersWarpInpaint(aux_stage.WarpInpaint):
         grown = blur(unknown.astype(np.float64), 1.0) > 0.01
         mask = _resize_to(np.repeat(grown[..., None].astype(np.float64), 3, -1), w8, h8)
         self.calls += 1
-        out = _call(self.pipe, prompt=inp.caption or "a detailed photo", image=to_pil(
+        start, span = self.views_done / self.views_total, 1 / self.views_total
+        self.views_done += 1
+        out = _call(self.pipe, **diffusers_callbacks(start, span, int(self.opts["steps"])),
+                    prompt=inp.caption or "a detailed photo", image=to_pil(
             _resize_to(base, w8, h8)), mask_image=to_pil(mask), height=h8, width=w8,
             strength=float(self.opts["strength"]), num_inference_steps=int(self.opts["steps"]),
             guidance_scale=float(self.opts["guidance"]),

@@ -66,8 +66,12 @@ def missing_message(stage: str, key: str, model: str, why: str) -> str:
 
 
 def quiet_libraries() -> None:
-    """No loader progress bars or advice on stderr: the CLI and the HUD show stage progress."""
+    """No loader progress bars or advice on stderr: the CLI and the HUD show stage progress.
+    Call before importing diffusers / transformers (their import-time notices read the env)."""
     import importlib
+
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
 
     for name in ("transformers", "diffusers"):
         try:

@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from generation.backends.hf import DEVICE_OPTIONS, load, runtime_from, to_pil
+from generation.backends.hf import DEVICE_OPTIONS, load, quiet_libraries, runtime_from, to_pil
+from generation.progress import tick
 from generation.imaging import robust_fit_scale_shift
 from generation.stages import context as context_stage
 from generation.stages import depth as depth_stage
@@ -42,6 +43,7 @@ class Captioner:
     MODEL_KEYS = ("model",)
 
     def __init__(self, **options: Any) -> None:
+        quiet_libraries()
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         self.opts = {**self.OPTIONS, **options}
@@ -115,6 +117,7 @@ class GroundedSam:
     MODEL_KEYS = ("model", "grounding_model")
 
     def __init__(self, **options: Any) -> None:
+        quiet_libraries()
         from transformers import SamModel, SamProcessor
 
         self.opts = {**self.OPTIONS, **options}
@@ -198,6 +201,7 @@ class NetworkDepth:
     MODEL_KEYS = ("model",)
 
     def __init__(self, **options: Any) -> None:
+        quiet_libraries()
         from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
         self.opts = {**self.OPTIONS, **options}
@@ -260,6 +264,7 @@ class NetworkDepth:
                     loss.backward()
                     opt.step()
                     self.finetuned_steps += 1
+                    tick(0.9 * self.finetuned_steps / steps)
                 self.net.eval()
             with torch.no_grad():
                 raw = self.raw(inp.rgb).cpu().double().numpy()
