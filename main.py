@@ -383,12 +383,19 @@ def _play_epilog() -> str:
 
 
 def _zoom_chain_point(loaded, step: int):
-    """The point the deepest zoom on the path to `step` grew at (None if it never zoomed):
-    by default a zoom sweep flies down the chain of zooms the world was grown by."""
+    """(point, pixel scale) of the deepest zoom on the path to `step`, or (None, None) if it
+    never zoomed: by default a zoom sweep flies down the chain of zooms the world was grown by,
+    to that zoom's own scale there (the level's native scale at its target; the nearest splats
+    in 3D may belong to a coarser level, e.g. under a structure raised over the target)."""
     import numpy as np
 
-    points = [s.point for s in loaded.history.path(step) if s.point is not None]
-    return np.array(points[-1], np.float64) if points else None
+    zooms = [s for s in loaded.history.path(step) if s.point is not None]
+    if not zooms:
+        return None, None
+    point = np.array(zooms[-1].point, np.float64)
+    cam = zooms[-1].camera
+    scale = float(cam.pixel_scale(point[None])[0]) if cam is not None else None
+    return point, scale if scale is not None and np.isfinite(scale) and scale > 0 else None
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -431,8 +438,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         try:
             if cameras is None:
                 start = start_camera(world, args.width or 640, args.height or 480)
+                point, scale = (None, None) if at is not None else _zoom_chain_point(loaded, step)
                 cameras = zoom_sweep_path(renderer, world, start, args.frames or 60, at,
-                                          target=None if at is not None else _zoom_chain_point(loaded, step))
+                                          target=point, s_end=scale)
             out_dir.mkdir(parents=True, exist_ok=True)
             written = []
             for i, camera in enumerate(cameras):

@@ -141,3 +141,32 @@ def test_bad_arguments_are_user_errors(demo, capsys):
         assert main.main(["render", world, *args]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("wonderzoom: error: ")
+
+
+def test_default_zoom_sweep_ends_at_the_deepest_zooms_own_scale(tmp_path):
+    """The sweep flies down the world's chain of zooms and ends where the deepest zoom's
+    camera saw its target: that level's native scale, even where the splats nearest the
+    target in 3D belong to a coarser level (a structure raised over the point)."""
+    from PIL import Image
+    from skimage.data import chelsea
+
+    from engine.camera import Camera
+    from saves import load_world
+
+    _egl_or_skip()
+    photo, w = tmp_path / "cat.png", tmp_path / "cat.wzs"
+    Image.fromarray(chelsea()[::4, ::4]).save(photo)
+    fast = ["--size", "160", "--iterations", "1", "--set", "aux_views_zoom=1", "--quiet"]
+    assert main.main(["new", str(photo), "-o", str(w), *fast]) == 0
+    for at in ("80,50", "80,53"):  # a zoom, then one into it: a drop raised over the point
+        assert main.main(["zoom", str(w), "--at", at, "--prompt", "a huge dew drop",
+                          "--set", "edit_size=0.5", *fast]) == 0
+    deepest = load_world(w).history.steps[2]
+    point = np.asarray(deepest.point, float)
+    want = float(deepest.camera.pixel_scale(point[None])[0])
+    out = tmp_path / "sweep"
+    assert main.main(["render", str(w), "--zoom-sweep", "--out", str(out), "--frames", "3",
+                      "--width", "64", "--height", "48"]) == 0
+    cams = json.loads((out / "cameras.json").read_text())["cameras"]
+    last = Camera.from_dict(cams[-1])
+    assert float(last.pixel_scale(point[None])[0]) == pytest.approx(want, rel=0.02)

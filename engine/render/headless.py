@@ -101,14 +101,17 @@ def finest_scale_near(world: World, point: np.ndarray) -> float:
 
 def zoom_sweep_path(renderer, world: World, start: Camera, frames: int,
                     uv: tuple[float, float] | None = None,
-                    target: np.ndarray | None = None) -> list[Camera]:
+                    target: np.ndarray | None = None,
+                    s_end: float | None = None) -> list[Camera]:
     """A straight zoom from `start` toward `target` (a world point) or else the world point
-    under `uv`, down to the finest level there (`renderer`: a `StreamingRenderer`, used for
-    the depth pick)."""
+    under `uv`, down to `s_end` or else the finest level there (`renderer`: a
+    `StreamingRenderer`, used for the depth pick)."""
     if target is None:
         frame = renderer.render_offscreen(world, start)
         target = pick_point(frame, start, uv)
-    return zoom_sweep(start, target, finest_scale_near(world, target), frames)
+    if s_end is None:
+        s_end = finest_scale_near(world, target)
+    return zoom_sweep(start, target, s_end, frames)
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:
