@@ -5,7 +5,11 @@ zoom would otherwise get blurrier. Natural textures are roughly self-similar acr
 the new level's finest octaves are synthesised from the parent view's finest octaves:
 - random-phase noise (Galerne et al.'s RPN) with the amplitude spectrum of the parent's
   high-pass band, taken at the same frequencies in cycles *per pixel* (self-similarity), and
-  scaled to the parent band's standard deviation (times `strength`);
+  scaled to the parent band's robust standard deviation (times `strength`). The exemplar is
+  the band's *texture*, not its edges: values beyond `EDGE_CLIP` robust deviations are clipped
+  before the spectrum is taken (a strong edge would put a line in the spectrum, which random
+  phases turn into parallel streaks over the whole view), and the amplitude is averaged over
+  orientations (isotropic grain);
 - modulated by an envelope: the parent's local high-frequency energy, up-sampled, so texture
   appears where the parent had texture (grass, wood, fabric) and smooth areas (sky, a cup's
   glaze) stay smooth;
@@ -21,6 +25,7 @@ from scipy import ndimage
 from generation.imaging import blur, luma, resize
 
 BAND_SIGMA = 1.5  # the parent's band: luma minus its Gaussian blur at this sigma (pixels)
+EDGE_CLIP = 2.5  # band values beyond this many robust deviations are edges, not texture
 MIN_REFERENCE = 16  # pixels a side below which there is no spectrum to speak of
 
 
@@ -28,13 +33,36 @@ def high_band(gray: np.ndarray) -> np.ndarray:  # [h, w] -> [h, w]
     return gray - blur(gray, BAND_SIGMA)
 
 
+def robust_sd(x: np.ndarray) -> float:
+    """1.4826 x the median absolute deviation: the standard deviation of the bulk of `x`
+    (a Gaussian's), unmoved by a few large values such as edges."""
+    return float(1.4826 * np.median(np.abs(x - np.median(x))))
+
+
+def radial_average(amp: np.ndarray) -> np.ndarray:
+    """[h, w] centred (fftshift-ed) amplitude spectrum -> the same, averaged over orientation
+    at each radius (frequencies normalised per axis, so a non-square exemplar works too)."""
+    h, w = amp.shape
+    fy = (np.arange(h) - h // 2) / h
+    fx = (np.arange(w) - w // 2) / w
+    r = np.hypot(*np.meshgrid(fy, fx, indexing="ij"))
+    bins = np.minimum((r / 0.5 * (max(h, w) // 2)).astype(np.int64), max(h, w))
+    total = np.bincount(bins.ravel(), amp.ravel(), minlength=bins.max() + 1)
+    count = np.bincount(bins.ravel(), minlength=bins.max() + 1)
+    return (total / np.maximum(count, 1))[bins]
+
+
 def random_phase_texture(band: np.ndarray,  # [h, w] the exemplar band (zero mean)
                          height: int, width: int,
-                         rng: np.random.Generator) -> np.ndarray:  # [height, width], std 1
-    """Noise with the exemplar's amplitude spectrum at the same cycles per pixel."""
+                         rng: np.random.Generator,
+                         isotropic: bool = True) -> np.ndarray:  # [height, width], std 1
+    """Noise with the exemplar's amplitude spectrum at the same cycles per pixel (averaged
+    over orientations when `isotropic`)."""
     h, w = band.shape
     win = np.outer(np.hanning(h), np.hanning(w))
     amp = np.abs(np.fft.fftshift(np.fft.fft2((band - band.mean()) * win)))  # [h, w]
+    if isotropic:
+        amp = radial_average(amp)
     # frequencies of the target grid, in exemplar pixel-index units of the shifted spectrum
     fy = np.fft.fftshift(np.fft.fftfreq(height))  # cycles / pixel in [-0.5, 0.5)
     fx = np.fft.fftshift(np.fft.fftfreq(width))
@@ -60,11 +88,12 @@ def synthesize_detail(image: np.ndarray,  # [H, W, 3] float in [0, 1], e.g. supe
     if strength <= 0 or min(h, w) < MIN_REFERENCE:
         return image, np.zeros((H, W))
     band = high_band(luma(reference))
-    sd = float(band.std())
+    sd = robust_sd(band)
     if sd <= 1e-6:
         return image, np.zeros((H, W))
     rng = np.random.default_rng(seed)
-    tex = random_phase_texture(band, H, W, rng) * sd * strength
+    texture = np.clip(band, -EDGE_CLIP * sd, EDGE_CLIP * sd)  # edges out of the exemplar
+    tex = random_phase_texture(texture, H, W, rng) * sd * strength
     energy = np.sqrt(blur(band * band, 2.0)) / sd  # [h, w], ~1 on average
     envelope = np.clip(resize(energy, W, H), 0.0, 3.0)
     added = tex * envelope

@@ -277,3 +277,26 @@ def test_a_new_backend_registers_by_name_and_the_pipeline_uses_it(plane):
     finally:
         context.REGISTRY._factories.pop("test-constant")
         context.REGISTRY.clear()
+
+
+def test_detail_texture_ignores_edges_of_the_exemplar():
+    """A strong edge in the parent must not become streaks: the synthesized texture has about
+    the same energy along both frequency axes, and its amplitude follows the texture, not the
+    edge."""
+    from generation.detail import radial_average, random_phase_texture, robust_sd
+
+    rng = np.random.default_rng(0)
+    grain = rng.standard_normal((64, 64)) * 0.02
+    band = grain.copy()
+    band[:, 32] += 1.0  # a vertical edge line: its spectrum is a horizontal line
+    band[:, 33] -= 1.0
+    assert robust_sd(band) == pytest.approx(robust_sd(grain), rel=0.1)
+    assert band.std() > 5 * grain.std()  # the plain deviation would be the edge's
+    tex = random_phase_texture(np.clip(band, -0.05, 0.05), 128, 128, np.random.default_rng(1))
+    spec = np.abs(np.fft.fft2(tex)) ** 2
+    along_u, along_v = spec[0, 1:].sum(), spec[1:, 0].sum()
+    assert 0.5 < along_u / along_v < 2.0
+    # the radial average keeps a radially symmetric spectrum as it is
+    y, x = np.mgrid[-32:32, -32:32]
+    disc = np.exp(-(x ** 2 + y ** 2) / 50.0)
+    assert np.allclose(radial_average(disc), disc, atol=0.08)
