@@ -52,7 +52,10 @@ def backend_options(stage: str, backend: str) -> dict[str, Any] | None:
 
 def read_settings(path: Path) -> dict[str, Any]:
     """The file as flat settings for `GenerationConfig.from_settings` (ConfigError: one line)."""
-    import tomllib
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
 
     where = str(path)
     try:

@@ -13,7 +13,11 @@ A TOML file rebinds by action name; each value is a list of inputs:
 
 from __future__ import annotations
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
