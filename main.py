@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 
 WORLD_SUFFIX = ".wzs"
 EXIT_USER_ERROR = 2
+os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # our own output only
 
 
 class UserError(Exception):
