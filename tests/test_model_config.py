@@ -10,7 +10,7 @@ import pytest
 
 import main
 from generation.config import ConfigError, GenerationConfig
-from generation.model_config import load_config, read_settings, settings_from_table
+from generation.model_config import load_config, read_settings
 
 
 def write(tmp_path, text, name="models.toml"):

@@ -184,8 +184,6 @@ class GroundedSam:
 # ---- depth ------------------------------------------------------------------------------
 def weighted_scale_shift(x, y, w):
     """Closed-form weighted least squares y ~ s x + t (torch tensors, differentiable in x)."""
-    import torch
-
     sw = w.sum().clamp_min(1e-12)
     mx, my = (w * x).sum() / sw, (w * y).sum() / sw
     vx = (w * (x - mx) ** 2).sum() / sw
