@@ -194,3 +194,19 @@ def test_edit_region_and_change_mask():
     after[15:25, 25:35] = [1.0, 0.0, 0.0]
     m = change_mask(before, after, r, 0.1)
     assert m[20, 30] > 0.9 and m[5, 5] == 0 and m.max() <= 1
+
+
+def test_a_broken_model_folder_is_one_readable_line(tmp_path):
+    from generation.backends.hf import ModelUnavailable
+    from generation.stages import depth as depth_stage
+    from generation.stages import load_backends
+
+    load_backends()
+    bad = tmp_path / "depth-model"
+    bad.mkdir()
+    (bad / "config.json").write_text('{"model_type": "no-such-architecture"}')
+    with pytest.raises(ModelUnavailable) as err:
+        depth_stage.REGISTRY.get("transformers", model=str(bad))
+    msg = str(err.value)
+    assert "\n" not in msg and str(bad) in msg and "could not be loaded" in msg
+    assert "stages.depth.model" in msg
