@@ -85,16 +85,13 @@ def file_settings(config_arg: str | None) -> dict[str, Any]:
 
 
 def config_from_args(args: argparse.Namespace, kind: str):
-    from generation.config import ConfigError, GenerationConfig
-    from generation.stages import load_backends
+    from generation.config import STAGES, ConfigError, GenerationConfig
+    from generation.model_config import registry
 
     # the CLI has no frame loop to keep a core for: use them all (the service leaves one)
     settings: dict[str, Any] = {**file_settings(getattr(args, "config", None)),
                                 "num_threads": _all_cores()}
     if args.backend is not None:  # every stage that has such a backend uses it
-        from generation.config import STAGES
-        from generation.model_config import registry
-
         chosen = {st: args.backend for st in STAGES if args.backend in registry(st).names()}
         if not chosen:
             known = sorted({n for st in STAGES for n in registry(st).names()})
@@ -114,17 +111,12 @@ def config_from_args(args: argparse.Namespace, kind: str):
         config = GenerationConfig.from_settings(settings)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    load_backends()
-    from generation.config import STAGES
-    import importlib
-
     for stage in STAGES:
-        module = "splat_init" if stage == "init" else stage
-        registry = importlib.import_module(f"generation.stages.{module}").REGISTRY
+        names = registry(stage).names()
         name = config.backend_for(stage)
-        if name not in registry.names():
+        if name not in names:
             raise UsageError(f"stage {stage}: unknown backend {name!r} "
-                             f"(known: {', '.join(registry.names())})")
+                             f"(known: {', '.join(names)})")
     return config
 
 

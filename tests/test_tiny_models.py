@@ -54,13 +54,17 @@ def test_clip_tokenizer_is_the_real_one(tiny_models):
     assert tok.decode(tok("a cat sitting").input_ids, skip_special_tokens=True) == "a cat sitting"
 
 
-def test_upscaler(tiny_models):
-    from diffusers import StableDiffusionUpscalePipeline
+def _pipeline(class_name: str, folder):
+    """A diffusers pipeline loaded offline from `folder`, without progress bars."""
+    import diffusers
 
-    pipe = StableDiffusionUpscalePipeline.from_pretrained(
-        tiny_models["upscaler"], local_files_only=True
-    )
+    pipe = getattr(diffusers, class_name).from_pretrained(folder, local_files_only=True)
     pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_upscaler(tiny_models):
+    pipe = _pipeline("StableDiffusionUpscalePipeline", tiny_models["upscaler"])
     out = pipe(
         prompt="a cat",
         image=_image(80, 48),
@@ -76,12 +80,7 @@ def test_upscaler(tiny_models):
 
 @pytest.mark.parametrize("size", [(320, 184), (64, 40)])
 def test_instruct_pix2pix(tiny_models, size):
-    from diffusers import StableDiffusionInstructPix2PixPipeline
-
-    pipe = StableDiffusionInstructPix2PixPipeline.from_pretrained(
-        tiny_models["instruct_pix2pix"], local_files_only=True
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = _pipeline("StableDiffusionInstructPix2PixPipeline", tiny_models["instruct_pix2pix"])
     width, height = size
     out = pipe(
         prompt="make it snowy",
@@ -96,12 +95,7 @@ def test_instruct_pix2pix(tiny_models, size):
 
 
 def test_inpaint(tiny_models):
-    from diffusers import StableDiffusionInpaintPipeline
-
-    pipe = StableDiffusionInpaintPipeline.from_pretrained(
-        tiny_models["inpaint"], local_files_only=True
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = _pipeline("StableDiffusionInpaintPipeline", tiny_models["inpaint"])
     out = pipe(
         prompt="a stone wall",
         image=_image(320, 184),

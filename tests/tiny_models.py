@@ -237,15 +237,22 @@ def _sd_unet(in_channels: int, **extra):
     ).eval()
 
 
+def _sd_parts(vae_blocks: int, unet_in_channels: int, **unet_extra) -> dict:
+    """The components every SD pipeline here shares (each seeds itself)."""
+    return dict(vae=_sd_vae(vae_blocks), text_encoder=_clip_text_encoder(),
+                tokenizer=build_clip_tokenizer(), unet=_sd_unet(unet_in_channels, **unet_extra))
+
+
+# pipelines with their own safety checker slot: none here
+_NO_SAFETY = dict(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
 def _build_upscaler(folder: Path) -> None:
     from diffusers import DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline
 
     pipe = StableDiffusionUpscalePipeline(
-        vae=_sd_vae(3),
-        text_encoder=_clip_text_encoder(),
-        tokenizer=build_clip_tokenizer(),
         # like stabilityai/stable-diffusion-x4-upscaler: noise level is a class label
-        unet=_sd_unet(7, num_class_embeds=1000, use_linear_projection=True),
+        **_sd_parts(3, 7, num_class_embeds=1000, use_linear_projection=True),
         low_res_scheduler=DDPMScheduler(
             beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02
         ),
@@ -267,16 +274,11 @@ def _build_instruct_pix2pix(folder: Path) -> None:
     from diffusers import EulerAncestralDiscreteScheduler, StableDiffusionInstructPix2PixPipeline
 
     pipe = StableDiffusionInstructPix2PixPipeline(
-        vae=_sd_vae(4),
-        text_encoder=_clip_text_encoder(),
-        tokenizer=build_clip_tokenizer(),
-        unet=_sd_unet(8),
+        **_sd_parts(4, 8),
         scheduler=EulerAncestralDiscreteScheduler(
             beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012
         ),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+        **_NO_SAFETY,
     )
     _save_pipeline(pipe, folder)
 
@@ -285,10 +287,7 @@ def _build_inpaint(folder: Path) -> None:
     from diffusers import PNDMScheduler, StableDiffusionInpaintPipeline
 
     pipe = StableDiffusionInpaintPipeline(
-        vae=_sd_vae(4),
-        text_encoder=_clip_text_encoder(),
-        tokenizer=build_clip_tokenizer(),
-        unet=_sd_unet(9),
+        **_sd_parts(4, 9),
         scheduler=PNDMScheduler(
             beta_schedule="scaled_linear",
             beta_start=0.00085,
@@ -297,9 +296,7 @@ def _build_inpaint(folder: Path) -> None:
             set_alpha_to_one=False,
             steps_offset=1,
         ),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
+        **_NO_SAFETY,
     )
     _save_pipeline(pipe, folder)
 

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from generation.backends.hf import (DEVICE_OPTIONS, from_pil_or_array, load, multiple_of,
-                                    quiet_libraries, runtime_from, to_pil)
+from generation.backends.hf import (DEVICE_OPTIONS, accepted_kwargs, from_pil_or_array, load,
+                                    multiple_of, quiet_libraries, runtime_from, to_pil)
 from generation.progress import diffusers_callbacks
 from generation.imaging import blur, resize
 from generation.stages import aux_views as aux_stage
@@ -49,11 +49,10 @@ def _call(pipe: Any, **kwargs: Any) -> np.ndarray:
     """Run a pipeline with the keyword arguments its __call__ accepts; [H, W, 3] in [0, 1]."""
     import warnings
 
-    accepted = inspect.signature(pipe.__call__).parameters
     with warnings.catch_warnings():  # deprecation notices are for us, not for users
         warnings.simplefilter("ignore", FutureWarning)
         warnings.simplefilter("ignore", DeprecationWarning)
-        out = pipe(**{k: v for k, v in kwargs.items() if k in accepted and v is not None})
+        out = pipe(**accepted_kwargs(pipe.__call__, **kwargs))
     return from_pil_or_array(out.images[0])
 
 
@@ -68,7 +67,7 @@ def _resize_to(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
 class DiffusersUpscaler:
     OPTIONS = {"model": "stabilityai/stable-diffusion-x4-upscaler", "steps": 20,
                "guidance": 7.5, "noise_level": 20, "negative_prompt": NEGATIVE,
-               "scale": 4, "detail_strength": 0.0, **DEVICE_OPTIONS}
+               "detail_strength": 0.0, **DEVICE_OPTIONS}
     MODEL_KEYS = ("model",)
 
     def __init__(self, **options: Any) -> None:

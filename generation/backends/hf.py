@@ -1,25 +1,28 @@
 """Finding and loading Hugging Face models offline, and the device / dtype policy.
 
 Owns: `ModelUnavailable` (one line naming the stage, the model and its config key, and the
-command that fetches it), `locate` / `status` (is a model id or folder on this machine?),
+command that fetches it), `is_path` / `status` (is a model id or folder on this machine?),
 `load` (`cls.from_pretrained` with `local_files_only=True`, errors turned into one line),
-`Runtime` (torch device and dtype from the config; diffusers memory options) and the image
-conversions every backend needs.
+`Runtime` (torch device and dtype from the config; diffusers memory options),
+`accepted_kwargs` (calling library functions whose keywords differ between versions) and the
+image conversions every backend needs.
 Does not own: which model a stage uses (the TOML config) or what a model computes.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-# every model backend accepts these (GenerationConfig.options_for adds them)
-DEVICE_OPTIONS = {"device": "auto", "dtype": "auto", "attention_slicing": False,
-                  "cpu_offload": False}
+from generation.config import DEVICE_SETTINGS, GenerationConfig
+
+# every model backend accepts these (GenerationConfig.options_for adds them), same defaults
+DEVICE_OPTIONS = {k: getattr(GenerationConfig, k) for k in DEVICE_SETTINGS}
 
 
 class ModelUnavailable(ValueError):
@@ -30,7 +33,7 @@ class ModelUnavailable(ValueError):
 
 def is_path(model: str) -> bool:
     """A folder (absolute, relative with ./ or ../, ~, or an existing path) rather than a hub id."""
-    return (model.startswith(("/", "./", "../", "~")) or os.path.sep in model.strip("/").replace("/", "", 1)
+    return (model.startswith(("/", "./", "../", "~")) or model.strip("/").count("/") > 1
             or Path(model).expanduser().exists())
 
 
@@ -88,9 +91,8 @@ def load(cls: Any, model: str, stage: str, key: str = "model", **kwargs: Any) ->
     present, where = status(model)
     if not present:
         raise ModelUnavailable(missing_message(stage, key, model, where))
-    path = where
     try:
-        return cls.from_pretrained(path, local_files_only=True, **kwargs)
+        return cls.from_pretrained(where, local_files_only=True, **kwargs)
     except Exception as exc:  # noqa: BLE001 - a hub/loader stack trace is not for users
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise ModelUnavailable(f"stage {stage}: model {model!r} (config key stages.{stage}.{key}) "
@@ -152,6 +154,13 @@ def runtime_from(options: dict[str, Any]) -> Runtime:
     return Runtime(**{k: options[k] for k in DEVICE_OPTIONS if k in options})
 
 
+def accepted_kwargs(fn: Callable[..., Any], **candidates: Any) -> dict[str, Any]:
+    """The `candidates` that `fn` takes as keywords and that are not None (library functions
+    rename or drop keywords between versions: pass every spelling, keep what fits)."""
+    accepted = inspect.signature(fn).parameters
+    return {k: v for k, v in candidates.items() if k in accepted and v is not None}
+
+
 # ---- images -----------------------------------------------------------------------------
 def to_pil(rgb: np.ndarray):
     from PIL import Image
@@ -174,6 +183,6 @@ def from_pil_or_array(image: Any) -> np.ndarray:
     return np.clip(np.nan_to_num(arr), 0.0, 1.0)
 
 
-def multiple_of(n: int, m: int, minimum: int | None = None) -> int:
-    """`n` rounded to the nearest positive multiple of `m` (at least `minimum`)."""
-    return max(minimum or m, int(round(n / m)) * m)
+def multiple_of(n: int, m: int) -> int:
+    """`n` rounded to the nearest positive multiple of `m`."""
+    return max(m, int(round(n / m)) * m)

@@ -20,19 +20,17 @@ Does not own: the stage data types or the final registration (generation.stages.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
 
-from generation.backends.hf import DEVICE_OPTIONS, load, quiet_libraries, runtime_from, to_pil
+from generation.backends.hf import (DEVICE_OPTIONS, accepted_kwargs, load, quiet_libraries,
+                                    runtime_from, to_pil)
 from generation.progress import tick
 from generation.imaging import robust_fit_scale_shift
 from generation.stages import context as context_stage
 from generation.stages import depth as depth_stage
 from generation.stages import masks as masks_stage
-
-MIN_FIT_PIXELS = 16
 
 
 # ---- context ----------------------------------------------------------------------------
@@ -73,11 +71,6 @@ class Captioner:
 
 
 # ---- masks ------------------------------------------------------------------------------
-def _kwargs_for(fn: Any, **candidates: Any) -> dict[str, Any]:
-    accepted = inspect.signature(fn).parameters
-    return {k: v for k, v in candidates.items() if k in accepted}
-
-
 def pick_box(boxes: np.ndarray, scores: np.ndarray, centre: tuple[float, float]
              ) -> np.ndarray | None:
     """The box (x0, y0, x1, y1) holding `centre` with the best score, else the one whose
@@ -144,7 +137,7 @@ class GroundedSam:
             out = self.dino(**batch)
         post = self.dino_processor.post_process_grounded_object_detection
         res = post(out, batch["input_ids"], target_sizes=[size],
-                   **_kwargs_for(post, threshold=float(self.opts["box_threshold"]),
+                   **accepted_kwargs(post, threshold=float(self.opts["box_threshold"]),
                                  box_threshold=float(self.opts["box_threshold"]),
                                  text_threshold=float(self.opts["text_threshold"])))[0]
         return res["boxes"].cpu().numpy().reshape(-1, 4), res["scores"].cpu().numpy().reshape(-1)
@@ -237,7 +230,7 @@ class NetworkDepth:
         if inp.edit_mask is not None:
             valid &= np.asarray(inp.edit_mask) < 0.05
         self.finetuned_steps = 0
-        if valid.sum() < MIN_FIT_PIXELS:
+        if valid.sum() < depth_stage.MIN_FIT_PIXELS:
             with torch.no_grad():
                 raw = self.raw(inp.rgb).cpu().double().numpy()
             return self.layout(raw, inp.depth_ratio, disparity)
