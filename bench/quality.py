@@ -1,13 +1,19 @@
 """Benchmark of zoom quality with the builtin backend: detail, holes and geometry.
 
 Run from the repo root: `python bench/quality.py [--json] [--photos coffee,chelsea,astronaut]
-[--out DIR]`. For each photo (scikit-image's real photos): `new` at the default working size,
-then 3 successive zooms (factor 4, prompts "a red flower", "a ladybug", "a dew drop"), each
+[--out DIR] [--set KEY=VALUE ...]` (generation settings other than the defaults, e.g.
+`--set splat_footprint=1`). For each photo (scikit-image's real photos): `new` at the working
+size, then 3 successive zooms (factor 4, prompts "a red flower", "a ladybug", "a dew drop"), each
 into the pixel of highest local contrast inside the central half of the current view (the
 spot a user would pick; a fixed rule, not tuned). At each zoom camera C_k:
 - NIQE and BRISQUE (lower is better) of our render (the world with level k) and of the coarse
-  world rendered at the same camera (levels < k: the blurry magnification); per-level medians
-  over photos and the ratio ours / blurry (target <= 0.8);
+  world rendered at the same camera (levels < k: the blurry magnification), and the ratio
+  ours / blurry (target <= 0.8). BRISQUE: per view, per-level medians over photos, ratio =
+  median of the per-view ratios. NIQE fits a 36-dimensional Gaussian to an image's 96-px
+  patches, and a 320x213 view has six: scored alone, the photos themselves resized to that
+  size score 17-183 (5-22 at full size). So NIQE scores sets: all views of a level (per-level
+  figures) and all views (the ratio), ours and blurry alike; `niqe_photos` is the same set
+  score of the input photos resized to the zoom working size, a natural-image reference;
 - hole fraction: pixels with alpha < 0.5 in views orbiting the zoom target by +-15 degrees
   (yaw and pitch), rendering the whole world (target <= 2%);
 - median relative depth error of the new level's main-view splats against the coarse
@@ -66,7 +72,8 @@ def _save(path: Path, rgb: np.ndarray) -> None:
     Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
 
 
-def run_photo(name: str, image: np.ndarray, out: Path | None) -> list[dict]:
+def run_photo(name: str, image: np.ndarray, out: Path | None,
+              settings: dict | None = None) -> list[dict]:
     import iqa
 
     from engine.history import History, Step
@@ -75,7 +82,7 @@ def run_photo(name: str, image: np.ndarray, out: Path | None) -> list[dict]:
     from generation.pipeline import run_new, run_zoom
     from generation.stages.aux_views import orbit_camera
 
-    config = GenerationConfig(num_threads=_all_cores())
+    config = GenerationConfig.from_settings(settings, GenerationConfig(num_threads=_all_cores()))
     nw = run_new(image, name, 0, config)
     history = History()
     chunks: dict[int, object] = dict(enumerate(nw.chunks))
@@ -102,6 +109,7 @@ def run_photo(name: str, image: np.ndarray, out: Path | None) -> list[dict]:
         blurry, _ = _render(cam, levels)
         levels.append((cam, new))
         ours, _ = _render(cam, levels)
+        feats_ours, feats_blurry = iqa.niqe_features(ours), iqa.niqe_features(blurry)
         holes = []
         for yaw, pitch in ((ORBIT_DEG, 0), (-ORBIT_DEG, 0), (0, ORBIT_DEG), (0, -ORBIT_DEG)):
             _, a = _render(orbit_camera(cam, np.asarray(req.point), yaw, pitch), levels)
@@ -113,14 +121,14 @@ def run_photo(name: str, image: np.ndarray, out: Path | None) -> list[dict]:
         coarse = run.observed.depth[iv, iu]
         ok = np.isfinite(coarse) & (run.edited.mask[iv, iu] < 0.05)
         depth_err = float(np.median(np.abs(z[ok] - coarse[ok]) / coarse[ok])) if ok.any() else None
-        row = {"photo": name, "level": k, "prompt": prompt, "at": [round(u, 1), round(v, 1)],
-               "niqe_ours": iqa.niqe(ours), "niqe_blurry": iqa.niqe(blurry),
+        row = {"_niqe_features": (feats_ours, feats_blurry), "photo": name, "level": k, "prompt": prompt, "at": [round(u, 1), round(v, 1)],
+               "niqe_patches": len(feats_ours),
                "brisque_ours": iqa.brisque(ours), "brisque_blurry": iqa.brisque(blurry),
                "hole_fraction_max": max(holes), "hole_fraction_mean": float(np.mean(holes)),
                "depth_rel_err": depth_err, "zoom_s": round(seconds, 2),
                "edit": run.edited.label, "factor": round(run.factor, 3)}
         rows.append(row)
-        print(json.dumps(row), file=sys.stderr)
+        print(json.dumps(public(row)), file=sys.stderr)
         if out is not None:
             _save(out / f"{name}_level{k}.png", ours)
             _save(out / f"{name}_level{k}_blurry.png", blurry)
@@ -132,7 +140,36 @@ def run_photo(name: str, image: np.ndarray, out: Path | None) -> list[dict]:
     return rows
 
 
-def summarise(rows: list[dict]) -> dict:
+def public(row: dict) -> dict:
+    """The row without its private (non-JSON) fields."""
+    return {k: v for k, v in row.items() if not k.startswith("_")}
+
+
+def niqe_sets(rows: list[dict]) -> tuple[float, float]:
+    """(NIQE of our views, NIQE of the blurry views), each scored as one set of patches."""
+    import iqa
+
+    ours = np.vstack([r["_niqe_features"][0] for r in rows])
+    blurry = np.vstack([r["_niqe_features"][1] for r in rows])
+    return iqa.niqe_of_features(ours), iqa.niqe_of_features(blurry)
+
+
+def photos_niqe(photos: dict[str, np.ndarray], long_side: int) -> float:
+    """NIQE of the input photos resized to `long_side`, scored as one set: what natural
+    images of the views' size score."""
+    import iqa
+
+    from generation.imaging import resize
+
+    small = []
+    for image in photos.values():
+        h, w = image.shape[:2]
+        k = long_side / max(h, w)
+        small.append(resize(image / 255.0, round(w * k), round(h * k)))
+    return iqa.niqe_pooled(small)
+
+
+def summarise(rows: list[dict], niqe_photos: float | None = None) -> dict:
     def med(key, level=None):
         vals = [r[key] for r in rows if (level is None or r["level"] == level)
                 and r[key] is not None]
@@ -141,23 +178,28 @@ def summarise(rows: list[dict]) -> dict:
     levels = sorted({r["level"] for r in rows})
     per_level = {}
     for k in levels:
-        d = {m: med(m, k) for m in ("niqe_ours", "niqe_blurry", "brisque_ours", "brisque_blurry",
-                                     "hole_fraction_max", "depth_rel_err")}
-        d["niqe_ratio"] = round(d["niqe_ours"] / d["niqe_blurry"], 3)
-        d["brisque_ratio"] = round(d["brisque_ours"] / d["brisque_blurry"], 3)
+        d = {m: med(m, k) for m in ("brisque_ours", "brisque_blurry", "hole_fraction_max",
+                                     "depth_rel_err")}
+        ours, blurry = niqe_sets([r for r in rows if r["level"] == k])
+        d.update(niqe_ours=round(ours, 3), niqe_blurry=round(blurry, 3),
+                 niqe_ratio=round(ours / blurry, 3),
+                 brisque_ratio=round(d["brisque_ours"] / d["brisque_blurry"], 3))
         per_level[str(k)] = d
-    niqe_ratio = statistics.median(r["niqe_ours"] / r["niqe_blurry"] for r in rows)
+    ours, blurry = niqe_sets(rows)
     brisque_ratio = statistics.median(r["brisque_ours"] / r["brisque_blurry"] for r in rows)
     return {
         "per_level": per_level,
-        "niqe_ratio": round(niqe_ratio, 3), "brisque_ratio": round(brisque_ratio, 3),
+        "niqe_ours": round(ours, 3), "niqe_blurry": round(blurry, 3),
+        "niqe_ratio": round(ours / blurry, 3), "brisque_ratio": round(brisque_ratio, 3),
+        "niqe_photos": None if niqe_photos is None else round(niqe_photos, 3),
+        "niqe_patches": int(sum(r["niqe_patches"] for r in rows)),
         "hole_fraction_median": med("hole_fraction_max"),
         "hole_fraction_worst": round(max(r["hole_fraction_max"] for r in rows), 4),
         "depth_rel_err_median": med("depth_rel_err"),
         "zoom_s_median": med("zoom_s"),
         "targets": {"ratio": 0.8, "hole_fraction": 0.02, "depth_rel_err": 0.02},
         "photos": sorted({r["photo"] for r in rows}), "orbit_deg": ORBIT_DEG,
-        "rows": rows,
+        "rows": [public(r) for r in rows],
     }
 
 
@@ -166,16 +208,23 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--photos", default="coffee,chelsea,astronaut")
     ap.add_argument("--out", default=None, help="folder for worlds and PNG frames")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a generation setting other than the default (repeatable)")
     args = ap.parse_args()
     import skimage.data
 
     out = Path(args.out) if args.out else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+    from generation.config import GenerationConfig
+
+    settings = dict(item.split("=", 1) for item in args.set)
     rows = []
-    for name in args.photos.split(","):
-        rows += run_photo(name, getattr(skimage.data, name)(), out)
-    summary = summarise(rows)
+    photos = {name: getattr(skimage.data, name)() for name in args.photos.split(",")}
+    for name, image in photos.items():
+        rows += run_photo(name, image, out, settings)
+    summary = summarise(rows, photos_niqe(photos, GenerationConfig().zoom_long_side))
+    summary["settings"] = settings
     if args.json:
         print(json.dumps(summary))
     else:
