@@ -46,6 +46,9 @@ class GenerationConfig:
     detail_strength: float = 1.0  # synthesized texture amplitude / the parent's (self-similar)
     edit_size: float = 0.18  # radius of an inserted structure / the short side of C_i
     relief: float = 1.0  # image-driven depth relief, in pixel footprints per unit luma contrast
+    # new splats: std-dev / spacing of their back-projected pixels (generation.splat_opt.
+    # pixel_init.FOOTPRINT says why 0.5)
+    splat_footprint: float = 0.5
     # shared
     aux_views_per_step: int = 1  # auxiliary views rendered per optimiser iteration
     num_threads: int = 0  # torch / ncnn / OpenCV threads; 0 = all cores but one
@@ -128,7 +131,7 @@ _RANGES = (
     ("aux_views_new", 0, 16), ("aux_views_zoom", 0, 16), ("aux_angle_new_deg", 0.0, 45.0),
     ("aux_angle_zoom_deg", 0.0, 45.0), ("detail_strength", 0.0, 4.0), ("edit_size", 0.01, 0.5),
     ("relief", 0.0, 20.0), ("aux_views_per_step", 0, 16), ("num_threads", 0, 1024),
-    ("max_chunk_splats", 1024, 1 << 22),
+    ("max_chunk_splats", 1024, 1 << 22), ("splat_footprint", 0.25, 2.0),
 )
 
 

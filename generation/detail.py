@@ -4,8 +4,10 @@ Owns: `synthesize_detail`. Super-resolution sharpens edges but leaves surfaces s
 zoom would otherwise get blurrier. Natural textures are roughly self-similar across scales, so
 the new level's finest octaves are synthesised from the parent view's finest octaves:
 - random-phase noise (Galerne et al.'s RPN) with the amplitude spectrum of the parent's
-  high-pass band, taken at the same frequencies in cycles *per pixel* (self-similarity), and
-  scaled to the parent band's robust standard deviation (times `strength`). The exemplar is
+  high-pass band, taken at the same frequencies in cycles *per pixel* (self-similarity), with
+  the amplitude that brings the image's own band up to the parent band's robust standard
+  deviation (times `strength`): an image that already has that much texture gets none, so
+  texture does not compound from zoom to zoom. The exemplar is
   the band's *texture*, not its edges: values beyond `EDGE_CLIP` robust deviations are clipped
   before the spectrum is taken (a strong edge would put a line in the spectrum, which random
   phases turn into parallel streaks over the whole view), and the amplitude is averaged over
@@ -91,9 +93,15 @@ def synthesize_detail(image: np.ndarray,  # [H, W, 3] float in [0, 1], e.g. supe
     sd = robust_sd(band)
     if sd <= 1e-6:
         return image, np.zeros((H, W))
+    # top up: only the texture the image lacks (it may already carry some, e.g. when its parent
+    # was sharp), so the band does not grow from zoom to zoom
+    have = robust_sd(high_band(luma(image)))
+    amplitude = np.sqrt(max((sd * strength) ** 2 - have ** 2, 0.0))
+    if amplitude <= 1e-6:
+        return image, np.zeros((H, W))
     rng = np.random.default_rng(seed)
     texture = np.clip(band, -EDGE_CLIP * sd, EDGE_CLIP * sd)  # edges out of the exemplar
-    tex = random_phase_texture(texture, H, W, rng) * sd * strength
+    tex = random_phase_texture(texture, H, W, rng) * amplitude
     energy = np.sqrt(blur(band * band, 2.0)) / sd  # [h, w], ~1 on average
     envelope = np.clip(resize(energy, W, H), 0.0, 3.0)
     added = tex * envelope

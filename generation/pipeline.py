@@ -164,7 +164,7 @@ def run_new(image: np.ndarray,  # [H, W, 3] uint8, any size
             config.relief, config.backend_for("depth"), _items(config.options_for("depth")),
             prompt), config.backend_for("aux_views"), **config.options_for("aux_views"))
     with run.stage("init"):
-        init = init_stage.run(_init_input(cam, rgb, depth, aux, level=0),
+        init = init_stage.run(_init_input(cam, rgb, depth, aux, 0, config),
                               config.backend_for("init"), **config.options_for("init"))
     with run.stage("optimize"):
         opt = optimize_stage.run(
@@ -332,7 +332,7 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
             _items(config.options_for("depth")), ctx.caption),
             config.backend_for("aux_views"), **config.options_for("aux_views"))
     with run.stage("init"):
-        init = init_stage.run(_init_input(cam, ed.rgb, dep.depth, aux, request.level),
+        init = init_stage.run(_init_input(cam, ed.rgb, dep.depth, aux, request.level, config),
                               config.backend_for("init"), **config.options_for("init"))
     with run.stage("optimize"):
         opt = optimize_stage.run(
@@ -373,11 +373,12 @@ def one_line(exc: BaseException) -> str:
 
 # ---- shared helpers ---------------------------------------------------------------------
 def _init_input(cam: Camera, rgb: np.ndarray, depth: np.ndarray,
-                aux: aux_stage.AuxViewsOutput, level: int) -> init_stage.SplatInitInput:
+                aux: aux_stage.AuxViewsOutput, level: int, config: GenerationConfig
+                ) -> init_stage.SplatInitInput:
     return init_stage.SplatInitInput(
         init_stage.InitView(cam, rgb, depth, None),
         tuple(init_stage.InitView(v.camera, v.rgb, v.depth, v.holes) for v in aux.views),
-        level)
+        level, config.splat_footprint)
 
 
 def _optimize_input(init: init_stage.SplatInitOutput, cam: Camera, rgb: np.ndarray,

@@ -90,6 +90,20 @@ def test_detail_synthesis_matches_the_parent_band_and_is_seeded():
     assert np.abs(added).max() == 0
 
 
+def test_detail_tops_up_the_band_instead_of_compounding():
+    """The added texture brings the image's band to the parent's level; an image already there
+    (say, made from a sharp parent) gets next to nothing, so repeated zooms do not grow grain."""
+    from generation.detail import high_band, robust_sd
+
+    ref = procedural_texture(32, 32, seed=2, detail=6.0)
+    parent_sd = robust_sd(high_band(imaging.luma(ref)))
+    once, added = super_resolve.synthesize_detail(imaging.resize(ref, 128, 128), ref, seed=5)
+    assert robust_sd(high_band(imaging.luma(once))) == pytest.approx(parent_sd, rel=0.3)
+    twice, _ = super_resolve.synthesize_detail(once, ref, seed=6)
+    # adding the parent's amplitude again would give ~1.4x (independent noises add in power)
+    assert robust_sd(high_band(imaging.luma(twice))) < 1.1 * parent_sd
+
+
 def test_bicubic_backend_and_factor_one():
     low = procedural_texture(12, 16, seed=1)
     out = super_resolve.run(super_resolve.SuperResolveInput(low, 16, 12), "bicubic")

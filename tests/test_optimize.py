@@ -18,6 +18,8 @@ from generation.raster import SplatTensors, render_chunks
 from generation.splat_opt import (OptimizeConfig, Progress, View, default_threads,
                                   init_pixel_aligned, l1, optimize_splats,
                                   photometric_loss, psnr, ssim, ssim_map)
+from generation.config import GenerationConfig
+from generation.splat_opt.pixel_init import FOOTPRINT
 
 S = 32
 
@@ -51,13 +53,25 @@ def test_init_is_the_engine_initialisation_on_smooth_depth():
     cam = _camera()
     depth, rgb = _slanted_depth(), _target()
     ours = init_pixel_aligned(cam, depth, (rgb * 255).round().astype(np.uint8), stride=2)
-    engine = pixel_aligned_splats(cam, depth, np.round(rgb * 255) / 255, stride=2)
+    engine = pixel_aligned_splats(cam, depth, np.round(rgb * 255) / 255, stride=2,
+                                  footprint=FOOTPRINT)
     for k, v in _arrays(engine).items():
         np.testing.assert_array_equal(getattr(ours, k), v, err_msg=k)
     assert len(ours) == (S // 2) ** 2
     np.testing.assert_allclose(ours.opacities(), 0.1, rtol=1e-6)
     # s_native = depth / sqrt(fx fy) of the creating camera
     np.testing.assert_allclose(ours.s_native, cam.pixel_scale(ours.world_positions()), rtol=1e-5)
+
+
+def test_init_footprint_is_half_the_pixel_spacing_by_default():
+    cam = _camera()
+    depth = np.full((S, S), 3.0)  # fronto-parallel: spacing = depth / focal = s_native
+    for footprint in (FOOTPRINT, 1.0):
+        chunk = init_pixel_aligned(cam, depth, _target(), footprint=footprint)
+        sigma = np.exp(chunk.log_scales[:, :2].astype(np.float64))
+        np.testing.assert_allclose(sigma, footprint * np.repeat(chunk.s_native[:, None], 2, 1),
+                                   rtol=1e-3)
+    assert FOOTPRINT == GenerationConfig().splat_footprint == 0.5
 
 
 def test_init_mask_and_invalid_depth_limit_the_splats():
@@ -304,3 +318,21 @@ def test_dark_surfaces_become_opaque(random_background):
         assert np.median(inner) > 0.9
     else:  # the failure the default avoids
         assert np.median(inner) < 0.9
+
+
+@pytest.mark.parametrize("iterations", [1, 2, 10])
+def test_a_short_budget_still_closes_the_surface(iterations):
+    """Adam moves a logit by about lr per step: the opacity rate is raised so that even a one-
+    or two-step draft takes half-pixel splats from 0.1 to opaque (else the world is see-through
+    and the next zoom finds nothing to zoom into)."""
+    import dataclasses
+
+    from generation.splat_opt.optimize import OPACITY_TRAVEL, opacity_lr
+
+    config = dataclasses.replace(FAST, iterations=iterations)
+    assert opacity_lr(config) == pytest.approx(max(0.5, OPACITY_TRAVEL / iterations))
+    cam = _camera()
+    chunk = init_pixel_aligned(cam, _slanted_depth(), _target())
+    (out,) = optimize_splats(chunk, View(cam, _target()), config=config).chunks
+    alpha = render_chunks(cam, [(out, None)]).alpha.detach().numpy()
+    assert np.median(alpha[4:-4, 4:-4]) > 0.9

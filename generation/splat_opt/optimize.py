@@ -53,7 +53,8 @@ class View:
 @dataclass(frozen=True)
 class OptimizeConfig:
     iterations: int = 100
-    lr_opacity: float = 0.2  # Adam on opacity logits
+    # Adam on opacity logits, at least OPACITY_TRAVEL / iterations (see `opacity_lr`)
+    lr_opacity: float = 0.5
     lr_scale: float = 0.03  # on log std-devs
     lr_rotation: float = 0.02  # on raw (w, x, y, z) quaternions, normalised when rendering
     ssim_weight: float = 0.2  # L = (1 - w) L1 + w (1 - SSIM)
@@ -194,6 +195,17 @@ def _render(
     return out.rgb
 
 
+# Adam moves a parameter by about its lr per step, so going from the initial opacity 0.1 (logit
+# -2.2) to an opaque 0.9 (+2.2) takes 4.4 / lr steps; with fewer, narrow splats stay see-through
+OPACITY_TRAVEL = 2.0 * math.log(9.0)
+
+
+def opacity_lr(config: "OptimizeConfig") -> float:
+    """The opacity learning rate: `lr_opacity`, raised so that `iterations` steps can make a
+    splat opaque (the generation stages run 10-12; a quick draft may run 1 or 2)."""
+    return max(config.lr_opacity, OPACITY_TRAVEL / max(config.iterations, 1))
+
+
 def optimize_splats(
     new: SplatChunk | Sequence[SplatChunk],
     main: View | tuple,
@@ -230,7 +242,7 @@ def optimize_splats(
         logits = params.opacity_logits.clone().requires_grad_(True)
         colors = params.colors  # frozen
         optimizer = torch.optim.Adam([
-            {"params": [logits], "lr": config.lr_opacity},
+            {"params": [logits], "lr": opacity_lr(config)},
             {"params": [log_scales], "lr": config.lr_scale},
             {"params": [quats], "lr": config.lr_rotation},
         ], eps=1e-15)

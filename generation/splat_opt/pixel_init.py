@@ -4,7 +4,8 @@ Owns: checking the image / depth / mask a generation stage hands over, calling
 `engine.synthetic.pixel_aligned_splats` (which does the back-projection, normal -> rotation,
 Nyquist footprint, colour, opacity 0.1 and `s_native`), and the one thing it lacks for real
 depth maps: capping footprints stretched by depth discontinuities (central differences across
-an occlusion edge make a splat as wide as the depth jump).
+an occlusion edge make a splat as wide as the depth jump); the footprint generation uses (half
+the pixel spacing).
 Does not own: the maths of the initialisation itself (engine.synthetic) or optimisation.
 """
 
@@ -17,6 +18,10 @@ from engine.splats import SplatChunk
 from engine.synthetic import INIT_OPACITY, THIN_RATIO, pixel_aligned_splats
 
 MAX_STRETCH = 4.0  # tangential sigma <= this x the fronto-parallel footprint (a 75 deg slant)
+# sigma / pixel spacing of a new splat: half the spacing is the narrowest Gaussian whose sum over
+# the grid is flat (ripple 2 exp(-2 pi^2 0.5^2) ~ 1.4 %) when the level is magnified; a wider one
+# only blurs the image the level is made from (the renderer adds its 0.3 px^2 low-pass anyway)
+FOOTPRINT = 0.5
 
 
 def as_float_image(image: np.ndarray, height: int, width: int, name: str = "image"
@@ -43,6 +48,7 @@ def init_pixel_aligned(
     level: int = 0,
     opacity: float = INIT_OPACITY,
     max_stretch: float = MAX_STRETCH,
+    footprint: float = FOOTPRINT,
 ) -> SplatChunk:
     """One splat per `stride`-th pixel (see the module docstring); returns a validated chunk."""
     H, W = camera.height, camera.width
@@ -59,7 +65,7 @@ def init_pixel_aligned(
     rgb = as_float_image(rgb, H, W, "rgb")
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         chunk = pixel_aligned_splats(camera, depth, rgb, level=level, stride=int(stride),
-                                     mask=mask, opacity=opacity)
+                                     mask=mask, opacity=opacity, footprint=footprint)
     return cap_footprints(chunk, stride, max_stretch)
 
 

@@ -2,8 +2,8 @@
 
 Owns: `SplatInitInput` / `SplatInitOutput` and the builtin backend: one splat per pixel of the
 main view (position back-projected from the registered depth, orientation from the depth map's
-normal, Nyquist footprint, colour from the pixel, opacity 0.1, `s_native = depth / sqrt(fx fy)`
-in the camera that made it), and one per hole pixel of each auxiliary view (grown by a pixel so
+normal, std-dev `footprint` x the pixel spacing, colour from the pixel, opacity 0.1,
+`s_native = depth / sqrt(fx fy)` in the camera that made it), and one per hole pixel of each auxiliary view (grown by a pixel so
 the patches overlap what is there), all at the new level.
 Does not own: the maths of the initialisation (`generation.splat_opt.init_pixel_aligned` and
 `engine.synthetic`) or optimisation.
@@ -19,6 +19,7 @@ from scipy import ndimage
 
 from engine.camera import Camera
 from engine.splats import SplatChunk
+from generation.config import GenerationConfig
 from generation.registry import Registry
 
 
@@ -35,6 +36,7 @@ class SplatInitInput:
     main: InitView
     aux: tuple[InitView, ...] = ()
     level: int = 1
+    footprint: float = GenerationConfig.splat_footprint  # splat std-dev / pixel spacing
 
 
 @dataclass(frozen=True, eq=False)
@@ -64,13 +66,15 @@ class PixelAligned:
         from generation.splat_opt import init_pixel_aligned
 
         m = inp.main
-        main = init_pixel_aligned(m.camera, m.depth, m.rgb, mask=m.mask, level=inp.level)
+        main = init_pixel_aligned(m.camera, m.depth, m.rgb, mask=m.mask, level=inp.level,
+                                  footprint=inp.footprint)
         aux = []
         for v in inp.aux:
             if v.mask is None or not v.mask.any():
                 continue
             grown = ndimage.binary_dilation(v.mask, iterations=1)
-            chunk = init_pixel_aligned(v.camera, v.depth, v.rgb, mask=grown, level=inp.level)
+            chunk = init_pixel_aligned(v.camera, v.depth, v.rgb, mask=grown, level=inp.level,
+                                       footprint=inp.footprint)
             if len(chunk):
                 aux.append(chunk)
         return SplatInitOutput(main, tuple(aux))
