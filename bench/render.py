@@ -5,7 +5,8 @@ the 2-core CPU machines). All figures come from one run.
 
 The world: a textured plane and four zooms into it, each level 6x finer than its parent and
 inside it, 614x345 pixel-aligned splats per level (1.06M in all; the levels have the view's
-16:9 shape, as the app grows them), opacity 0.95 as after
+16:9 shape, as the app grows them), each with the standard deviation the generator gives new
+splats (half the pixel spacing; `--footprint` to change it), opacity 0.95 as after
 optimisation, split into 16k-splat chunks, LoD links from the history. Level colours come
 from one world-space pattern whose finer octaves appear only in the finer levels (a child
 refines its parent, as super-resolution does), so level transitions are comparable.
@@ -60,6 +61,7 @@ from engine.render.streaming import ResortPolicy, StreamingRenderer  # noqa: E40
 from engine.scene import ChunkBounds, ChunkHandle, ChunkStore, build_scene, flat_scene  # noqa: E402
 from engine.splats import SplatChunk  # noqa: E402
 from engine.synthetic import pixel_aligned_splats, zoom_camera  # noqa: E402
+from generation.config import GenerationConfig  # noqa: E402
 from engine.world import World  # noqa: E402
 
 WIDTH, HEIGHT = 1280, 720
@@ -110,7 +112,7 @@ def plane_depth(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
     return t, points[..., :2]
 
 
-def build_world(size: int, seed: int = 0):
+def build_world(size: int, footprint: float, seed: int = 0):
     """(World, level cameras, splats per level, the path target, level native scales).
     Each level is `size` pixels high and the shape of the 1280x720 view (as the app grows a
     level the shape of its window), so a view at a level's native scale is covered by it."""
@@ -129,7 +131,8 @@ def build_world(size: int, seed: int = 0):
         depth, xy = plane_depth(cam)
         pixel = float(cam.pixel_scale(target[None])[0])
         rgb = pattern.rgb(xy.reshape(-1, 2), pixel).reshape(size, width, 3)
-        level = pixel_aligned_splats(cam, depth, rgb, level=i, opacity=OPACITY)
+        level = pixel_aligned_splats(cam, depth, rgb, level=i, opacity=OPACITY,
+                                     footprint=footprint)
         parts = split_level(level, max_splats=CHUNK_SPLATS)
         ids = tuple(range(len(chunks), len(chunks) + len(parts)))
         chunks.update(zip(ids, parts))
@@ -213,12 +216,12 @@ def patch_mask(render: Camera, level: Camera, shrink: float = 0.9) -> np.ndarray
     return inside
 
 
-def run(size: int, path_frames: int, log) -> dict:
+def run(size: int, path_frames: int, log, footprint: float) -> dict:
     t_start = time.perf_counter()
     out: dict = {}
-    world, cameras, counts, target, native = build_world(size)
+    world, cameras, counts, target, native = build_world(size, footprint)
     store = world.resource(ChunkStore)
-    out.update(levels=LEVELS, zoom_factor=FACTOR, splats_total=int(sum(counts)),
+    out.update(levels=LEVELS, zoom_factor=FACTOR, footprint=footprint, splats_total=int(sum(counts)),
                chunks=len(store.ids()), width=WIDTH, height=HEIGHT,
                build_world_s=round(time.perf_counter() - t_start, 2))
     log(f"world: {out['splats_total']:,} splats in {out['chunks']} chunks")
@@ -385,7 +388,8 @@ def run(size: int, path_frames: int, log) -> dict:
                                 width=WIDTH, height=HEIGHT)
     depth, xy = plane_depth(native_cam)
     rgb = Pattern(0).rgb(xy.reshape(-1, 2), float(native_cam.pixel_scale(np.zeros((1, 3)))[0]))
-    level = pixel_aligned_splats(native_cam, depth, rgb.reshape(HEIGHT, WIDTH, 3), opacity=OPACITY)
+    level = pixel_aligned_splats(native_cam, depth, rgb.reshape(HEIGHT, WIDTH, 3), opacity=OPACITY,
+                                 footprint=footprint)
     native_world = flat_scene([(c, None) for c in split_level(level, max_splats=CHUNK_SPLATS)])
     r_native = StreamingRenderer(bench.ctx, resort=None)
     nat_s, nat_stats, nat_times = bench.frames(r_native, native_world, native_cam, 3)
@@ -413,13 +417,15 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=345,
                         help="pixels per level, vertically (16:9 like the view: 614x345)")
     parser.add_argument("--frames", type=int, default=40, help="frames on the timed zoom path")
+    parser.add_argument("--footprint", type=float, default=GenerationConfig().splat_footprint,
+                        help="splat std-dev / pixel spacing (default: what the generator makes)")
     args = parser.parse_args()
 
     def log(msg: str) -> None:
         if not args.json:
             print(msg, file=sys.stderr, flush=True)
 
-    out = run(args.size, args.frames, log)
+    out = run(args.size, args.frames, log, args.footprint)
     if args.json:
         print(json.dumps(out))
     else:
