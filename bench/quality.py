@@ -121,7 +121,8 @@ def run_photo(name: str, image: np.ndarray, out: Path | None,
         coarse = run.observed.depth[iv, iu]
         ok = np.isfinite(coarse) & (run.edited.mask[iv, iu] < 0.05)
         depth_err = float(np.median(np.abs(z[ok] - coarse[ok]) / coarse[ok])) if ok.any() else None
-        row = {"_niqe_features": (feats_ours, feats_blurry), "photo": name, "level": k, "prompt": prompt, "at": [round(u, 1), round(v, 1)],
+        row = {"_niqe_features": (feats_ours, feats_blurry),
+               "photo": name, "level": k, "prompt": prompt, "at": [round(u, 1), round(v, 1)],
                "niqe_patches": len(feats_ours),
                "brisque_ours": iqa.brisque(ours), "brisque_blurry": iqa.brisque(blurry),
                "hole_fraction_max": max(holes), "hole_fraction_mean": float(np.mean(holes)),
@@ -218,12 +219,19 @@ def main() -> int:
         out.mkdir(parents=True, exist_ok=True)
     from generation.config import GenerationConfig
 
+    bad = [item for item in args.set if "=" not in item]
+    if bad:
+        ap.error(f"--set takes KEY=VALUE, got {bad[0]!r}")
     settings = dict(item.split("=", 1) for item in args.set)
+    try:
+        config = GenerationConfig.from_settings(settings)
+    except ValueError as exc:  # ConfigError: an unknown key or a value out of range
+        ap.error(str(exc))
     rows = []
     photos = {name: getattr(skimage.data, name)() for name in args.photos.split(",")}
     for name, image in photos.items():
         rows += run_photo(name, image, out, settings)
-    summary = summarise(rows, photos_niqe(photos, GenerationConfig().zoom_long_side))
+    summary = summarise(rows, photos_niqe(photos, config.zoom_long_side))
     summary["settings"] = settings
     if args.json:
         print(json.dumps(summary))

@@ -221,7 +221,8 @@ def run(size: int, path_frames: int, log, footprint: float) -> dict:
     out: dict = {}
     world, cameras, counts, target, native = build_world(size, footprint)
     store = world.resource(ChunkStore)
-    out.update(levels=LEVELS, zoom_factor=FACTOR, footprint=footprint, splats_total=int(sum(counts)),
+    out.update(levels=LEVELS, zoom_factor=FACTOR, footprint=footprint,
+               splats_total=int(sum(counts)),
                chunks=len(store.ids()), width=WIDTH, height=HEIGHT,
                build_world_s=round(time.perf_counter() - t_start, 2))
     log(f"world: {out['splats_total']:,} splats in {out['chunks']} chunks")

@@ -7,11 +7,11 @@ the new level's finest octaves are synthesised from the parent view's finest oct
   high-pass band, taken at the same frequencies in cycles *per pixel* (self-similarity), with
   the amplitude that brings the image's own band up to the parent band's robust standard
   deviation (times `strength`): an image that already has that much texture gets none, so
-  texture does not compound from zoom to zoom. The exemplar is
-  the band's *texture*, not its edges: values beyond `EDGE_CLIP` robust deviations are clipped
-  before the spectrum is taken (a strong edge would put a line in the spectrum, which random
-  phases turn into parallel streaks over the whole view), and the amplitude is averaged over
-  orientations (isotropic grain);
+  texture does not compound from zoom to zoom. The exemplar is the band's *texture*, not its
+  edges: values beyond `EDGE_CLIP` robust deviations are clipped before the spectrum is taken
+  (a strong edge would put a line in the spectrum, which random phases turn into parallel
+  streaks over the whole view), and the amplitude is averaged over orientations (isotropic
+  grain);
 - modulated by an envelope: the parent's local high-frequency energy, up-sampled, so texture
   appears where the parent had texture (grass, wood, fabric) and smooth areas (sky, a cup's
   glaze) stay smooth;

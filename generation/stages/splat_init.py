@@ -3,8 +3,8 @@
 Owns: `SplatInitInput` / `SplatInitOutput` and the builtin backend: one splat per pixel of the
 main view (position back-projected from the registered depth, orientation from the depth map's
 normal, std-dev `footprint` x the pixel spacing, colour from the pixel, opacity 0.1,
-`s_native = depth / sqrt(fx fy)` in the camera that made it), and one per hole pixel of each auxiliary view (grown by a pixel so
-the patches overlap what is there), all at the new level.
+`s_native = depth / sqrt(fx fy)` in the camera that made it), and one per hole pixel of each
+auxiliary view (grown by a pixel so the patches overlap what is there), all at the new level.
 Does not own: the maths of the initialisation (`generation.splat_opt.init_pixel_aligned` and
 `engine.synthetic`) or optimisation.
 """
