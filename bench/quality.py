@@ -72,17 +72,14 @@ def _save(path: Path, rgb: np.ndarray) -> None:
     Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
 
 
-def run_photo(name: str, image: np.ndarray, out: Path | None,
-              settings: dict | None = None) -> list[dict]:
+def run_photo(name: str, image: np.ndarray, out: Path | None, config) -> list[dict]:
     import iqa
 
     from engine.history import History, Step
-    from generation.cli import _all_cores, build_request
-    from generation.config import GenerationConfig
+    from generation.cli import build_request
     from generation.pipeline import run_new, run_zoom
     from generation.stages.aux_views import orbit_camera
 
-    config = GenerationConfig.from_settings(settings, GenerationConfig(num_threads=_all_cores()))
     nw = run_new(image, name, 0, config)
     history = History()
     chunks: dict[int, object] = dict(enumerate(nw.chunks))
@@ -217,6 +214,7 @@ def main() -> int:
     out = Path(args.out) if args.out else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+    from generation.cli import _all_cores
     from generation.config import GenerationConfig
 
     bad = [item for item in args.set if "=" not in item]
@@ -224,13 +222,14 @@ def main() -> int:
         ap.error(f"--set takes KEY=VALUE, got {bad[0]!r}")
     settings = dict(item.split("=", 1) for item in args.set)
     try:
-        config = GenerationConfig.from_settings(settings)
+        config = GenerationConfig.from_settings(settings,
+                                                GenerationConfig(num_threads=_all_cores()))
     except ValueError as exc:  # ConfigError: an unknown key or a value out of range
         ap.error(str(exc))
     rows = []
     photos = {name: getattr(skimage.data, name)() for name in args.photos.split(",")}
     for name, image in photos.items():
-        rows += run_photo(name, image, out, settings)
+        rows += run_photo(name, image, out, config)
     summary = summarise(rows, photos_niqe(photos, config.zoom_long_side))
     summary["settings"] = settings
     if args.json:

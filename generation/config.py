@@ -46,8 +46,10 @@ class GenerationConfig:
     detail_strength: float = 1.0  # synthesized texture amplitude / the parent's (self-similar)
     edit_size: float = 0.18  # radius of an inserted structure / the short side of C_i
     relief: float = 1.0  # image-driven depth relief, in pixel footprints per unit luma contrast
-    # new splats: std-dev / spacing of their back-projected pixels (generation.splat_opt.
-    # pixel_init.FOOTPRINT says why 0.5)
+    # new splats: std-dev / spacing of their back-projected pixels. Half the spacing is the
+    # narrowest Gaussian whose sum over the grid is flat (ripple 2 exp(-2 pi^2 0.5^2) ~ 1.4 %)
+    # when the level is magnified; a wider one only blurs the image the level is made from
+    # (the renderer adds its 0.3 px^2 low-pass anyway)
     splat_footprint: float = 0.5
     # shared
     aux_views_per_step: int = 1  # auxiliary views rendered per optimiser iteration

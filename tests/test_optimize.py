@@ -18,7 +18,6 @@ from generation.raster import SplatTensors, render_chunks
 from generation.splat_opt import (OptimizeConfig, Progress, View, default_threads,
                                   init_pixel_aligned, l1, optimize_splats,
                                   photometric_loss, psnr, ssim, ssim_map)
-from generation.config import GenerationConfig
 from generation.splat_opt.pixel_init import FOOTPRINT
 
 S = 32
@@ -71,7 +70,7 @@ def test_init_footprint_is_half_the_pixel_spacing_by_default():
         sigma = np.exp(chunk.log_scales[:, :2].astype(np.float64))
         np.testing.assert_allclose(sigma, footprint * np.repeat(chunk.s_native[:, None], 2, 1),
                                    rtol=1e-3)
-    assert FOOTPRINT == GenerationConfig().splat_footprint == 0.5
+    assert FOOTPRINT == 0.5
 
 
 def test_init_mask_and_invalid_depth_limit_the_splats():

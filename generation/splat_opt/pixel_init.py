@@ -16,12 +16,10 @@ import numpy as np
 from engine.camera import Camera
 from engine.splats import SplatChunk
 from engine.synthetic import INIT_OPACITY, THIN_RATIO, pixel_aligned_splats
+from generation.config import GenerationConfig
 
 MAX_STRETCH = 4.0  # tangential sigma <= this x the fronto-parallel footprint (a 75 deg slant)
-# sigma / pixel spacing of a new splat: half the spacing is the narrowest Gaussian whose sum over
-# the grid is flat (ripple 2 exp(-2 pi^2 0.5^2) ~ 1.4 %) when the level is magnified; a wider one
-# only blurs the image the level is made from (the renderer adds its 0.3 px^2 low-pass anyway)
-FOOTPRINT = 0.5
+FOOTPRINT = GenerationConfig.splat_footprint  # sigma / pixel spacing (the config says why)
 
 
 def as_float_image(image: np.ndarray, height: int, width: int, name: str = "image"
