@@ -10,6 +10,10 @@ head-on is all ties), so the comparison checks the GPU path, not a tie-break con
 
 import dataclasses
 import math
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -245,6 +249,54 @@ def test_output_matches_the_reference_on_random_splats(exact, seed):
         ref = reference_render(_reference_in_draw_order(exact, world, cam), cam, background)
         assert ref.alpha.max() > 0.9
         assert_matches(gpu, ref)
+
+
+# drawn in a fresh process per GL profile (Mesa picks the profile at the first context)
+_PROFILE_SCRIPT = """
+import sys
+import numpy as np
+from engine.render.gl import HeadlessContextError, create_headless_context
+from engine.render.streaming import StreamingRenderer
+from engine.scene import flat_scene
+from tests.test_streaming import _random_pieces
+try:
+    ctx = create_headless_context()
+except HeadlessContextError:
+    sys.exit(3)
+arrays = []
+for seed in (0, 1):
+    cam, pieces = _random_pieces(seed)
+    world = flat_scene(pieces)
+    r = StreamingRenderer(ctx, resort=None)
+    out = r.render_offscreen(world, cam)  # the program with the depth output
+    arrays += [out.rgb.ravel(), out.alpha.ravel(), out.depth.ravel()]
+    fbo = ctx.simple_framebuffer((cam.width * 3 // 2, cam.height * 3 // 2))  # scaled window
+    r.draw(world, cam, fbo, complete=True)
+    arrays.append(np.frombuffer(fbo.read(components=4), np.uint8).astype(np.float32))
+np.save(sys.argv[1], np.concatenate(arrays))
+print(ctx.info["GL_VERSION"])
+"""
+
+
+def test_points_cover_the_same_pixels_as_sprites_and_as_gl21_points(tmp_path):
+    """A core profile draws GL points as sprites, a compatibility profile (what
+    create_headless_context asks Mesa for) as GL 2.1 points, which llvmpipe rasterizes
+    differently; points.glsl makes each point a square of whole pixels, so both give the
+    same image, bit for bit (clamped footprints at the border and a scaled window included)."""
+    root = Path(__file__).resolve().parent.parent
+    images, versions = {}, {}
+    for profile in ("3.3", "3.3COMPAT"):
+        env = {**os.environ, "MESA_GL_VERSION_OVERRIDE": profile}
+        out = tmp_path / f"{profile}.npy"
+        done = subprocess.run([sys.executable, "-c", _PROFILE_SCRIPT, str(out)], cwd=root,
+                              env=env, capture_output=True, text=True, timeout=600)
+        if done.returncode == 3:
+            pytest.skip("no headless OpenGL context")
+        assert done.returncode == 0, done.stderr[-2000:]
+        images[profile], versions[profile] = np.load(out), done.stdout.strip()
+    if "Compatibility" not in versions["3.3COMPAT"] or versions["3.3"] == versions["3.3COMPAT"]:
+        pytest.skip(f"the driver does not take Mesa's profile override ({versions})")
+    assert np.array_equal(images["3.3"], images["3.3COMPAT"])
 
 
 def test_huge_splats_take_the_quad_path_and_still_match(ctx, monkeypatch):

@@ -27,6 +27,7 @@ from engine.controller import FlyController
 from engine.history import History, Step
 from engine.loop import FrameContext, FrameLoop
 from engine.messages import ProgressEvent, ZoomRequest, ZoomResult
+from engine.render.gl import prefer_compatibility_profile
 from engine.render.streaming import StreamingRenderer
 from engine.lod import LodIndex
 from engine.scene import (ChunkBounds, ChunkHandle, ChunkStore, LevelNode, PointOfInterest,
@@ -170,6 +171,7 @@ class App:
         from pygame._sdl2 import controller
 
         controller.init()
+        prefer_compatibility_profile()  # faster points on Mesa (see engine.render.gl)
         pygame.display.gl_set_attribute(pygame.GL_CONTEXT_MAJOR_VERSION, 3)
         pygame.display.gl_set_attribute(pygame.GL_CONTEXT_MINOR_VERSION, 3)
         pygame.display.gl_set_attribute(pygame.GL_CONTEXT_PROFILE_MASK, pygame.GL_CONTEXT_PROFILE_CORE)

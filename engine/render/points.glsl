@@ -9,10 +9,13 @@
 //   alpha = min(0.99, opacity * modulation * exp(-0.5 d^T conic d)), discarded below 1/255
 //   and outside the 3-sigma ellipse (d^T conic d > 9); modulation = engine.modulation.alpha.
 // Why points: llvmpipe (and any GPU) then runs the vertex stage once per splat instead of four
-// times (instanced quads); the point is the square around the 3-sigma ellipse's bounding box,
-// clamped to the viewport (GL clips a point by its centre: the square is re-centred on the
-// visible part, the fragment shader measures from the true centre). Footprints wider than
-// the largest point size never come here: the CPU routes them to the quad path (splats.glsl).
+// times (instanced quads); the point is a square of whole pixels covering the pixels of the
+// 3-sigma ellipse's bounding box inside the viewport (GL clips a point by its centre: the
+// square is kept inside; the fragment shader measures from the true centre). Whole pixels
+// make the coverage the same for sprite points (core profiles) and GL 2.1 points (what a
+// compatibility profile draws by default, which llvmpipe rasterizes as rectangles, faster;
+// see engine.render.gl.create_headless_context). Footprints wider than the largest point
+// size never come here: the CPU routes them to the quad path (splats.glsl).
 // Outputs (premultiplied, blended with ONE, ONE_MINUS_SRC_ALPHA, back to front):
 //   out_color = (rgb * a, a);  out_depth = (z * a, 0, 0, a) -> expected depth = R / A.
 
@@ -105,11 +108,18 @@ void main() {
     vec2 half_extent = sigmas * sqrt(vec2(cxx, cyy)) * scale + POINT_MARGIN_PX;
     vec2 mean2d = u_focal * xy_over_z + u_principal;  // OpenCV pixels, v down
     vec2 centre = u_viewport.xy + vec2(mean2d.x, u_image_size.y - mean2d.y) * scale;
-    vec2 lo = max(centre - half_extent, u_viewport.xy);
-    vec2 hi = min(centre + half_extent, u_viewport.xy + u_viewport.zw);
-    if (any(greaterThanEqual(lo, hi))) { emit_nothing(); return; }
-    vec2 square = 0.5 * (lo + hi);
-    gl_PointSize = min(max(hi.x - lo.x, hi.y - lo.y), u_max_point_size);
+    // the pixels whose centre (i + 0.5) is in the footprint's box, clipped to the viewport
+    vec2 viewport_end = u_viewport.xy + u_viewport.zw;
+    vec2 first = max(ceil(centre - half_extent - 0.5), u_viewport.xy);
+    vec2 last = min(floor(centre + half_extent - 0.5), viewport_end - 1.0);
+    if (any(greaterThan(first, last))) { emit_nothing(); return; }
+    // a square of whole pixels from `first` (moved back inside the viewport if it would end
+    // past it, since GL drops a point whose centre is outside): its edges lie on pixel
+    // boundaries, so sprite points and non-sprite (GL 2.1) points cover the same pixels
+    float side = max(last.x - first.x, last.y - first.y) + 1.0;
+    vec2 start = max(min(first, viewport_end - side), u_viewport.xy);
+    vec2 square = start + 0.5 * side;
+    gl_PointSize = min(side, u_max_point_size);
     gl_Position = vec4(2.0 * (square - u_viewport.xy) / u_viewport.zw - 1.0, 0.0, 1.0);
     v_centre = centre;
     // d_camera = (dx / sx, -dy / sy): the flipped v turns the sign of the cross term
