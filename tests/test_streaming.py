@@ -299,6 +299,24 @@ def test_points_cover_the_same_pixels_as_sprites_and_as_gl21_points(tmp_path):
     assert np.array_equal(images["3.3"], images["3.3COMPAT"])
 
 
+def test_flushed_batches_draw_the_same_image(ctx, fbo_for):
+    """The point draw split into flushed batches (what a software rasterizer gets) gives the
+    image of one draw, bit for bit."""
+    if "llvmpipe" in ctx.info["GL_RENDERER"]:
+        assert make_renderer(ctx).flush_splats == streaming.FLUSH_SPLATS
+    world, cameras = _nested_world(levels=2, size=64, max_splats=900)
+    images = []
+    for flush_splats in (0, 97):
+        r = make_renderer(ctx, resort=None)
+        r.flush_splats = flush_splats
+        fbo = fbo_for(cameras[1])
+        r.draw(world, cameras[1].with_fov_scale(1.5), fbo, complete=True)
+        assert r.last_stats.splats_drawn > 20 * 97
+        images.append(fbo.read(components=4))
+        r.release()
+    assert images[0] == images[1]
+
+
 def test_huge_splats_take_the_quad_path_and_still_match(ctx, monkeypatch):
     """Footprints wider than the largest GL point are drawn as quads in back-to-front runs
     between the point runs; with too many runs the whole frame is drawn as quads."""

@@ -18,10 +18,13 @@ match `engine.render.reference.render` row for row.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import moderngl
 import numpy as np
@@ -157,6 +160,34 @@ def premultiplied_blending(ctx: moderngl.Context) -> None:
     ctx.enable(moderngl.BLEND)
     ctx.blend_func = moderngl.ONE, moderngl.ONE_MINUS_SRC_ALPHA
     ctx.blend_equation = moderngl.FUNC_ADD
+
+
+def gl_flush_function() -> Callable[[], None] | None:
+    """glFlush of the current context, or None where it cannot be found (moderngl has no
+    flush). Through GLVND's libOpenGL / libGL the call goes to whichever context (EGL or
+    GLX) is current on the calling thread."""
+    global _GL_FLUSH
+    if _GL_FLUSH is None:
+        _GL_FLUSH = (_find_gl_flush(),)
+    return _GL_FLUSH[0]
+
+
+_GL_FLUSH: tuple[Callable[[], None] | None] | None = None
+
+
+def _find_gl_flush() -> Callable[[], None] | None:
+    names = [ctypes.util.find_library(n) for n in ("OpenGL", "GL")]
+    names += ["libOpenGL.so.0", "libGL.so.1", "opengl32"]
+    for name in names:
+        if not name:
+            continue
+        try:
+            function = ctypes.CDLL(name).glFlush
+        except (OSError, AttributeError):
+            continue
+        function.argtypes, function.restype = [], None
+        return function
+    return None
 
 
 class SplatRenderer:
