@@ -299,8 +299,9 @@ class DrawItem:
 
 
 def _classify_pages(view: View, item: DrawItem, origin32: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray]:
-    """([P] bool some splat may survive, [P] bool every splat survives and none is big).
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """([P] bool some splat may survive, [P] bool every splat survives and none is big,
+    [P] bool some splat may be big).
 
     Pages are tested by bounding sphere: outside one side plane, before near or beyond far,
     or with a scale range missing every splat's band -> culled whole; inside everything
@@ -325,17 +326,24 @@ def _classify_pages(view: View, item: DrawItem, origin32: np.ndarray
         x_hi = np.log(np.maximum(z_hi, z_lo_pos)) - np.float32(view.log_focal)
     some &= (x_hi + g > bands.page_x_lo) & (x_lo - g < bands.page_x_hi)
     every &= (x_lo - g > bands.page_all_lo) & (x_hi + g < bands.page_all_hi)
+    may_be_big = np.zeros(len(some), bool)
     if math.isfinite(view.max_point_px):
         # the footprint bound of `_big_footprints` with the page's worst splat: largest
-        # sigma, nearest depth, centres inside the frustum (|x / z| <= tan_x, same for y);
-        # the largest eigenvalue of J J^T grows with each entry, so bounds give a bound
+        # sigma, nearest depth, centres inside the frustum widened by what the side test
+        # keeps (|x / z| <= tan_x plus the splat radius over the depth, along the plane's
+        # normal; same for y); the largest eigenvalue of J J^T grows with each entry, so
+        # bounds give a bound
         sigma = layout.page_splat_radius / FOOTPRINT_SIGMAS
         inv_z = 1.0 / np.maximum(z_lo, np.float32(cam.near))
-        jj = _largest_jjt_eigenvalue(cam, inv_z, view.tan_x, view.tan_y)
+        reach = layout.page_splat_radius * inv_z
+        jj = _largest_jjt_eigenvalue(cam, inv_z,
+                                     view.tan_x + reach * math.sqrt(1.0 + view.tan_x ** 2),
+                                     view.tan_y + reach * math.sqrt(1.0 + view.tan_y ** 2))
         half = FOOTPRINT_SIGMAS * np.sqrt(sigma * sigma * jj + LOW_PASS_PX2)
         half *= 1.0 + 4.0 * (view.guard.angle + view.guard.log_scale)
-        every &= 2.0 * (half + 1.0) + 2.0 <= view.max_point_px
-    return some, every & some
+        may_be_big = 2.0 * (half + 1.0) + 2.0 > view.max_point_px
+        every &= ~may_be_big
+    return some, every & some, may_be_big
 
 
 def _page_rows(layout: ChunkLayout, pages: np.ndarray) -> np.ndarray:
@@ -356,7 +364,7 @@ def cull_item(view: View, item: DrawItem, cull: bool = True
     if not cull:
         p = layout.local @ view.R32 + origin32
         return None, np.ascontiguousarray(p[:, 2]), _big_footprints(view, p, layout.radius)
-    some, every = _classify_pages(view, item, origin32)
+    some, every, may_be_big = _classify_pages(view, item, origin32)
     if not some.any():
         return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool)
     pages = np.flatnonzero(some)
@@ -384,7 +392,10 @@ def cull_item(view: View, item: DrawItem, cull: bool = True
     with np.errstate(divide="ignore", invalid="ignore"):
         x = np.log(np.maximum(pz, np.float32(1e-30))) - np.float32(view.log_focal)
     ok &= (x + g > bands.x_lo[sub_rows]) & (x - g < bands.x_hi[sub_rows])
-    big[at] = _big_footprints(view, p, radius)
+    # per splat only where the page's bound allows a footprint wider than a point
+    check = np.flatnonzero(np.repeat(may_be_big[pages], lengths)[at])
+    if len(check):
+        big[at[check]] = _big_footprints(view, p[check], radius[check])
     if ok.all():
         return rows, z, big
     keep = np.ones(len(z), bool)

@@ -1,0 +1,57 @@
+"""CPU culling shortcuts against the per-splat rules they stand in for (no GL needed)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from engine.camera import Camera
+from engine.lod import LodLinks
+from engine.render.visibility import (DrawItem, Guard, View, _big_footprints, build_draw_list,
+                                      chunk_bands, chunk_layout)
+from engine.splats import SplatChunk, normalize_quaternions, rgb_to_sh_dc
+
+
+def _items(rng, n=12000, chunks=4):
+    """Anisotropic splats spread well beyond the view, in chunks of several pages; the ones
+    at x > 2 have very different sizes (some far wider than a GL point), the others are
+    small, so some pages can hold a big footprint and some cannot."""
+    pts = np.stack([rng.uniform(-6, 6, n), rng.uniform(-4, 4, n), rng.uniform(2, 8, n)], 1)
+    pts = pts[np.argsort(pts[:, 0])]  # chunks are slabs along x
+    log_sigma = np.where((pts[:, :1] > 2) & (rng.uniform(size=(n, 1)) < 0.3),
+                         rng.uniform(-2.5, 0.5, (n, 3)), rng.uniform(-7.0, -5.0, (n, 3)))
+    chunk = SplatChunk.from_world(pts, normalize_quaternions(rng.normal(size=(n, 4))),
+                                  log_sigma, rng.normal(0.0, 1.5, n),
+                                  rgb_to_sh_dc(rng.uniform(0, 1, (n, 3))), np.full(n, 1e-3))
+    items = []
+    for k, part in enumerate(np.array_split(np.arange(n), chunks)):
+        layout = chunk_layout(chunk.take(part))
+        links = LodLinks.root(layout.count)
+        rows = np.arange(layout.count, dtype=np.uint32) + np.uint32(k << 20)
+        items.append(DrawItem(k, layout, chunk_bands(layout, links), rows, links))
+    return items
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_big_footprint_flags_match_the_per_splat_rule(seed):
+    """Pages whose bound rules out footprints wider than a point skip the per-splat test;
+    the flags must equal the per-splat rule on every kept splat, guard or not."""
+    rng = np.random.default_rng(seed)
+    items = _items(rng)
+    for k in range(4):
+        cam = Camera.look_at(rng.normal(0, 0.5, 3), [rng.uniform(-2, 2), rng.uniform(-1, 1), 4.0],
+                             fov_y_deg=float(rng.uniform(20, 90)), width=160, height=120,
+                             near=0.05)
+        guard = Guard(angle=0.01, log_scale=0.01) if k % 2 else Guard()
+        view = View.of(cam, guard, max_point_px=float(rng.uniform(4.0, 40.0)))
+        drawn = build_draw_list(view, items)
+        assert 0 < drawn.count and drawn.unsorted_big.any() and not drawn.unsorted_big.all()
+        start = 0
+        for item, rows, count in zip(items, drawn.item_rows, drawn.item_counts.tolist()):
+            rows = np.arange(item.layout.count) if rows is None else rows
+            origin = view.chunk_origin(item.layout.centre).astype(np.float32)
+            p = item.layout.local[rows] @ view.R32 + origin
+            expected = _big_footprints(view, p, item.layout.radius[rows])
+            np.testing.assert_array_equal(drawn.unsorted_big[start:start + count], expected)
+            start += count
+        assert math.isclose(start, drawn.count)
