@@ -5,7 +5,8 @@ as screen-aligned quads from `splats.glsl`, one instanced draw per run (the inst
 buffer is orphaned on every upload and grown when needed; `draw_range` draws any run of it,
 which the streaming renderer uses for footprints too wide for a GL point); the offscreen
 colour + depth targets and their readback; the camera uniforms and blend state shared with
-`points.glsl`; a headless context helper.
+`points.glsl`; a headless context helper (asking Mesa for a compatibility profile, where
+llvmpipe draws GL points faster) and glFlush, which moderngl lacks.
 Does not own: culling, packing and sorting (`engine.render.prepare`, on the CPU), the
 definition of the image (`engine.render.reference` is the oracle this must match), the
 streaming renderer (`engine.render.streaming`), windows (`ui/`) or the frame loop.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import math
 import os
 from dataclasses import dataclass
@@ -50,7 +52,7 @@ class HeadlessContextError(RuntimeError):
 # Why: the splats are GL points; a core profile always draws them as sprites, which llvmpipe
 # rasterizes as generic 4-edge polygons, while a compatibility profile draws GL 2.1 points by
 # default, which llvmpipe rasterizes as rectangles (measured on the render bench's deep frame:
-# ~12% faster). glcontext's EGL backend and our SDL window ask for a core profile, so the
+# 1.72 -> 2.03M splats/s). glcontext's EGL backend and our SDL window ask for a core profile, so the
 # profile is chosen here; drivers other than Mesa ignore the variable and stay core. The
 # image is the same either way (points.glsl covers whole pixels), and a value the user set
 # is kept.
@@ -162,20 +164,11 @@ def premultiplied_blending(ctx: moderngl.Context) -> None:
     ctx.blend_equation = moderngl.FUNC_ADD
 
 
+@functools.cache
 def gl_flush_function() -> Callable[[], None] | None:
     """glFlush of the current context, or None where it cannot be found (moderngl has no
     flush). Through GLVND's libOpenGL / libGL the call goes to whichever context (EGL or
     GLX) is current on the calling thread."""
-    global _GL_FLUSH
-    if _GL_FLUSH is None:
-        _GL_FLUSH = (_find_gl_flush(),)
-    return _GL_FLUSH[0]
-
-
-_GL_FLUSH: tuple[Callable[[], None] | None] | None = None
-
-
-def _find_gl_flush() -> Callable[[], None] | None:
     names = [ctypes.util.find_library(n) for n in ("OpenGL", "GL")]
     names += ["libOpenGL.so.0", "libGL.so.1", "opengl32"]
     for name in names:

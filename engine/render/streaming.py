@@ -13,9 +13,9 @@ Owns the frame's renderer stages, in this order (`StreamingRenderer._frame`):
 4. draw: per frame only the sorted index list (4 B/splat) and one camera-space origin per
    arena page (float64 subtraction on the CPU) are uploaded; one indexed GL_POINTS draw
    (`points.glsl`; on a software rasterizer, flushed batches of it) fetches the static
-   splat data; footprints wider than the largest GL point
-   go through the CPU-packed instanced-quad path (`engine.render.gl`, `splats.glsl`), in
-   back-to-front runs interleaved with the point runs.
+   splat data; footprints wider than the largest GL point go through the CPU-packed
+   instanced-quad path (`engine.render.gl`, `splats.glsl`), in back-to-front runs
+   interleaved with the point runs.
 Does not own: the frame loop, input, windows, applying world commands (the caller applies
 them before drawing), or the definition of the image (`engine.render.reference`).
 
