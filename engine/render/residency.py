@@ -135,6 +135,10 @@ class PagedArena:
         if self.main is not None:
             self.ctx.copy_buffer(main, self.main, self.main.size)
             self.ctx.copy_buffer(lod, self.lod, self.lod.size)
+            # Wait for the copies. GL orders them before the page writes that follow, but
+            # NVIDIA's driver (580, H200) was seen to land a write into the copied range
+            # first and then overwrite it with the copy. Growth is rare (doubling).
+            self.ctx.finish()
             self.release()
         for page in range(self.capacity, pages):
             heapq.heappush(self._free, page)
