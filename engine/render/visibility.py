@@ -298,19 +298,25 @@ class DrawItem:
     links: LodLinks | None
 
 
-def _classify_pages(view: View, item: DrawItem, origin32: np.ndarray
-                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """([P] bool some splat may survive, [P] bool every splat survives and none is big,
-    [P] bool some splat may be big).
+def _classify_pages(view: View, items: Sequence[DrawItem], origins32: Sequence[np.ndarray]
+                    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per item: ([P] bool some splat may survive, [P] bool every splat survives and none is
+    big, [P] bool some splat may be big).
 
     Pages are tested by bounding sphere: outside one side plane, before near or beyond far,
     or with a scale range missing every splat's band -> culled whole; inside everything
-    with room to spare -> kept whole, and only their depths are computed."""
-    layout, bands = item.layout, item.bands
+    with room to spare -> kept whole, and only their depths are computed. The pages of all
+    items are tested together (a frame's items hold a few hundred pages: one pass of array
+    operations instead of one per item)."""
+    if not items:
+        return []
     cam = view.camera
     g = view.guard.log_scale
-    centre = layout.page_centre @ view.R32 + origin32  # [P, 3]
-    r = layout.page_radius
+    per_item = [it.layout.pages for it in items]
+    cat = np.concatenate
+    centre = (cat([it.layout.page_centre for it in items]) @ view.R32
+              + np.repeat(np.stack(origins32), per_item, axis=0))  # [P, 3]
+    r = cat([it.layout.page_radius for it in items])
     z = centre[:, 2]
     z_lo, z_hi = z - r, z + r
     some = (z_hi * (1 + g) > cam.near) & (z_lo * (1 - g) < cam.far)
@@ -324,8 +330,10 @@ def _classify_pages(view: View, item: DrawItem, origin32: np.ndarray
     with np.errstate(divide="ignore", invalid="ignore"):
         x_lo = np.log(z_lo_pos) - np.float32(view.log_focal)
         x_hi = np.log(np.maximum(z_hi, z_lo_pos)) - np.float32(view.log_focal)
-    some &= (x_hi + g > bands.page_x_lo) & (x_lo - g < bands.page_x_hi)
-    every &= (x_lo - g > bands.page_all_lo) & (x_hi + g < bands.page_all_hi)
+    some &= ((x_hi + g > cat([it.bands.page_x_lo for it in items]))
+             & (x_lo - g < cat([it.bands.page_x_hi for it in items])))
+    every &= ((x_lo - g > cat([it.bands.page_all_lo for it in items]))
+              & (x_hi + g < cat([it.bands.page_all_hi for it in items])))
     may_be_big = np.zeros(len(some), bool)
     if math.isfinite(view.max_point_px):
         # the footprint bound of `_big_footprints` with the page's worst splat: largest
@@ -333,9 +341,10 @@ def _classify_pages(view: View, item: DrawItem, origin32: np.ndarray
         # keeps (|x / z| <= tan_x plus the splat radius over the depth, along the plane's
         # normal; same for y); the largest eigenvalue of J J^T grows with each entry, so
         # bounds give a bound
-        sigma = layout.page_splat_radius / FOOTPRINT_SIGMAS
+        splat_radius = cat([it.layout.page_splat_radius for it in items])
+        sigma = splat_radius / FOOTPRINT_SIGMAS
         inv_z = 1.0 / np.maximum(z_lo, np.float32(cam.near))
-        reach = layout.page_splat_radius * inv_z
+        reach = splat_radius * inv_z
         jj = _largest_jjt_eigenvalue(cam, inv_z,
                                      view.tan_x + reach * math.sqrt(1.0 + view.tan_x ** 2),
                                      view.tan_y + reach * math.sqrt(1.0 + view.tan_y ** 2))
@@ -343,7 +352,9 @@ def _classify_pages(view: View, item: DrawItem, origin32: np.ndarray
         half *= 1.0 + 4.0 * (view.guard.angle + view.guard.log_scale)
         may_be_big = 2.0 * (half + 1.0) + 2.0 > view.max_point_px
         every &= ~may_be_big
-    return some, every & some, may_be_big
+    every &= some
+    cuts = np.cumsum(per_item)[:-1]
+    return list(zip(np.split(some, cuts), np.split(every, cuts), np.split(may_be_big, cuts)))
 
 
 def _page_rows(layout: ChunkLayout, pages: np.ndarray) -> np.ndarray:
@@ -353,21 +364,27 @@ def _page_rows(layout: ChunkLayout, pages: np.ndarray) -> np.ndarray:
     return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
 
 
-def cull_item(view: View, item: DrawItem, cull: bool = True
+def cull_item(view: View, item: DrawItem, cull: bool = True,
+              pages: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+              origin32: np.ndarray | None = None
               ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """(layout rows [K] or None for all, depth [K] float32, big [K] bool) of one chunk's
     visible splats, rows ascending. `cull=False` keeps every splat (the no-modulation
-    ablation submits everything; depths are still needed for the sort)."""
+    ablation submits everything; depths are still needed for the sort). `pages` and
+    `origin32`: the item's `_classify_pages` result and camera-space origin, if known."""
     layout, bands = item.layout, item.bands
     cam = view.camera
-    origin32 = view.chunk_origin(layout.centre).astype(np.float32)
+    if origin32 is None:
+        origin32 = view.chunk_origin(layout.centre).astype(np.float32)
     if not cull:
         p = layout.local @ view.R32 + origin32
         return None, np.ascontiguousarray(p[:, 2]), _big_footprints(view, p, layout.radius)
-    some, every, may_be_big = _classify_pages(view, item, origin32)
+    if pages is None:
+        (pages,) = _classify_pages(view, [item], [origin32])
+    some, every, may_be_big = pages
     if not some.any():
         return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool)
-    pages = np.flatnonzero(some)
+    pages = np.flatnonzero(some)  # from here on: the kept pages' numbers
     whole = len(pages) == layout.pages
     rows = None if whole else _page_rows(layout, pages)
     local = layout.local if whole else layout.local[rows]
@@ -392,8 +409,9 @@ def cull_item(view: View, item: DrawItem, cull: bool = True
     with np.errstate(divide="ignore", invalid="ignore"):
         x = np.log(np.maximum(pz, np.float32(1e-30))) - np.float32(view.log_focal)
     ok &= (x + g > bands.x_lo[sub_rows]) & (x - g < bands.x_hi[sub_rows])
-    # per splat only where the page's bound allows a footprint wider than a point
-    check = np.flatnonzero(np.repeat(may_be_big[pages], lengths)[at])
+    # per splat only where the page's bound allows a footprint wider than a point, and only
+    # for splats that survive (a faded-out coarse splat is often the widest)
+    check = np.flatnonzero(np.repeat(may_be_big[pages], lengths)[at] & ok)
     if len(check):
         big[at[check]] = _big_footprints(view, p[check], radius[check])
     if ok.all():
@@ -519,9 +537,11 @@ def build_draw_list(view: View, items: Sequence[DrawItem], cull: bool = True) ->
     rows_l, depth_l, big_l, gpu_l = [], [], [], []
     counts = np.zeros(len(items), np.int64)
     considered = 0
+    origins32 = [view.chunk_origin(it.layout.centre).astype(np.float32) for it in items]
+    classified = _classify_pages(view, items, origins32) if cull else [None] * len(items)
     for index, item in enumerate(items):
         considered += item.layout.count
-        rows, depth, big = cull_item(view, item, cull)
+        rows, depth, big = cull_item(view, item, cull, classified[index], origins32[index])
         counts[index] = len(depth)
         rows_l.append(rows)
         if len(depth) == 0:
