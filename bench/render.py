@@ -55,7 +55,7 @@ from engine.chunking import split_level  # noqa: E402
 from engine.history import History, Step  # noqa: E402
 from engine.lod import LodIndex, LodLinks  # noqa: E402
 from engine.render.camera_path import zoom_sweep  # noqa: E402
-from engine.render.gl import SplatRenderer, create_headless_context  # noqa: E402
+from engine.render.gl import SplatRenderer, create_headless_context, wait_for_gpu  # noqa: E402
 from engine.render.prepare import prepare  # noqa: E402
 from engine.render.streaming import ResortPolicy, StreamingRenderer  # noqa: E402
 from engine.scene import ChunkBounds, ChunkHandle, ChunkStore, build_scene, flat_scene  # noqa: E402
@@ -173,11 +173,11 @@ class Bench:
     def frame(self, renderer: StreamingRenderer, world: World, cam: Camera):
         """(seconds, stats) of one frame, everything resident first (not timed)."""
         renderer.draw(world, cam, self.fbo, complete=True)
-        self.ctx.finish()  # llvmpipe rasterizes asynchronously: not into the timed frame
+        wait_for_gpu(self.ctx)  # llvmpipe rasterizes asynchronously: not into the timed frame
         cam = self.jittered(cam)
         t = time.perf_counter()
         stats = renderer.draw(world, cam, self.fbo)
-        self.ctx.finish()
+        wait_for_gpu(self.ctx)
         return time.perf_counter() - t, stats
 
     def frames(self, renderer, world, cam, n):
@@ -242,7 +242,7 @@ def run(size: int, path_frames: int, log, footprint: float) -> dict:
     for cam in path:
         t = time.perf_counter()
         st = r_mod.draw(world, cam, bench.fbo)
-        bench.ctx.finish()
+        wait_for_gpu(bench.ctx)
         times.append(time.perf_counter() - t)
         drawn.append(st.splats_drawn)
         pending.append(st.chunks_pending)
@@ -340,12 +340,12 @@ def run(size: int, path_frames: int, log, footprint: float) -> dict:
     for mode in ("sync", "async"):
         r = StreamingRenderer(bench.ctx, sort_mode=mode, resort=ResortPolicy())
         r.draw(world, pan[0], bench.fbo, complete=True)
-        bench.ctx.finish()
+        wait_for_gpu(bench.ctx)
         ts, sorted_frames = [], 0
         for cam in pan[1:]:
             t = time.perf_counter()
             st = r.draw(world, cam, bench.fbo)
-            bench.ctx.finish()
+            wait_for_gpu(bench.ctx)
             ts.append(time.perf_counter() - t)
             sorted_frames += st.sorted_this_frame
         out[f"frame_ms_pan_{mode}"] = round(statistics.median(ts) * 1e3, 1)
@@ -356,7 +356,7 @@ def run(size: int, path_frames: int, log, footprint: float) -> dict:
             for _ in range(4):
                 t = time.perf_counter()
                 st = r.draw(world, pan[-1], bench.fbo)
-                bench.ctx.finish()
+                wait_for_gpu(bench.ctx)
                 still.append((time.perf_counter() - t, st))
             out["sort_ms_reused"] = round(statistics.median(s.sort_ms for _, s in still), 2)
             out["prepare_ms_reused"] = round(statistics.median(s.prepare_ms for _, s in still), 1)
@@ -372,14 +372,14 @@ def run(size: int, path_frames: int, log, footprint: float) -> dict:
     store, index = world.resource(ChunkStore), world.resource(LodIndex)
     pieces = [(store.get(c), index.links[c]) for c in store.ids()]
     v1 = SplatRenderer(bench.ctx)
-    bench.ctx.finish()
+    wait_for_gpu(bench.ctx)
     v1_times = []
     for _ in range(2):
         cam = bench.jittered(deep)
         t = time.perf_counter()
         prepared = prepare(cam, pieces)
         v1.render(prepared, cam, bench.fbo)
-        bench.ctx.finish()
+        wait_for_gpu(bench.ctx)
         v1_times.append(time.perf_counter() - t)
     v1.release()
     out["splats_per_s_v1"] = round(prepared.count / statistics.median(v1_times))
@@ -398,12 +398,12 @@ def run(size: int, path_frames: int, log, footprint: float) -> dict:
         s.splats_drawn / t for s, t in zip(nat_stats, nat_times)))
     out["frame_ms_native"] = round(nat_s * 1e3, 1)
     out["splats_drawn_native"] = nat_stats[-1].splats_drawn
-    bench.ctx.finish()
+    wait_for_gpu(bench.ctx)
     reused = []
     for _ in range(3):
         t = time.perf_counter()
         st = r_native.draw(world=native_world, camera=native_cam, framebuffer=bench.fbo)
-        bench.ctx.finish()
+        wait_for_gpu(bench.ctx)
         reused.append(time.perf_counter() - t)
     out["splats_per_s_native_reused"] = round(st.splats_drawn / statistics.median(reused))
     r_native.release()

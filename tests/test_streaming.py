@@ -317,6 +317,22 @@ def test_flushed_batches_draw_the_same_image(ctx, fbo_for):
     assert images[0] == images[1]
 
 
+def test_wait_for_gpu_finishes_through_the_released_entry_point(ctx, fbo_for):
+    """The bench's wait: glFinish through ctypes (the GIL is released meanwhile), found in
+    the same GL library as glFlush, then moderngl's finish; the frame is complete after it."""
+    from engine.render.gl import _gl_entry_point, gl_flush_function, wait_for_gpu
+
+    assert (_gl_entry_point("glFinish") is None) == (gl_flush_function() is None)
+    world, cameras = _nested_world(levels=1, size=64)
+    r = make_renderer(ctx, resort=None)
+    fbo = fbo_for(cameras[0])
+    r.draw(world, cameras[0], fbo, complete=True)
+    wait_for_gpu(ctx)
+    alpha = np.frombuffer(fbo.read(components=4), np.uint8)[3::4]
+    assert alpha.min() > 200
+    r.release()
+
+
 def test_huge_splats_take_the_quad_path_and_still_match(ctx, monkeypatch):
     """Footprints wider than the largest GL point are drawn as quads in back-to-front runs
     between the point runs; with too many runs the whole frame is drawn as quads."""

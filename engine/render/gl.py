@@ -165,22 +165,40 @@ def premultiplied_blending(ctx: moderngl.Context) -> None:
 
 
 @functools.cache
-def gl_flush_function() -> Callable[[], None] | None:
-    """glFlush of the current context, or None where it cannot be found (moderngl has no
-    flush). Through GLVND's libOpenGL / libGL the call goes to whichever context (EGL or
-    GLX) is current on the calling thread."""
-    names = [ctypes.util.find_library(n) for n in ("OpenGL", "GL")]
-    names += ["libOpenGL.so.0", "libGL.so.1", "opengl32"]
-    for name in names:
-        if not name:
+def _gl_entry_point(name: str) -> Callable[[], None] | None:
+    """A GL function without arguments (glFlush, glFinish) through ctypes, or None where no
+    GL library has it. Through GLVND's libOpenGL / libGL the call goes to whichever context
+    (EGL or GLX) is current on the calling thread."""
+    libraries = [ctypes.util.find_library(n) for n in ("OpenGL", "GL")]
+    libraries += ["libOpenGL.so.0", "libGL.so.1", "opengl32"]
+    for library in libraries:
+        if not library:
             continue
         try:
-            function = ctypes.CDLL(name).glFlush
+            function = getattr(ctypes.CDLL(library), name)
         except (OSError, AttributeError):
             continue
         function.argtypes, function.restype = [], None
         return function
     return None
+
+
+def gl_flush_function() -> Callable[[], None] | None:
+    """glFlush of the current context, or None where it cannot be found (moderngl has no
+    flush)."""
+    return _gl_entry_point("glFlush")
+
+
+def wait_for_gpu(ctx: moderngl.Context) -> None:
+    """Block until the GPU has finished everything submitted, letting other Python threads
+    run meanwhile: moderngl's `finish` holds the GIL for the whole wait (a worker thread
+    sorting the next frame's splats stalls behind it), a ctypes call releases it. The
+    moderngl call afterwards returns at once and keeps this correct where the ctypes entry
+    point is missing or reaches another context."""
+    finish = _gl_entry_point("glFinish")
+    if finish is not None:
+        finish()
+    ctx.finish()
 
 
 class SplatRenderer:
