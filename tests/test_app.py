@@ -18,6 +18,7 @@ from engine.synthetic import nested_plane_world
 from generation.procedural import ProceduralGenerator
 from saves import load_world, save_world
 from saves.autosave import Autosaver
+from tests.procs import child_env
 from ui.app import App, AppConfig, WorldState
 from ui.hud import ACCENT
 
@@ -202,12 +203,11 @@ def test_undo_redo_and_a_hostile_dropped_file(app_env):
 
 
 def _cli(*args, env_extra=None):
-    import os
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root), **(env_extra or {})}
+    env = child_env(**(env_extra or {}))
     return subprocess.run([sys.executable, str(root / "main.py"), *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=300)
 
@@ -231,7 +231,7 @@ def test_play_cli_without_a_display_runs_the_headless_demo(tmp_path):
 
     r = subprocess.run([sys.executable, str(root / "main.py"), "play", "--frames", "16", "--size", "320x240",
                         "--out", str(tmp_path)], capture_output=True, text=True, timeout=300,
-                       env={**env, "PYTHONPATH": str(root)})
+                       env=child_env(env))
     assert r.returncode == 0, r.stderr[-2000:]
     assert "No display found" in r.stdout
     assert (tmp_path / "screenshot.png").exists()

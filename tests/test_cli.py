@@ -1,7 +1,6 @@
 """The wonderzoom CLI as a user runs it: real subprocesses, one-line errors, fast start-up."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -9,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.procs import child_env
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(*args, cwd=None):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+                          capture_output=True, text=True, cwd=cwd, env=child_env(), timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@
 one line and exit status 2."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 
 import main
 from engine.render.headless import read_png, read_png_size
+from tests.procs import child_env
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest.importorskip("moderngl")
@@ -28,9 +28,8 @@ def _egl_or_skip():
 
 
 def run(*args):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, str(ROOT / "main.py"), *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=120)
+                          capture_output=True, text=True, env=child_env(), timeout=120)
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ import pytest
 from engine.history import History, Step
 from saves import LoadedWorld, WorldWriter, load_world, save_world
 from tests.factories import random_camera, random_chunk
+from tests.procs import child_env
 
 REPO = Path(__file__).resolve().parent.parent
 CRASH_ENV = "WZS_TEST_CRASH_AFTER_BYTES"  # read by the child script below, not by saves/
@@ -75,7 +76,7 @@ def spawn(path: Path, crash_after: int | None = None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != CRASH_ENV}
     if crash_after is not None:
         env[CRASH_ENV] = str(crash_after)
-    env["PYTHONPATH"] = str(REPO)
+    env = child_env(env)
     code = f"from tests.test_saves_crash import child_main; child_main({str(path)!r})"
     return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
