@@ -5,17 +5,18 @@ Owns:
   chunk-level visible set for a camera (AABB in the frustum AND the chunk's LoD band overlapping
   the s_render range the chunk can take in view), computed for all chunks at once;
 - `ChunkLayout` (from a chunk alone): the renderer's row order of a chunk's splats (Morton
-  order, so each page of `PAGE_SPLATS` consecutive rows is spatially compact), positions
-  relative to the chunk's own centre, 3-sigma radii, and a bounding sphere per page;
+  order, so each run of consecutive rows is spatially compact: an arena page of `PAGE_SPLATS`
+  rows, a cull group of `GROUP_SPLATS`), positions relative to the chunk's own centre, 3-sigma
+  radii, and a bounding sphere per cull group;
 - `ChunkBands` (from a chunk and its LoD links): per splat, the open interval of
   x = log s_render where it can show (alpha > ALPHA_CULL and opacity * alpha >= 1/255: the
   closed-form inverse of the modulation ramps, like `engine.modulation.visible_band`), and its
-  hull per page;
-- `build_draw_list`: page-level then splat-level culling of the visible resident chunks, and
+  hull per cull group;
+- `build_draw_list`: group-level then splat-level culling of the visible resident chunks, and
   the back-to-front sort on 16-bit log-depth keys (the keys of
   `engine.render.prepare.depth_sort_keys`, in float32, with a stable radix argsort), giving
-  the arena rows the GPU draws, in order. Pages whose bounding sphere is inside the frustum
-  and the band of every splat cost one dot product per splat (the depth); only pages on
+  the arena rows the GPU draws, in order. Groups whose bounding sphere is inside the frustum
+  and the band of every splat cost one dot product per splat (the depth); only groups on
   an edge get the per-splat tests.
 Does not own: GPU residency (`engine.render.residency`), drawing (`engine.render.streaming`),
 the alpha formula (`engine.modulation`).
@@ -47,7 +48,8 @@ from engine.splats import SplatChunk
 from engine.world import World
 
 PAGE_BITS = 10
-PAGE_SPLATS = 1 << PAGE_BITS  # rows per page: the unit of GPU allocation and of CPU culling
+PAGE_SPLATS = 1 << PAGE_BITS  # rows per page: the unit of GPU allocation
+GROUP_SPLATS = 128  # rows per cull group: the unit of CPU culling (bounding sphere, band hull)
 BAND_EPS = 1e-5  # log-scale slack so float32 rounding never culls what the GPU would draw
 FOOTPRINT_SIGMAS = 3.0
 
@@ -137,8 +139,8 @@ def _morton_order_T(pT: np.ndarray) -> np.ndarray:
     return np.argsort(code, kind="stable")
 
 
-def _page_starts(n: int) -> np.ndarray:
-    return np.arange(0, n, PAGE_SPLATS, dtype=np.int64)
+def _group_starts(n: int) -> np.ndarray:
+    return np.arange(0, n, GROUP_SPLATS, dtype=np.int64)
 
 
 @dataclass(frozen=True, eq=False)
@@ -150,17 +152,17 @@ class ChunkLayout:
     centre: np.ndarray  # [3] float64 world point the local positions are relative to
     local: np.ndarray  # [N, 3] float32 splat centre - centre (world axes)
     radius: np.ndarray  # [N] float32 3 sigma of the largest axis (world units)
-    page_centre: np.ndarray  # [P, 3] float32 bounding sphere of each page (local frame)
-    page_radius: np.ndarray  # [P] float32 (splat radii included)
-    page_splat_radius: np.ndarray  # [P] float32 largest splat radius in the page
+    group_centre: np.ndarray  # [G, 3] float32 bounding sphere of each cull group (local frame)
+    group_radius: np.ndarray  # [G] float32 (splat radii included)
+    group_splat_radius: np.ndarray  # [G] float32 largest splat radius in the group
 
     @property
     def count(self) -> int:
         return len(self.order)
 
     @property
-    def pages(self) -> int:
-        return len(self.page_radius)
+    def groups(self) -> int:
+        return len(self.group_radius)
 
 
 def chunk_layout(chunk: SplatChunk) -> ChunkLayout:
@@ -174,34 +176,34 @@ def chunk_layout(chunk: SplatChunk) -> ChunkLayout:
     ls = chunk.log_scales[order]
     largest = np.maximum(np.maximum(ls[:, 0], ls[:, 1]), ls[:, 2])
     radius64 = FOOTPRINT_SIGMAS * np.exp(largest.astype(np.float64))
-    starts = _page_starts(n)
+    starts = _group_starts(n)
     if n:
         lo = np.minimum.reduceat(localT, starts, axis=1)
         hi = np.maximum.reduceat(localT, starts, axis=1)
-        page_centre = 0.5 * (lo + hi)  # [3, P]
-        d = localT - np.repeat(page_centre, np.diff(np.append(starts, n)), axis=1)
+        group_centre = 0.5 * (lo + hi)  # [3, P]
+        d = localT - np.repeat(group_centre, np.diff(np.append(starts, n)), axis=1)
         dist = np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]) + radius64
-        page_radius = np.maximum.reduceat(dist, starts) * (1 + 1e-6)  # float32 rounding
-        page_splat_radius = np.maximum.reduceat(radius64, starts)
+        group_radius = np.maximum.reduceat(dist, starts) * (1 + 1e-6)  # float32 rounding
+        group_splat_radius = np.maximum.reduceat(radius64, starts)
     else:
-        page_centre = np.zeros((3, 0))
-        page_radius = page_splat_radius = np.zeros(0)
+        group_centre = np.zeros((3, 0))
+        group_radius = group_splat_radius = np.zeros(0)
     return ChunkLayout(chunk, order, centre, np.ascontiguousarray(localT.T, np.float32),
-                       radius64.astype(np.float32), np.ascontiguousarray(page_centre.T, np.float32),
-                       page_radius.astype(np.float32), page_splat_radius.astype(np.float32))
+                       radius64.astype(np.float32), np.ascontiguousarray(group_centre.T, np.float32),
+                       group_radius.astype(np.float32), group_splat_radius.astype(np.float32))
 
 
 @dataclass(frozen=True, eq=False)
 class ChunkBands:
-    """Where (in x = log s_render) each splat of a layout can show, and per page."""
+    """Where (in x = log s_render) each splat of a layout can show, and per cull group."""
 
     links: LodLinks | None  # the source (identity)
     x_lo: np.ndarray  # [N] float32, -inf: no lower bound
     x_hi: np.ndarray  # [N] float32, +inf: no upper bound; x_lo >= x_hi: never shows
-    page_x_lo: np.ndarray  # [P] float32 hull: some splat of the page shows above this
-    page_x_hi: np.ndarray  # [P] float32 hull: some splat of the page shows below this
-    page_all_lo: np.ndarray  # [P] float32 every splat of the page shows above this...
-    page_all_hi: np.ndarray  # [P] float32 ...and below this
+    group_x_lo: np.ndarray  # [G] float32 hull: some splat of the group shows above this
+    group_x_hi: np.ndarray  # [G] float32 hull: some splat of the group shows below this
+    group_all_lo: np.ndarray  # [G] float32 every splat of the group shows above this...
+    group_all_hi: np.ndarray  # [G] float32 ...and below this
 
 
 def chunk_bands(layout: ChunkLayout, links: LodLinks | None, modulation: bool = True
@@ -231,15 +233,15 @@ def chunk_bands(layout: ChunkLayout, links: LodLinks | None, modulation: bool = 
         x_hi = np.full(n_rows, np.inf)
     x_lo = np.where(never, np.inf, x_lo - BAND_EPS).astype(np.float32)
     x_hi = np.where(never, -np.inf, x_hi + BAND_EPS).astype(np.float32)
-    starts = _page_starts(n_rows)
+    starts = _group_starts(n_rows)
     if n_rows:
-        page_lo = np.minimum.reduceat(x_lo, starts)
-        page_hi = np.maximum.reduceat(x_hi, starts)
+        group_lo = np.minimum.reduceat(x_lo, starts)
+        group_hi = np.maximum.reduceat(x_hi, starts)
         all_lo = np.maximum.reduceat(x_lo, starts)
         all_hi = np.minimum.reduceat(x_hi, starts)
     else:
-        page_lo = page_hi = all_lo = all_hi = np.zeros(0, np.float32)
-    return ChunkBands(links, x_lo, x_hi, page_lo, page_hi, all_lo, all_hi)
+        group_lo = group_hi = all_lo = all_hi = np.zeros(0, np.float32)
+    return ChunkBands(links, x_lo, x_hi, group_lo, group_hi, all_lo, all_hi)
 
 
 # ---- the view and its guard ---------------------------------------------------------------
@@ -298,30 +300,30 @@ class DrawItem:
     links: LodLinks | None
 
 
-def _classify_pages(view: View, items: Sequence[DrawItem], origins32: Sequence[np.ndarray]
-                    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Per item: ([P] bool some splat may survive, [P] bool every splat survives and none is
-    big, [P] bool some splat may be big).
+def _classify_groups(view: View, items: Sequence[DrawItem], origins32: Sequence[np.ndarray]
+                     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Per item: ([G] bool some splat may survive, [G] bool every splat survives and none is
+    big, [G] bool some splat may be big).
 
-    Pages are tested by bounding sphere: outside one side plane, before near or beyond far,
+    Groups are tested by bounding sphere: outside one side plane, before near or beyond far,
     or with a scale range missing every splat's band -> culled whole; inside everything
-    with room to spare -> kept whole, and only their depths are computed. The pages of all
-    items are tested together (a frame's items hold a few hundred pages: one pass of array
+    with room to spare -> kept whole, and only their depths are computed. The groups of all
+    items are tested together (a frame's items hold a few thousand groups: one pass of array
     operations instead of one per item)."""
     if not items:
         return []
     cam = view.camera
     g = view.guard.log_scale
-    per_item = [it.layout.pages for it in items]
+    per_item = [it.layout.groups for it in items]
     cat = np.concatenate
-    centre = (cat([it.layout.page_centre for it in items]) @ view.R32
-              + np.repeat(np.stack(origins32), per_item, axis=0))  # [P, 3]
-    r = cat([it.layout.page_radius for it in items])
+    centre = (cat([it.layout.group_centre for it in items]) @ view.R32
+              + np.repeat(np.stack(origins32), per_item, axis=0))  # [G, 3]
+    r = cat([it.layout.group_radius for it in items])
     z = centre[:, 2]
     z_lo, z_hi = z - r, z + r
     some = (z_hi * (1 + g) > cam.near) & (z_lo * (1 - g) < cam.far)
     every = (z_lo * (1 - g) > cam.near) & (z_hi * (1 + g) < cam.far)
-    side = centre @ view.planes_T  # [P, 4]
+    side = centre @ view.planes_T  # [G, 4]
     slack = r + view.margin_per_depth * np.maximum(z_hi, 0.0)
     for k in range(4):
         some &= side[:, k] >= -slack
@@ -330,18 +332,18 @@ def _classify_pages(view: View, items: Sequence[DrawItem], origins32: Sequence[n
     with np.errstate(divide="ignore", invalid="ignore"):
         x_lo = np.log(z_lo_pos) - np.float32(view.log_focal)
         x_hi = np.log(np.maximum(z_hi, z_lo_pos)) - np.float32(view.log_focal)
-    some &= ((x_hi + g > cat([it.bands.page_x_lo for it in items]))
-             & (x_lo - g < cat([it.bands.page_x_hi for it in items])))
-    every &= ((x_lo - g > cat([it.bands.page_all_lo for it in items]))
-              & (x_hi + g < cat([it.bands.page_all_hi for it in items])))
+    some &= ((x_hi + g > cat([it.bands.group_x_lo for it in items]))
+             & (x_lo - g < cat([it.bands.group_x_hi for it in items])))
+    every &= ((x_lo - g > cat([it.bands.group_all_lo for it in items]))
+              & (x_hi + g < cat([it.bands.group_all_hi for it in items])))
     may_be_big = np.zeros(len(some), bool)
     if math.isfinite(view.max_point_px):
-        # the footprint bound of `_big_footprints` with the page's worst splat: largest
+        # the footprint bound of `_big_footprints` with the group's worst splat: largest
         # sigma, nearest depth, centres inside the frustum widened by what the side test
         # keeps (|x / z| <= tan_x plus the splat radius over the depth, along the plane's
         # normal; same for y); the largest eigenvalue of J J^T grows with each entry, so
         # bounds give a bound
-        splat_radius = cat([it.layout.page_splat_radius for it in items])
+        splat_radius = cat([it.layout.group_splat_radius for it in items])
         sigma = splat_radius / FOOTPRINT_SIGMAS
         inv_z = 1.0 / np.maximum(z_lo, np.float32(cam.near))
         reach = splat_radius * inv_z
@@ -357,21 +359,21 @@ def _classify_pages(view: View, items: Sequence[DrawItem], origins32: Sequence[n
     return list(zip(np.split(some, cuts), np.split(every, cuts), np.split(may_be_big, cuts)))
 
 
-def _page_rows(layout: ChunkLayout, pages: np.ndarray) -> np.ndarray:
-    """Rows of the given pages (ascending pages -> ascending rows)."""
-    starts = pages * PAGE_SPLATS
-    lengths = np.minimum(starts + PAGE_SPLATS, layout.count) - starts
+def _group_rows(layout: ChunkLayout, groups: np.ndarray) -> np.ndarray:
+    """Rows of the given cull groups (ascending groups -> ascending rows)."""
+    starts = groups * GROUP_SPLATS
+    lengths = np.minimum(starts + GROUP_SPLATS, layout.count) - starts
     return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
 
 
 def cull_item(view: View, item: DrawItem, cull: bool = True,
-              pages: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+              groups: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
               origin32: np.ndarray | None = None
               ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """(layout rows [K] or None for all, depth [K] float32, big [K] bool) of one chunk's
     visible splats, rows ascending. `cull=False` keeps every splat (the no-modulation
-    ablation submits everything; depths are still needed for the sort). `pages` and
-    `origin32`: the item's `_classify_pages` result and camera-space origin, if known."""
+    ablation submits everything; depths are still needed for the sort). `groups` and
+    `origin32`: the item's `_classify_groups` result and camera-space origin, if known."""
     layout, bands = item.layout, item.bands
     cam = view.camera
     if origin32 is None:
@@ -379,23 +381,23 @@ def cull_item(view: View, item: DrawItem, cull: bool = True,
     if not cull:
         p = layout.local @ view.R32 + origin32
         return None, np.ascontiguousarray(p[:, 2]), _big_footprints(view, p, layout.radius)
-    if pages is None:
-        (pages,) = _classify_pages(view, [item], [origin32])
-    some, every, may_be_big = pages
+    if groups is None:
+        (groups,) = _classify_groups(view, [item], [origin32])
+    some, every, may_be_big = groups
     if not some.any():
         return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool)
-    pages = np.flatnonzero(some)  # from here on: the kept pages' numbers
-    whole = len(pages) == layout.pages
-    rows = None if whole else _page_rows(layout, pages)
+    kept = np.flatnonzero(some)  # the kept groups' numbers
+    whole = len(kept) == layout.groups
+    rows = None if whole else _group_rows(layout, kept)
     local = layout.local if whole else layout.local[rows]
-    z = local @ view.R32[:, 2] + origin32[2]  # [K] every kept page needs depths
+    z = local @ view.R32[:, 2] + origin32[2]  # [K] every kept group needs depths
     big = np.zeros(len(z), bool)
     partial = some & ~every
     if not partial.any():
         return rows, z, big
-    # the splats of partial pages get the full per-splat test
-    lengths = np.minimum((pages + 1) * PAGE_SPLATS, layout.count) - pages * PAGE_SPLATS
-    at = np.flatnonzero(np.repeat(partial[pages], lengths))  # positions in `rows` / `z`
+    # the splats of partial groups get the full per-splat test
+    lengths = np.minimum((kept + 1) * GROUP_SPLATS, layout.count) - kept * GROUP_SPLATS
+    at = np.flatnonzero(np.repeat(partial[kept], lengths))  # positions in `rows` / `z`
     sub_rows = at if whole else rows[at]
     p = local[at] @ view.R32 + origin32  # [J, 3] camera space, float32
     pz = p[:, 2]
@@ -409,9 +411,9 @@ def cull_item(view: View, item: DrawItem, cull: bool = True,
     with np.errstate(divide="ignore", invalid="ignore"):
         x = np.log(np.maximum(pz, np.float32(1e-30))) - np.float32(view.log_focal)
     ok &= (x + g > bands.x_lo[sub_rows]) & (x - g < bands.x_hi[sub_rows])
-    # per splat only where the page's bound allows a footprint wider than a point, and only
+    # per splat only where the group's bound allows a footprint wider than a point, and only
     # for splats that survive (a faded-out coarse splat is often the widest)
-    check = np.flatnonzero(np.repeat(may_be_big[pages], lengths)[at] & ok)
+    check = np.flatnonzero(np.repeat(may_be_big[kept], lengths)[at] & ok)
     if len(check):
         big[at[check]] = _big_footprints(view, p[check], radius[check])
     if ok.all():
@@ -538,7 +540,7 @@ def build_draw_list(view: View, items: Sequence[DrawItem], cull: bool = True) ->
     counts = np.zeros(len(items), np.int64)
     considered = 0
     origins32 = [view.chunk_origin(it.layout.centre).astype(np.float32) for it in items]
-    classified = _classify_pages(view, items, origins32) if cull else [None] * len(items)
+    classified = _classify_groups(view, items, origins32) if cull else [None] * len(items)
     for index, item in enumerate(items):
         considered += item.layout.count
         rows, depth, big = cull_item(view, item, cull, classified[index], origins32[index])
