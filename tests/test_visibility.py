@@ -11,9 +11,9 @@ from engine.splats import SplatChunk, normalize_quaternions, rgb_to_sh_dc
 
 
 def _items(rng, n=12000, chunks=4):
-    """Anisotropic splats spread well beyond the view, in chunks of several pages; the ones
+    """Anisotropic splats spread well beyond the view, in chunks of many cull groups; the ones
     at x > 2 have very different sizes (some far wider than a GL point), the others are
-    small, so some pages can hold a big footprint and some cannot."""
+    small, so some groups can hold a big footprint and some cannot."""
     pts = np.stack([rng.uniform(-6, 6, n), rng.uniform(-4, 4, n), rng.uniform(2, 8, n)], 1)
     pts = pts[np.argsort(pts[:, 0])]  # chunks are slabs along x
     log_sigma = np.where((pts[:, :1] > 2) & (rng.uniform(size=(n, 1)) < 0.3),
@@ -32,7 +32,7 @@ def _items(rng, n=12000, chunks=4):
 
 @pytest.mark.parametrize("seed", range(6))
 def test_big_footprint_flags_match_the_per_splat_rule(seed):
-    """Pages whose bound rules out footprints wider than a point skip the per-splat test;
+    """Groups whose bound rules out footprints wider than a point skip the per-splat test;
     the flags must equal the per-splat rule on every kept splat, guard or not."""
     rng = np.random.default_rng(seed)
     items = _items(rng)
