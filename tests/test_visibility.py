@@ -53,3 +53,24 @@ def test_big_footprint_flags_match_the_per_splat_rule(seed):
             np.testing.assert_array_equal(drawn.unsorted_big[start:start + count], expected)
             start += count
         assert start == drawn.count
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_back_to_front_is_a_stable_sort_on_float32_log_depth_keys(seed):
+    """The draw order: 16-bit keys of float32 log depth over the set's own range, furthest
+    first, ties in input order (what prepare's keys are, computed in float32)."""
+    from engine.render.prepare import SORT_KEY_MAX
+    from engine.render.visibility import back_to_front
+
+    rng = np.random.default_rng(seed)
+    depth = np.exp(rng.normal(0.0, 2.0, 5000)).astype(np.float32)
+    depth[rng.integers(0, 5000, 500)] = depth[0]  # ties
+    log_z = np.log(depth)
+    keys = np.rint((log_z - log_z.min()) * np.float32(SORT_KEY_MAX / (float(log_z.max())
+                                                                       - float(log_z.min()))))
+    expected = np.argsort(SORT_KEY_MAX - np.clip(keys, 0, SORT_KEY_MAX).astype(np.uint16),
+                          kind="stable")
+    order = back_to_front(depth)
+    np.testing.assert_array_equal(order, expected)
+    assert np.all(np.diff(np.log(depth[order])) <= 2 * (log_z.max() - log_z.min()) / SORT_KEY_MAX)
+    np.testing.assert_array_equal(back_to_front(np.full(7, 2.5, np.float32)), np.arange(7))
