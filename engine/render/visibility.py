@@ -180,7 +180,7 @@ def chunk_layout(chunk: SplatChunk) -> ChunkLayout:
     if n:
         lo = np.minimum.reduceat(localT, starts, axis=1)
         hi = np.maximum.reduceat(localT, starts, axis=1)
-        group_centre = 0.5 * (lo + hi)  # [3, P]
+        group_centre = 0.5 * (lo + hi)  # [3, G]
         d = localT - np.repeat(group_centre, np.diff(np.append(starts, n)), axis=1)
         dist = np.sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]) + radius64
         group_radius = np.maximum.reduceat(dist, starts) * (1 + 1e-6)  # float32 rounding
