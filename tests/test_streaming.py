@@ -10,7 +10,6 @@ head-on is all ties), so the comparison checks the GPU path, not a tie-break con
 
 import dataclasses
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +28,7 @@ from engine.scene import ChunkBounds, ChunkHandle, ChunkStore, append_level, bui
 from engine.splats import SplatChunk, normalize_quaternions, rgb_to_sh_dc
 from engine.synthetic import nested_plane_world
 from engine.world import World
+from tests.procs import child_env
 
 moderngl = pytest.importorskip("moderngl")
 from engine.render.gl import HeadlessContextError, create_headless_context  # noqa: E402
@@ -286,7 +286,7 @@ def test_points_cover_the_same_pixels_as_sprites_and_as_gl21_points(tmp_path):
     root = Path(__file__).resolve().parent.parent
     images, versions = {}, {}
     for profile in ("3.3", "3.3COMPAT"):
-        env = {**os.environ, "MESA_GL_VERSION_OVERRIDE": profile}
+        env = child_env(MESA_GL_VERSION_OVERRIDE=profile)
         out = tmp_path / f"{profile}.npy"
         done = subprocess.run([sys.executable, "-c", _PROFILE_SCRIPT, str(out)], cwd=root,
                               env=env, capture_output=True, text=True, timeout=600)

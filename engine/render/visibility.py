@@ -359,36 +359,37 @@ def _classify_groups(view: View, items: Sequence[DrawItem], origins32: Sequence[
     return list(zip(np.split(some, cuts), np.split(every, cuts), np.split(may_be_big, cuts)))
 
 
-def _group_rows(layout: ChunkLayout, groups: np.ndarray) -> np.ndarray:
+def _group_lengths(layout: ChunkLayout, groups: np.ndarray) -> np.ndarray:
+    """Rows in each of the given cull groups (the last group of a chunk may be short)."""
+    starts = groups * GROUP_SPLATS
+    return np.minimum(starts + GROUP_SPLATS, layout.count) - starts
+
+
+def _group_rows(layout: ChunkLayout, groups: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """Rows of the given cull groups (ascending groups -> ascending rows)."""
     starts = groups * GROUP_SPLATS
-    lengths = np.minimum(starts + GROUP_SPLATS, layout.count) - starts
     return np.repeat(starts - np.cumsum(lengths) + lengths, lengths) + np.arange(lengths.sum())
 
 
-def cull_item(view: View, item: DrawItem, cull: bool = True,
-              groups: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-              origin32: np.ndarray | None = None
+def cull_item(view: View, item: DrawItem, origin32: np.ndarray,
+              groups: tuple[np.ndarray, np.ndarray, np.ndarray] | None
               ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
     """(layout rows [K] or None for all, depth [K] float32, big [K] bool) of one chunk's
-    visible splats, rows ascending. `cull=False` keeps every splat (the no-modulation
-    ablation submits everything; depths are still needed for the sort). `groups` and
-    `origin32`: the item's `_classify_groups` result and camera-space origin, if known."""
+    visible splats, rows ascending. `origin32`: the chunk centre in camera space; `groups`:
+    the item's `_classify_groups` result, or None to keep every splat (`build_draw_list`
+    with `cull=False`; depths are still needed for the sort)."""
     layout, bands = item.layout, item.bands
     cam = view.camera
-    if origin32 is None:
-        origin32 = view.chunk_origin(layout.centre).astype(np.float32)
-    if not cull:
+    if groups is None:
         p = layout.local @ view.R32 + origin32
         return None, np.ascontiguousarray(p[:, 2]), _big_footprints(view, p, layout.radius)
-    if groups is None:
-        (groups,) = _classify_groups(view, [item], [origin32])
     some, every, may_be_big = groups
     if not some.any():
         return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(0, bool)
     kept = np.flatnonzero(some)  # the kept groups' numbers
     whole = len(kept) == layout.groups
-    rows = None if whole else _group_rows(layout, kept)
+    lengths = _group_lengths(layout, kept)
+    rows = None if whole else _group_rows(layout, kept, lengths)
     local = layout.local if whole else layout.local[rows]
     z = local @ view.R32[:, 2] + origin32[2]  # [K] every kept group needs depths
     big = np.zeros(len(z), bool)
@@ -396,7 +397,6 @@ def cull_item(view: View, item: DrawItem, cull: bool = True,
     if not partial.any():
         return rows, z, big
     # the splats of partial groups get the full per-splat test
-    lengths = np.minimum((kept + 1) * GROUP_SPLATS, layout.count) - kept * GROUP_SPLATS
     at = np.flatnonzero(np.repeat(partial[kept], lengths))  # positions in `rows` / `z`
     sub_rows = at if whole else rows[at]
     p = local[at] @ view.R32 + origin32  # [J, 3] camera space, float32
@@ -548,7 +548,7 @@ def build_draw_list(view: View, items: Sequence[DrawItem], cull: bool = True) ->
     classified = _classify_groups(view, items, origins32) if cull else [None] * len(items)
     for index, item in enumerate(items):
         considered += item.layout.count
-        rows, depth, big = cull_item(view, item, cull, classified[index], origins32[index])
+        rows, depth, big = cull_item(view, item, origins32[index], classified[index])
         counts[index] = len(depth)
         rows_l.append(rows)
         if len(depth) == 0:
