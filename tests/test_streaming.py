@@ -23,7 +23,8 @@ from engine.history import History, Step
 from engine.lod import LodIndex, LodLinks
 from engine.render.prepare import PreparedSplats, prepare
 from engine.render.reference import render as reference_render
-from engine.render.visibility import (PAGE_SPLATS, chunk_table, visible_chunks)
+from engine.render.visibility import (PAGE_SPLATS, Guard, View, build_draw_list, chunk_table,
+                                      visible_chunks)
 from engine.scene import ChunkBounds, ChunkHandle, ChunkStore, append_level, build_scene, flat_scene
 from engine.splats import SplatChunk, normalize_quaternions, rgb_to_sh_dc
 from engine.synthetic import nested_plane_world
@@ -174,10 +175,9 @@ def test_visible_set_and_drawn_splats_match_brute_force(exact, fbo_for):
     assert skipped > 0  # the chunk-level test does cull
 
 
-def test_cpu_culled_splats_are_not_drawn(exact, fbo_for):
-    """Behind, outside, faded and faint splats never reach the GPU (stats and draw list)."""
-    cam = Camera.look_at([0, 0, 0], [0, 0, 1], fov_y_deg=53.13, width=64, height=64, near=0.1,
-                         far=100.0)
+def _culled_splats_world(cam: Camera, keep_visible: bool = True) -> World:
+    """Splats at the centre of `cam` (drawn: rows 0, 8, 9) and behind, before near, beyond
+    far, outside, faded and faint ones (culled)."""
     s_here = 5.0 / cam.focal
     points = np.array([[0, 0, 5], [0, 0, -1], [0, 0, 0.05], [0, 0, 200], [20, 0, 5],
                        [0, -8, 5], [0, 1, 5], [1, 0, 5], [-1, 1, 5], [0.5, 0.5, 6]], float)
@@ -191,12 +191,51 @@ def test_cpu_culled_splats_are_not_drawn(exact, fbo_for):
     chunk = SplatChunk.from_world(points, np.tile([1.0, 0, 0, 0], (n, 1)),
                                   np.full((n, 3), math.log(0.1)), logits,
                                   rgb_to_sh_dc(np.full((n, 3), 0.5)), s_native)
-    world = flat_scene([(chunk, LodLinks(s_parent.astype(np.float32),
-                                        s_child.astype(np.float32)))])
+    links = LodLinks(s_parent.astype(np.float32), s_child.astype(np.float32))
+    if not keep_visible:
+        rows = np.array([1, 2, 3, 4, 5, 6, 7])
+        chunk, links = chunk.take(rows), LodLinks(links.s_parent[rows], links.s_child[rows])
+    return flat_scene([(chunk, links)])
+
+
+def _culled_camera() -> Camera:
+    return Camera.look_at([0, 0, 0], [0, 0, 1], fov_y_deg=53.13, width=64, height=64, near=0.1,
+                          far=100.0)
+
+
+def test_cpu_culled_splats_are_not_drawn(exact, fbo_for):
+    """Behind, outside, faded and faint splats never reach the GPU (stats and draw list)."""
+    cam = _culled_camera()
+    world = _culled_splats_world(cam)
     stats = exact.draw(world, cam, fbo_for(cam))
     prepared = prepare(cam, _pieces(world)[1])
     assert prepared.stats.drawn == 3 and stats.splats_drawn == 3
     assert {r for _, r in _drawn_pairs(exact)} == {0, 8, 9}
+
+
+
+@pytest.mark.parametrize("keep_visible", [True, False])
+def test_splats_the_gpu_culls_leave_no_trace(ctx, fbo_for, monkeypatch, keep_visible):
+    """The CPU cull is a superset: whatever else reaches the GPU (here every splat: a list
+    built without culling) must leave the image bit for bit as it is. The shader's culled
+    splats (a point at the viewport centre that discards itself, see points.glsl) touch no
+    pixel, not even the centre one."""
+    cam = _culled_camera()
+    world = _culled_splats_world(cam, keep_visible)
+    fbo = fbo_for(cam)
+    images = []
+    for cull in (True, False):
+        r = make_renderer(ctx, resort=None)
+        if not cull:
+            monkeypatch.setattr(r, "_build", lambda camera, items, point_px: build_draw_list(
+                View.of(camera, Guard(), point_px), items, cull=False))
+        stats = r.draw(world, cam, fbo, background=(0.2, 0.4, 0.6))
+        assert stats.splats_drawn == (3 if keep_visible else 0) if cull else (10 if keep_visible else 7)
+        images.append(np.frombuffer(fbo.read(components=4), np.uint8).reshape(64, 64, 4))
+        r.release()
+    assert np.array_equal(images[0], images[1])
+    if not keep_visible:
+        assert (images[1][..., :3] == np.round(np.array([0.2, 0.4, 0.6]) * 255)).all()
 
 
 # ---- images against the reference ---------------------------------------------------------

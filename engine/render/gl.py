@@ -151,6 +151,7 @@ def camera_uniforms(camera: Camera, viewport: tuple[int, int, int, int]) -> dict
         "u_image_size": (float(camera.width), float(camera.height)),
         "u_log_focal": math.log(camera.focal),
         "u_near": camera.near,
+        "u_far": camera.far,
         "u_viewport_scale": (viewport[2] / camera.width, viewport[3] / camera.height),
         "u_viewport": tuple(float(v) for v in viewport),
     }

@@ -29,6 +29,7 @@ uniform vec2 u_principal;         // cx, cy (camera pixels)
 uniform vec2 u_image_size;        // camera width, height (pixels)
 uniform float u_log_focal;        // log(sqrt(fx * fy))
 uniform float u_near;
+uniform float u_far;              // culled at or beyond, as in engine.render.prepare
 uniform vec4 u_viewport;          // framebuffer viewport x, y, width, height (window pixels)
 uniform float u_max_point_size;   // GL_POINT_SIZE_RANGE max (window pixels)
 uniform int u_lod_mode;           // 0: soft modulation, 1: hard switch (alpha >= 0.5 -> 1),
@@ -62,12 +63,17 @@ float modulation(float x) {
     return u_lod_mode == 1 ? (m >= 0.5 ? 1.0 : 0.0) : m;
 }
 
+// A splat the CPU kept (its tests are a superset) but that shows nothing: a one-pixel point
+// at the viewport centre whose fragment discards itself (opacity 0). Not a vertex outside the
+// clip volume: in Mesa's draw module (llvmpipe) one such vertex sends its whole batch of
+// vertices through the clipping pipeline instead of straight to setup, which cost the deep
+// bench frame 8% with under 1% of its points culled here.
 void emit_nothing() {
-    gl_Position = vec4(2.0, 2.0, 2.0, 1.0);  // outside the clip volume: no fragment
+    gl_Position = vec4(0.0, 0.0, 0.0, 1.0);
     gl_PointSize = 1.0;
     v_centre = vec2(0.0);
     v_conic = vec3(0.0);
-    v_color = vec4(0.0);
+    v_color = vec4(0.0);  // alpha 0 < MIN_FRAGMENT_ALPHA: discarded
 #ifdef WITH_DEPTH
     v_depth = 0.0;
 #endif
@@ -80,7 +86,7 @@ void main() {
                                                   page >> PAGE_TEXELS_BITS), 0).xyz;
     vec3 mean = u_R_camera_world * in_local + origin;
     float z = mean.z;
-    if (!(z > u_near)) { emit_nothing(); return; }
+    if (!(z > u_near && z < u_far)) { emit_nothing(); return; }
     float m = modulation(log(z) - u_log_focal);
     float opacity = in_color.a * m;
     if (m <= ALPHA_CULL || opacity < MIN_FRAGMENT_ALPHA) { emit_nothing(); return; }

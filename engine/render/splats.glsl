@@ -18,6 +18,7 @@ uniform vec2 u_principal;       // cx, cy (pixels)
 uniform vec2 u_image_size;      // camera width, height (pixels)
 uniform float u_log_focal;      // log(sqrt(fx * fy))
 uniform float u_near;
+uniform float u_far;
 uniform int u_lod_mode;         // 0: soft modulation (default), 1: hard switch (alpha >= 0.5
                                 // -> 1, else 0), 2: none (alpha = 1: the no-modulation ablation)
 
@@ -68,8 +69,9 @@ mat3 quat_to_matrix(vec4 q) {
 }
 
 void emit_nothing() {
-    // outside the clip volume and degenerate: the quad produces no fragment
-    gl_Position = vec4(0.0, 0.0, 2.0, 1.0);
+    // degenerate (all four corners on one point) inside the clip volume: the quad produces no
+    // fragment, and no clipping (see points.glsl: a clipped vertex costs its whole batch)
+    gl_Position = vec4(0.0, 0.0, 0.0, 1.0);
     v_mean2d = vec2(0.0);
     v_conic = vec3(0.0);
     v_color = vec4(0.0);
@@ -78,7 +80,7 @@ void emit_nothing() {
 
 void main() {
     float z = in_mean.z;
-    if (!(z > u_near)) { emit_nothing(); return; }
+    if (!(z > u_near && z < u_far)) { emit_nothing(); return; }
     float m = modulation(log(z) - u_log_focal, in_lod);
     float opacity = in_color.a * m;
     if (m <= ALPHA_CULL || opacity < MIN_FRAGMENT_ALPHA) { emit_nothing(); return; }
