@@ -213,7 +213,6 @@ def test_cpu_culled_splats_are_not_drawn(exact, fbo_for):
     assert {r for _, r in _drawn_pairs(exact)} == {0, 8, 9}
 
 
-
 @pytest.mark.parametrize("keep_visible", [True, False])
 def test_splats_the_gpu_culls_leave_no_trace(ctx, fbo_for, monkeypatch, keep_visible):
     """The CPU cull is a superset: whatever else reaches the GPU (here every splat: a list
@@ -223,6 +222,7 @@ def test_splats_the_gpu_culls_leave_no_trace(ctx, fbo_for, monkeypatch, keep_vis
     cam = _culled_camera()
     world = _culled_splats_world(cam, keep_visible)
     fbo = fbo_for(cam)
+    visible, every = (3, 10) if keep_visible else (0, 7)
     images = []
     for cull in (True, False):
         r = make_renderer(ctx, resort=None)
@@ -230,7 +230,7 @@ def test_splats_the_gpu_culls_leave_no_trace(ctx, fbo_for, monkeypatch, keep_vis
             monkeypatch.setattr(r, "_build", lambda camera, items, point_px: build_draw_list(
                 View.of(camera, Guard(), point_px), items, cull=False))
         stats = r.draw(world, cam, fbo, background=(0.2, 0.4, 0.6))
-        assert stats.splats_drawn == (3 if keep_visible else 0) if cull else (10 if keep_visible else 7)
+        assert stats.splats_drawn == (visible if cull else every)
         images.append(np.frombuffer(fbo.read(components=4), np.uint8).reshape(64, 64, 4))
         r.release()
     assert np.array_equal(images[0], images[1])
