@@ -137,7 +137,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     from engine.chunking import split_level
     from engine.history import History, Step
     from saves import save_world
-    from saves.ply import import_ply
+    from saves.ply import import_ply, import_ply_levels
 
     src = Path(args.ply)
     if not src.is_file():
@@ -145,7 +145,9 @@ def cmd_import(args: argparse.Namespace) -> int:
     out = _world_path(args.output, must_exist=False)
     if out.exists() and not args.force:
         raise UserError(f"{out}: already exists (use --force to replace it)")
-    chunk = import_ply(src)
+    chunk = _one_level(src, import_ply_levels(src), args.level)
+    if chunk is None:  # an empty file: an empty level-0 world
+        chunk = import_ply(src)
     parts = split_level(chunk, keep_origin=True)  # origin stays 0: the import is lossless
     history = History()
     history.add(Step(0, None, "import", tuple(range(len(parts))), prompt="",
@@ -153,6 +155,23 @@ def cmd_import(args: argparse.Namespace) -> int:
     save_world(out, history, dict(enumerate(parts)), meta={"source": src.name})
     print(f"imported {len(chunk):,} splats into {out} ({len(parts)} chunks)")
     return 0
+
+
+def _one_level(src: Path, levels: list, wanted: int | None):
+    """The chunk to import from a PLY read as `levels` (one chunk per level): its only level,
+    or level `wanted` of several. A multi-level export has lost the zoom cameras that link
+    its levels, so it cannot come back as a multi-level world. None for an empty file."""
+    found = [c.level for c in levels]
+    names = ", ".join(map(str, found[:8])) + (", ..." if len(found) > 8 else "")
+    if wanted is not None:
+        if wanted not in found:
+            raise UserError(f"{src.name}: no splats of level {wanted} (levels: {names or 'none'})")
+        return levels[found.index(wanted)]
+    if len(levels) > 1:
+        raise UserError(f"{src.name}: holds splats of {len(levels)} levels ({names}); import "
+                        "makes a one-level world: choose one with --level N (a .wzs world "
+                        "file keeps every level and its history)")
+    return levels[0] if levels else None
 
 
 def cmd_compact(args: argparse.Namespace) -> int:
@@ -512,6 +531,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("import", cmd_import, "import a standard 3DGS PLY (any SH degree) as a one-level world")
     p.add_argument("ply", help="input .ply file")
     p.add_argument("-o", "--output", required=True, metavar="WORLD", help="output world (.wzs)")
+    p.add_argument("--level", type=int, default=None, metavar="N",
+                   help="the level to import from a multi-level WonderZoom export (the file's "
+                        "`level` property)")
     p.add_argument("--force", action="store_true", help="replace WORLD if it exists")
 
     p = add("compact", cmd_compact, "write a clean copy of a world (drops orphaned data)")

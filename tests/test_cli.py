@@ -65,6 +65,27 @@ def test_checkout_history_and_export_at_a_step(demo, tmp_path):
     assert [len(c) for c in import_ply_levels(ply)] == [64 * 64, 64 * 64]
 
 
+def test_import_of_a_multi_level_export_asks_for_a_level(demo, tmp_path):
+    ply = tmp_path / "all.ply"
+    assert run("export", demo, "--ply", ply).returncode == 0  # levels 0, 1, 2
+    world = tmp_path / "one.wzs"
+    r = run("import", ply, "-o", world)
+    assert r.returncode == 2 and not world.exists()
+    assert "3 levels (0, 1, 2)" in r.stderr and "--level" in r.stderr
+    assert "import_ply_levels" not in r.stderr and "Traceback" not in r.stderr
+    r = run("import", ply, "-o", world, "--level", 5)
+    assert r.returncode == 2 and "no splats of level 5" in r.stderr and not world.exists()
+    r = run("import", ply, "-o", world, "--level", 1)
+    assert r.returncode == 0, r.stderr
+    info = json.loads(run("info", world, "--json").stdout)
+    assert [lv["splats"] for lv in info["levels"]] == [64 * 64]
+    from saves.ply import import_ply, import_ply_levels
+    ply1 = tmp_path / "one.ply"
+    assert run("export", world, "--ply", ply1).returncode == 0
+    level1 = import_ply_levels(ply)[1]
+    assert np.array_equal(import_ply(ply1).positions, level1.positions)
+
+
 def test_import_export_round_trip_through_the_cli(demo, tmp_path):
     ply = tmp_path / "a.ply"
     assert run("export", demo, "--ply", ply, "--step", 0).returncode == 0
