@@ -75,6 +75,8 @@ POPPING_STEP = 1.005  # zoom per frame on the popping segments
 POPPING_SPAN = 1.1  # each segment runs from 1.1x above a switch point to 1.1x below
 POPPING_SEGMENT_FRAMES = 40
 NOMOD_FRAMES = 3
+SIZE = 345  # splats per level, vertically (--size)
+PATH_FRAMES = 40  # frames on the timed zoom path (--frames)
 
 
 # ---- the world ----------------------------------------------------------------------------
@@ -415,9 +417,10 @@ def run(size: int, path_frames: int, log, footprint: float) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON line")
-    parser.add_argument("--size", type=int, default=345,
+    parser.add_argument("--size", type=int, default=SIZE,
                         help="pixels per level, vertically (16:9 like the view: 614x345)")
-    parser.add_argument("--frames", type=int, default=40, help="frames on the timed zoom path")
+    parser.add_argument("--frames", type=int, default=PATH_FRAMES,
+                        help="frames on the timed zoom path")
     parser.add_argument("--footprint", type=float, default=GenerationConfig().splat_footprint,
                         help="splat std-dev / pixel spacing (default: what the generator makes)")
     args = parser.parse_args()

@@ -40,9 +40,13 @@ def deep_setup(strip: int, strips: int):
     from engine.camera import Camera
     from engine.render.camera_path import zoom_sweep
     from engine.render.streaming import StreamingRenderer
+    from generation.config import GenerationConfig
 
-    world, cameras, _, target, native = bench_render.build_world(345, 0.5)
-    deep = zoom_sweep(bench_render.render_camera(cameras[0]), target, native[-1], 40)[-1]
+    # the bench's defaults: its world and the last camera of its zoom path
+    world, cameras, _, target, native = bench_render.build_world(
+        bench_render.SIZE, GenerationConfig().splat_footprint)
+    deep = zoom_sweep(bench_render.render_camera(cameras[0]), target, native[-1],
+                      bench_render.PATH_FRAMES)[-1]
     bench = bench_render.Bench()
     width = deep.width // strips
     if strips > 1:
