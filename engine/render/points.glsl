@@ -18,6 +18,11 @@
 // size never come here: the CPU routes them to the quad path (splats.glsl).
 // Outputs (premultiplied, blended with ONE, ONE_MINUS_SRC_ALPHA, back to front):
 //   out_color = (rgb * a, a);  out_depth = (z * a, 0, 0, a) -> expected depth = R / A.
+// Why two packed varyings: llvmpipe's frame thread sets up and stores every flat input of
+// every point (48 bytes each), and its rasterizer threads, often on the other core, read
+// those records back; the nine values the fragment shader needs fit two vec4 slots once the
+// colour travels as 16-bit unorm (1/65535: far below the 8-bit output). Three slots (vec2,
+// vec3, vec4) cost the render bench's deep frame 1-2% more CPU (100 interleaved pairs).
 
 #if defined VERTEX_SHADER
 
@@ -35,14 +40,16 @@ uniform float u_max_point_size;   // GL_POINT_SIZE_RANGE max (window pixels)
 uniform int u_lod_mode;           // 0: soft modulation, 1: hard switch (alpha >= 0.5 -> 1),
                                   // 2: none (alpha = 1: the no-modulation ablation)
 
-in vec3 in_local;   // main 0:3   splat centre - chunk centre (world axes)
-in mat3 in_cov;     // main 3:12  M = R diag(scale), world axes; Sigma = M M^T
-in vec4 in_color;   // main 12:16 rgb, opacity
+// The main row is fetched as four vec4s: llvmpipe fetches a vec3 attribute (or a mat3's
+// columns) with more work than a vec4. The render bench's deep frame drawn with rasterization
+// off (vertex stage, cull and sort) took ~3 ms less of ~22 this way.
+in mat4 in_main;    // main 0:16: local xyz (splat centre - chunk centre, world axes), then
+                    // M = R diag(scale) by columns (world axes; Sigma = M M^T), rgb, opacity
 in vec3 in_lod;     // lod 0:3    log s_native, log s_parent, log s_child (absent: +-1e30)
 
-flat out vec2 v_centre;  // splat centre in window pixels
-flat out vec3 v_conic;   // (xx, xy, yy) of the inverse 2D covariance in window pixels
-flat out vec4 v_color;   // rgb, opacity * modulation
+flat out vec4 v_centre_conic;  // splat centre (window pixels); conic xx, xy
+flat out uvec4 v_packed;        // conic yy (float bits); r << 16 | g, b (16-bit unorm);
+                                // opacity * modulation (float bits)
 #ifdef WITH_DEPTH
 flat out float v_depth;
 #endif
@@ -71,12 +78,18 @@ float modulation(float x) {
 void emit_nothing() {
     gl_Position = vec4(0.0, 0.0, 0.0, 1.0);
     gl_PointSize = 1.0;
-    v_centre = vec2(0.0);
-    v_conic = vec3(0.0);
-    v_color = vec4(0.0);  // alpha 0 < MIN_FRAGMENT_ALPHA: discarded
+    v_centre_conic = vec4(0.0);
+    v_packed = uvec4(0u);  // opacity 0.0 < MIN_FRAGMENT_ALPHA: discarded
 #ifdef WITH_DEPTH
     v_depth = 0.0;
 #endif
+}
+
+// (centre, conic xx xy yy, rgb, opacity) -> the two packed varyings
+void emit(vec2 centre, vec3 conic, vec3 rgb, float opacity) {
+    v_centre_conic = vec4(centre, conic.xy);
+    uvec3 q = uvec3(round(clamp(rgb, 0.0, 1.0) * 65535.0));
+    v_packed = uvec4(floatBitsToUint(conic.z), (q.r << 16) | q.g, q.b, floatBitsToUint(opacity));
 }
 
 void main() {
@@ -84,17 +97,21 @@ void main() {
     int page = gl_VertexID >> PAGE_BITS;
     vec3 origin = texelFetch(u_page_origin, ivec2(page & ((1 << PAGE_TEXELS_BITS) - 1),
                                                   page >> PAGE_TEXELS_BITS), 0).xyz;
-    vec3 mean = u_R_camera_world * in_local + origin;
+    vec3 local = in_main[0].xyz;
+    mat3 M = mat3(vec3(in_main[0].w, in_main[1].xy), vec3(in_main[1].zw, in_main[2].x),
+                  in_main[2].yzw);
+    vec4 color = in_main[3];
+    vec3 mean = u_R_camera_world * local + origin;
     float z = mean.z;
     if (!(z > u_near && z < u_far)) { emit_nothing(); return; }
     float m = modulation(log(z) - u_log_focal);
-    float opacity = in_color.a * m;
+    float opacity = color.a * m;
     if (m <= ALPHA_CULL || opacity < MIN_FRAGMENT_ALPHA) { emit_nothing(); return; }
 
     vec2 xy_over_z = mean.xy / z;
     vec3 j0 = vec3(u_focal.x / z, 0.0, -u_focal.x * xy_over_z.x / z);
     vec3 j1 = vec3(0.0, u_focal.y / z, -u_focal.y * xy_over_z.y / z);
-    mat3 WM = u_R_camera_world * in_cov;
+    mat3 WM = u_R_camera_world * M;
     vec3 t0 = j0 * WM;  // row vectors: rows of J W M
     vec3 t1 = j1 * WM;
     float sxx = dot(t0, t0);
@@ -127,11 +144,10 @@ void main() {
     vec2 square = start + 0.5 * side;
     gl_PointSize = min(side, u_max_point_size);
     gl_Position = vec4(2.0 * (square - u_viewport.xy) / u_viewport.zw - 1.0, 0.0, 1.0);
-    v_centre = centre;
     // d_camera = (dx / sx, -dy / sy): the flipped v turns the sign of the cross term
-    v_conic = vec3(cyy / (scale.x * scale.x), cxy / (scale.x * scale.y),
-                   cxx / (scale.y * scale.y)) / det;
-    v_color = vec4(in_color.rgb, opacity);
+    vec3 conic = vec3(cyy / (scale.x * scale.x), cxy / (scale.x * scale.y),
+                      cxx / (scale.y * scale.y)) / det;
+    emit(centre, conic, color.rgb, opacity);
 #ifdef WITH_DEPTH
     v_depth = z;
 #endif
@@ -139,9 +155,8 @@ void main() {
 
 #elif defined FRAGMENT_SHADER
 
-flat in vec2 v_centre;
-flat in vec3 v_conic;
-flat in vec4 v_color;
+flat in vec4 v_centre_conic;
+flat in uvec4 v_packed;
 #ifdef WITH_DEPTH
 flat in float v_depth;
 #endif
@@ -157,11 +172,13 @@ const float FOOTPRINT_POWER = 9.0;  // (3 sigma)^2
 const float HALF_LOG2_E = 0.72134752044448170;  // exp(-power / 2) = exp2(-power * this)
 
 void main() {
-    vec2 d = gl_FragCoord.xy - v_centre;
-    float power = v_conic.x * d.x * d.x + 2.0 * v_conic.y * d.x * d.y + v_conic.z * d.y * d.y;
-    float a = min(MAX_FRAGMENT_ALPHA, v_color.a * exp2(-HALF_LOG2_E * power));
+    vec2 d = gl_FragCoord.xy - v_centre_conic.xy;
+    vec3 conic = vec3(v_centre_conic.zw, uintBitsToFloat(v_packed.x));
+    float power = conic.x * d.x * d.x + 2.0 * conic.y * d.x * d.y + conic.z * d.y * d.y;
+    float a = min(MAX_FRAGMENT_ALPHA, uintBitsToFloat(v_packed.w) * exp2(-HALF_LOG2_E * power));
     if (power > FOOTPRINT_POWER || a < MIN_FRAGMENT_ALPHA) discard;
-    out_color = vec4(v_color.rgb * a, a);
+    vec3 rgb = vec3(v_packed.y >> 16, v_packed.y & 0xffffu, v_packed.z) * (1.0 / 65535.0);
+    out_color = vec4(rgb * a, a);
 #ifdef WITH_DEPTH
     out_depth = vec4(v_depth * a, 0.0, 0.0, a);
 #endif

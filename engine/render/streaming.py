@@ -475,7 +475,7 @@ class StreamingRenderer:
         vao = self._vaos.get(program.glo)
         if vao is None:
             vao = self.ctx.vertex_array(program, [
-                (self.arena.main, f"3f 9f 4f", "in_local", "in_cov", "in_color"),
+                (self.arena.main, f"{MAIN_WIDTH}f", "in_main"),
                 (self.arena.lod, f"{LOD_WIDTH}f", "in_lod"),
             ], index_buffer=self._index, index_element_size=4)
             self._vaos[program.glo] = vao
@@ -514,5 +514,5 @@ class _SortState:
     future_signature: tuple = ()
 
 
-# the attribute widths the VAO format in `_vao` spells out
-assert MAIN_WIDTH == 3 + 9 + 4
+# points.glsl reads a main row as one mat4
+assert MAIN_WIDTH == 16
