@@ -4,6 +4,9 @@
   chunk set, GPU residency under a byte budget, CPU cull + sort, one indexed point draw.
 - `engine.render.visibility`: the CPU half of a frame (chunk- and splat-level culling,
   16-bit log-depth sort) for the streaming renderer.
+- `engine.render.gpu_driven`: the streaming renderer's GPU path (cull, keys, compaction,
+  sort and an indirect draw on the GPU; `gpu_cull.glsl`) and the choice of path;
+  `engine.render.gpu_sort`: its stable radix sort (`radix_sort.glsl`).
 - `engine.render.residency`: the GPU arena of resident chunks (pages, LRU, capped uploads).
 - `engine.render.prepare`: CPU culling, camera-relative packing and back-to-front sorting
   into one instance array (the reference path, and the streaming renderer's quad path).

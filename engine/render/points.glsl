@@ -23,6 +23,11 @@
 // those records back; the nine values the fragment shader needs fit two vec4 slots once the
 // colour travels as 16-bit unorm (1/65535: far below the 8-bit output). Three slots (vec2,
 // vec3, vec4) cost the render bench's deep frame 1-2% more CPU (100 interleaved pairs).
+// SORTED_QUADS (GPU-driven path, engine/render/gpu_driven.py; "#version 430"): the same
+// splat as an instanced 4-vertex strip covering the same square of whole pixels, hence the
+// same pixels, for frames whose footprints may exceed the largest GL point; instance i reads
+// its arena row from the sorted list and its attributes from the arena bound as storage
+// buffers.
 
 #if defined VERTEX_SHADER
 
@@ -43,9 +48,17 @@ uniform int u_lod_mode;           // 0: soft modulation, 1: hard switch (alpha >
 // The main row is fetched as four vec4s: llvmpipe fetches a vec3 attribute (or a mat3's
 // columns) with more work than a vec4. The render bench's deep frame drawn with rasterization
 // off (vertex stage, cull and sort) took ~3 ms less of ~22 this way.
+#ifdef SORTED_QUADS
+layout(std430, binding = 0) readonly buffer MainRows { mat4 main_rows[]; };
+layout(std430, binding = 1) readonly buffer LodRows { float lod_rows[]; };  // 3 per row
+layout(std430, binding = 2) readonly buffer SortedRows { uint sorted_rows[]; };
+mat4 in_main;       // read from the buffers at the start of main()
+vec3 in_lod;
+#else
 in mat4 in_main;    // main 0:16: local xyz (splat centre - chunk centre, world axes), then
                     // M = R diag(scale) by columns (world axes; Sigma = M M^T), rgb, opacity
 in vec3 in_lod;     // lod 0:3    log s_native, log s_parent, log s_child (absent: +-1e30)
+#endif
 
 flat out vec4 v_centre_conic;  // splat centre (window pixels); conic xx, xy
 flat out uvec4 v_packed;        // conic yy (float bits); r << 16 | g, b (16-bit unorm);
@@ -93,8 +106,15 @@ void emit(vec2 centre, vec3 conic, vec3 rgb, float opacity) {
 }
 
 void main() {
+#ifdef SORTED_QUADS
+    int row = int(sorted_rows[gl_InstanceID]);
+    in_main = main_rows[row];
+    in_lod = vec3(lod_rows[3 * row], lod_rows[3 * row + 1], lod_rows[3 * row + 2]);
+#else
     // for an indexed draw gl_VertexID is the index: the arena row, whose page names the chunk
-    int page = gl_VertexID >> PAGE_BITS;
+    int row = gl_VertexID;
+#endif
+    int page = row >> PAGE_BITS;
     vec3 origin = texelFetch(u_page_origin, ivec2(page & ((1 << PAGE_TEXELS_BITS) - 1),
                                                   page >> PAGE_TEXELS_BITS), 0).xyz;
     vec3 local = in_main[0].xyz;
@@ -143,6 +163,10 @@ void main() {
     vec2 start = max(min(first, viewport_end - side), u_viewport.xy);
     vec2 square = start + 0.5 * side;
     gl_PointSize = min(side, u_max_point_size);
+#ifdef SORTED_QUADS
+    // strip corners (-1, -1), (1, -1), (-1, 1), (1, 1): the point's square, unclamped
+    square += 0.5 * side * (vec2(gl_VertexID & 1, gl_VertexID >> 1) * 2.0 - 1.0);
+#endif
     gl_Position = vec4(2.0 * (square - u_viewport.xy) / u_viewport.zw - 1.0, 0.0, 1.0);
     // d_camera = (dx / sx, -dy / sy): the flipped v turns the sign of the cross term
     vec3 conic = vec3(cyy / (scale.x * scale.x), cxy / (scale.x * scale.y),

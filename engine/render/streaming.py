@@ -16,6 +16,11 @@ Owns the frame's renderer stages, in this order (`StreamingRenderer._frame`):
    splat data; footprints wider than the largest GL point go through the CPU-packed
    instanced-quad path (`engine.render.gl`, `splats.glsl`), in back-to-front runs
    interleaved with the point runs.
+That is the CPU path (`path="cpu"`). On the GPU path (`path="gpu"`, `StreamingRenderer.
+set_path`) stages 1 and 2 are the same and 3 and 4 are `engine.render.gpu_driven`'s: the
+GPU culls, keys and sorts every splat of the visible resident chunks and draws them with one
+indirect draw, the CPU doing per-chunk work only; `path="auto"` picks between them
+(`gpu_driven.choose_path`, `probe_paths`).
 Does not own: the frame loop, input, windows, applying world commands (the caller applies
 them before drawing), or the definition of the image (`engine.render.reference`).
 
@@ -40,7 +45,10 @@ import numpy as np
 from engine.camera import Camera
 from engine.lod import LodIndex, LodLinks
 from engine.render.gl import (GLSL_VERSION, OffscreenTargets, SplatRenderer, camera_uniforms,
-                              gl_flush_function, premultiplied_blending, set_uniforms)
+                              gl_flush_function, premultiplied_blending, set_uniforms,
+                              wait_for_gpu)
+from engine.render.gpu_driven import (RENDER_PATHS, GpuDrivenPath, GpuItem, GpuSupport,
+                                      RenderPathError, choose_path, gpu_support)
 from engine.render.prepare import PACKED_WIDTH, pack
 from engine.render.reference import RenderOutput
 from engine.render.residency import (LOD_WIDTH, MAIN_WIDTH, PAGE_BYTES, PagedArena, Residency,
@@ -48,8 +56,9 @@ from engine.render.residency import (LOD_WIDTH, MAIN_WIDTH, PAGE_BYTES, PagedAre
 from engine.render.visibility import (PAGE_BITS, ChunkBands, ChunkLayout, DrawItem, DrawList,
                                       Guard, View, build_draw_list, chunk_bands, chunk_layout,
                                       chunk_table, visible_chunks)
-from engine.scene import ChunkStore
+from engine.scene import ChunkStore, flat_scene
 from engine.splats import SplatChunk
+from engine.synthetic import nested_plane_world
 from engine.world import World
 
 POINTS_SHADER_PATH = Path(__file__).parent / "points.glsl"
@@ -65,6 +74,8 @@ LOD_MODES = {"soft": 0, "hard": 1, "none": 2}
 # native frame ~3%, per-flush overhead).
 FLUSH_SPLATS = 32768
 SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swiftshader")
+PROBE_SPLATS_SIDE = 256  # `probe_paths`: a plane of 256 x 256 splats...
+PROBE_VIEW = (640, 360)  # ...drawn at this size
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,10 @@ class FrameStats:
     draw_calls: int = 0
     sort_ms: float = 0.0  # cull + sort on this thread (0 when reused or done on the worker)
     upload_ms: float = 0.0
+    # "cpu" or "gpu". On the GPU path the cull runs on the GPU and its count is never read
+    # back: `splats_drawn` is then the splats offered to it (every splat of the visible
+    # resident chunks; `StreamingRenderer.read_gpu_counts` reads the exact count)
+    path: str = "cpu"
 
 
 class StreamingRenderer:
@@ -123,11 +138,15 @@ class StreamingRenderer:
 
     def __init__(self, ctx: moderngl.Context, budget: StreamingBudget = StreamingBudget(),
                  modulation: bool = True, *, lod_mode: str = "soft", sort_mode: str = "sync",
-                 resort: ResortPolicy | None = ResortPolicy()) -> None:
+                 resort: ResortPolicy | None = ResortPolicy(), path: str = "cpu") -> None:
         """`lod_mode`: "soft" (the paper's modulation) or "hard" (alpha 1 where the soft
         alpha >= 0.5, else 0: level switching, for comparison). `sort_mode`: "sync" sorts on
         this thread when the camera moved more than `resort` allows (None: whenever it moved
-        at all); "async" sorts on a worker thread and draws the last order meanwhile."""
+        at all); "async" sorts on a worker thread and draws the last order meanwhile.
+        `path`: "cpu" (cull and sort in numpy), "gpu" (`engine.render.gpu_driven`: cull,
+        sort and an indirect draw on the GPU; RenderPathError where the context cannot run
+        it) or "auto" (`choose_path`: the GPU path on a hardware GL that can run it and is
+        faster on a probe frame, else the CPU path); `set_path` switches at run time."""
         if lod_mode not in ("soft", "hard"):
             raise ValueError("lod_mode must be 'soft' or 'hard'")
         if sort_mode not in ("sync", "async"):
@@ -168,6 +187,68 @@ class StreamingRenderer:
         self._last_frame_start = 0.0
         self.last_stats: FrameStats | None = None
         self.last_list: DrawList | None = None  # the list drawn last (tests, picking)
+        self._gpu: GpuDrivenPath | None = None
+        self._gpu_support: GpuSupport | None = None
+        self._path = "cpu"
+        self.requested_path = "cpu"
+        self.path_reason = "asked for the CPU path"
+        if path != "cpu":
+            self.set_path(path)
+
+    # ---- the render path ------------------------------------------------------------------
+    @property
+    def path(self) -> str:
+        """The path that draws: "cpu" or "gpu" (what "auto" chose)."""
+        return self._path
+
+    @property
+    def gpu_support(self) -> GpuSupport:
+        if self._gpu_support is None:
+            self._gpu_support = gpu_support(self.ctx)
+        return self._gpu_support
+
+    def set_path(self, path: str) -> str:
+        """Switch to "cpu", "gpu" or "auto" (effective from the next frame; resident chunks
+        stay) and return the path that now draws. Raises RenderPathError for an unknown
+        name, or for "gpu" on a context without compute shaders."""
+        if path not in RENDER_PATHS:
+            raise RenderPathError(f"unknown renderer {path!r}: choose one of "
+                                  f"{', '.join(RENDER_PATHS)}")
+        chosen, reason = choose_path(path, self.gpu_support, lambda: probe_paths(self.ctx))
+        if chosen == "gpu" and self._gpu is None:
+            self._gpu = GpuDrivenPath(self.ctx, {False: self._points, True: self._points_depth})
+        self._path, self.requested_path, self.path_reason = chosen, path, reason
+        return chosen
+
+    def read_gpu_counts(self) -> dict[str, int]:
+        """The GPU path's counters of its last culled frame, read back (tests, benchmarks):
+        `drawn`, `ordered` (equal to drawn), `candidates`."""
+        if self._gpu is None:
+            raise RenderPathError("the GPU path has not run")
+        return self._gpu.read_counts()
+
+    def drawn_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """([K] chunk ids, [K] rows in each chunk's own order) of the last frame's splats,
+        back to front, on either path (the GPU path's list is read back: tests, tools)."""
+        if self.last_stats is None or self.last_stats.path == "cpu":
+            if self.last_list is None:
+                return np.zeros(0, np.int64), np.zeros(0, np.int64)
+            return self.last_list.chunk_rows()
+        rows = self._gpu.read_rows().astype(np.int64)
+        page_chunk = {}
+        for it in self._gpu.items:
+            layout = self._layouts.get(it.chunk_id)
+            for k, page in enumerate(it.pages.tolist()):
+                page_chunk[page] = (it.chunk_id, k, layout)
+        ids = np.zeros(len(rows), np.int64)
+        out = np.zeros(len(rows), np.int64)
+        pages = rows >> PAGE_BITS
+        for page in np.unique(pages).tolist():
+            sel = pages == page
+            cid, k, layout = page_chunk[page]
+            ids[sel] = cid
+            out[sel] = layout.order[(k << PAGE_BITS) | (rows[sel] & ((1 << PAGE_BITS) - 1))]
+        return ids, out
 
     # ---- public API -----------------------------------------------------------------------
     def draw(self, world: World, camera: Camera, framebuffer: moderngl.Framebuffer | None = None,
@@ -215,6 +296,9 @@ class StreamingRenderer:
         for vao in self._vaos.values():
             vao.release()
         self._vaos.clear()
+        if self._gpu is not None:
+            self._gpu.release()
+            self._gpu = None
         for obj in (self._points, self._points_depth, self._index, self._origins):
             if obj is not None:
                 obj.release()
@@ -235,6 +319,9 @@ class StreamingRenderer:
         cap = None if complete else self.budget.upload_bytes_per_frame
         uploaded = self.residency.update(self._frame_no, wanted, cap)
         upload_ms = (time.perf_counter() - t_upload) * 1e3
+        if self._path == "gpu":
+            return self._frame_gpu(wanted, visible, camera, fbo, with_depth, t_start,
+                                   uploaded, upload_ms)
         items = []
         for w in wanted:
             entry = self.residency.ready(w.chunk_id)
@@ -262,6 +349,36 @@ class StreamingRenderer:
             sort_ms=sort_ms, upload_ms=upload_ms)
         self.last_stats = stats
         self.last_list = draw_list
+        return stats
+
+    def _frame_gpu(self, wanted: list[Wanted], visible: set[int], camera: Camera,
+                   fbo: moderngl.Framebuffer, with_depth: bool, t_start: float, uploaded: int,
+                   upload_ms: float) -> FrameStats:
+        """The GPU-driven frame (`engine.render.gpu_driven`): per chunk on the CPU, per
+        splat on the GPU."""
+        items = []
+        for w in wanted:
+            entry = self.residency.ready(w.chunk_id)
+            if entry is not None:
+                items.append(GpuItem(w.chunk_id, w.layout.centre, entry.pages, w.layout.count,
+                                     entry.links))
+        self._forget_unused(visible)
+        t_draw = time.perf_counter()
+        calls = self._gpu.draw(self.arena, items, camera, fbo, with_depth, self.lod_mode,
+                               self.max_point_size)
+        t_end = time.perf_counter()
+        stats = FrameStats(
+            chunks_visible=len(visible), chunks_resident=self.residency.chunks_ready,
+            splats_drawn=self._gpu.candidates if items else 0,
+            splats_resident=self.residency.splats_ready,
+            bytes_resident=self.residency.bytes_resident, bytes_uploaded=uploaded,
+            prepare_ms=(t_draw - t_start) * 1e3, draw_ms=(t_end - t_draw) * 1e3,
+            sorted_this_frame=self._gpu.computed_last_frame,
+            chunks_pending=len(visible) - len(items),
+            splats_quads=self._gpu.candidates if calls and self._gpu.quads_last_frame else 0,
+            draw_calls=calls, upload_ms=upload_ms, path="gpu")
+        self.last_stats = stats
+        self.last_list = None
         return stats
 
     def _wanted(self, world: World, camera: Camera, complete: bool
@@ -502,6 +619,30 @@ class StreamingRenderer:
             entry = self.residency.ready(it.chunk_id)
             data[entry.pages, :3] = (it.layout.centre - eye) @ R
         self._origins.write(data)
+
+
+def probe_paths(ctx: moderngl.Context, frames: int = 3) -> tuple[float, float]:
+    """(cpu_ms, gpu_ms): median wall time of a probe frame (a 256x256-splat plane from
+    `engine.synthetic`, 640x360, culled and sorted anew each frame, GPU finished) on each
+    path, for `path="auto"` on a hardware GL. Costs a few frames of each path at start-up."""
+    (camera, level), = nested_plane_world(levels=1, size=PROBE_SPLATS_SIDE)
+    world = flat_scene([(level, None)])
+    fbo = ctx.simple_framebuffer(PROBE_VIEW)
+    medians = []
+    for path in ("cpu", "gpu"):
+        renderer = StreamingRenderer(ctx, resort=None, path=path)
+        renderer.draw(world, camera, fbo, complete=True)  # uploads, first-use compiles
+        wait_for_gpu(ctx)
+        times = []
+        for k in range(frames):
+            t = time.perf_counter()
+            renderer.draw(world, camera.with_fov_scale(1.0 + 1e-9 * (k + 1)), fbo)
+            wait_for_gpu(ctx)
+            times.append((time.perf_counter() - t) * 1e3)
+        renderer.release()
+        medians.append(sorted(times)[len(times) // 2])
+    fbo.release()
+    return medians[0], medians[1]
 
 
 @dataclass(eq=False)
