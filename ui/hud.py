@@ -54,6 +54,7 @@ class HudState:
     show_history: bool = False
     history_lines: list[str] = field(default_factory=list)
     visible: bool = True
+    renderer_path: str = ""  # "cpu" / "gpu": StreamingRenderer.path ("" shows nothing)
 
 
 def format_zoom(factor: float) -> str:
@@ -61,6 +62,14 @@ def format_zoom(factor: float) -> str:
         exponent = int(np.floor(np.log10(factor)))
         return f"x{factor / 10 ** exponent:.1f}e{exponent}"
     return f"x{factor:.1f}" if factor < 100 else f"x{factor:.0f}"
+
+
+def hud_lines(s: HudState) -> list[str]:
+    """The stats panel's lines."""
+    renderer = f"  {s.renderer_path} renderer" if s.renderer_path else ""
+    return [f"{s.fps:5.1f} FPS  {s.frame_ms:5.1f} ms{renderer}",
+            f"splats {s.splats_drawn:,} drawn / {s.splats_resident:,} resident",
+            f"level {s.level}   zoom {format_zoom(s.zoom_factor)}   {s.pixel_scale:.2e} /px"]
 
 
 class Hud:
@@ -112,9 +121,7 @@ class Hud:
         if not s.visible:
             return surf
         w, h = self.size
-        lines = [f"{s.fps:5.1f} FPS  {s.frame_ms:5.1f} ms",
-                 f"splats {s.splats_drawn:,} drawn / {s.splats_resident:,} resident",
-                 f"level {s.level}   zoom {format_zoom(s.zoom_factor)}   {s.pixel_scale:.2e} /px"]
+        lines = hud_lines(s)
         self._panel(pygame.Rect(6, 6, 330, 8 + 20 * len(lines)))
         for i, line in enumerate(lines):
             self._text(line, (12, 10 + 20 * i))
@@ -161,7 +168,8 @@ class Hud:
                      state.level, round(state.zoom_factor, 2), state.generation,
                      None if state.generation_fraction is None else round(state.generation_fraction, 2),
                      tuple(state.messages[-3:]), state.prompt, state.poi_px and tuple(map(int, state.poi_px)),
-                     state.show_help, state.show_history, tuple(state.history_lines), state.visible)
+                     state.show_help, state.show_history, tuple(state.history_lines), state.visible,
+                     state.renderer_path)
         if signature != self._signature:
             self.compose(state)
             self.texture.write(pygame.image.tobytes(self.surface, "RGBA", False))
