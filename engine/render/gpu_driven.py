@@ -31,6 +31,7 @@ chunk-local offsets in the arena plus a per-chunk origin computed in float64 eac
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -217,6 +218,8 @@ class GpuDrivenPath:
         self.candidates = 0  # splats offered to the cull by the last frame
         self.quads_last_frame = False
         self.computed_last_frame = False
+        self.launch_s = 0.0  # last frame: seconds inside dispatch and draw calls (see
+        #                      GpuRadixSort.launch_s)
 
     # ---- a frame --------------------------------------------------------------------------
     def draw(self, arena: PagedArena, items: Sequence[GpuItem], camera: Camera,
@@ -224,6 +227,7 @@ class GpuDrivenPath:
              max_point_size: float) -> int:
         """Cull, sort and draw `items` into the bound `fbo` (cleared by the caller); returns
         the number of draw calls (0 or 1). Leaves blending as `premultiplied_blending`."""
+        self.launch_s = 0.0
         self._set_items(items)
         if self._work_count == 0:
             self.computed_last_frame = self.quads_last_frame = False
@@ -286,19 +290,25 @@ class GpuDrivenPath:
         cull = self._cull["CULL"]
         set_compute_uniforms(cull, {**cull_uniforms(camera, lod_mode),
                                     "u_work_pages": self._work_count})
-        cull.run(*groups)
+        self._launch(cull.run, *groups)
         ctx.memory_barrier(moderngl.SHADER_STORAGE_BARRIER_BIT)
         order = self._cull["ORDER"]
         set_compute_uniforms(order, {"u_work_pages": self._work_count})
-        order.run(1)
+        self._launch(order.run, 1)
         ctx.memory_barrier(moderngl.SHADER_STORAGE_BARRIER_BIT)
         keys = self._cull["KEYS"]
         set_compute_uniforms(keys, {"u_work_pages": self._work_count})
         self.sort.keys.bind_to_storage_buffer(0)
         self.sort.values.bind_to_storage_buffer(1)
-        keys.run(*groups)
+        self._launch(keys.run, *groups)
         self.sort.sort(self._state, STATE_DRAW_COUNT)
+        self.launch_s += self.sort.launch_s
         ctx.memory_barrier(moderngl.ALL_BARRIER_BITS)
+
+    def _launch(self, call: Callable, *args) -> None:
+        t = time.perf_counter()
+        call(*args)
+        self.launch_s += time.perf_counter() - t
 
     def _origin_texture_for(self, arena: PagedArena) -> moderngl.Texture:
         """The page-origin texture points.glsl reads (the CULL pass writes the pages it
@@ -328,12 +338,13 @@ class GpuDrivenPath:
             arena.main.bind_to_storage_buffer(0)
             arena.lod.bind_to_storage_buffer(1)
             self.sort.values.bind_to_storage_buffer(2)
-            self._vao(program, arena, indexed=False).render_indirect(
-                self._state, moderngl.TRIANGLE_STRIP, count=1, first=STATE_QUAD_COMMAND // 5)
+            vao = self._vao(program, arena, indexed=False)
+            self._launch(vao.render_indirect, self._state, moderngl.TRIANGLE_STRIP, 1,
+                         STATE_QUAD_COMMAND // 5)
         else:
             ctx.enable(moderngl.PROGRAM_POINT_SIZE)
-            self._vao(program, arena, indexed=True).render_indirect(
-                self._state, moderngl.POINTS, count=1, first=0)
+            vao = self._vao(program, arena, indexed=True)
+            self._launch(vao.render_indirect, self._state, moderngl.POINTS, 1, 0)
         fbo.scissor = saved_scissor
 
     def _quad_program(self, with_depth: bool) -> moderngl.Program:

@@ -15,6 +15,7 @@ which leave the result in the input buffers.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import moderngl
@@ -81,6 +82,8 @@ class GpuRadixSort:
         self._keys_tmp: moderngl.Buffer | None = None
         self._values_tmp: moderngl.Buffer | None = None
         self._hist: moderngl.Buffer | None = None
+        self.launch_s = 0.0  # seconds inside the dispatch calls (benchmarks: on a software
+        #                      GL they run the work, on a GPU they only queue it)
         self.reserve(TILE)
 
     def reserve(self, n: int) -> None:
@@ -106,7 +109,9 @@ class GpuRadixSort:
         self._args.bind_to_storage_buffer(5)
         self._hist.bind_to_storage_buffer(4)
         ctx.memory_barrier(moderngl.SHADER_STORAGE_BARRIER_BIT)
+        t_launch = time.perf_counter()
         self._programs["DISPATCH"].run(1)
+        launch = time.perf_counter() - t_launch
         ctx.memory_barrier(moderngl.SHADER_STORAGE_BARRIER_BIT | moderngl.COMMAND_BARRIER_BIT)
         source = (self.keys, self.values)
         target = (self._keys_tmp, self._values_tmp)
@@ -116,12 +121,15 @@ class GpuRadixSort:
             for stage in ("HISTOGRAM", "SCAN", "SCATTER"):
                 program = self._programs[stage]
                 set_compute_uniforms(program, {"u_shift": shift})
+                t_launch = time.perf_counter()
                 if stage == "SCAN":
                     program.run(BINS)
                 else:
                     program.run_indirect(self._args)
+                launch += time.perf_counter() - t_launch
                 ctx.memory_barrier(moderngl.SHADER_STORAGE_BARRIER_BIT)
             source, target = target, source
+        self.launch_s = launch
 
     def argsort(self, keys: np.ndarray) -> np.ndarray:
         """[N] uint keys -> [N] int64 permutation sorting them stably (upload, sort on the

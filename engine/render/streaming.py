@@ -131,6 +131,9 @@ class FrameStats:
     # back: `splats_drawn` is then the splats offered to it (every splat of the visible
     # resident chunks; `StreamingRenderer.read_gpu_counts` reads the exact count)
     path: str = "cpu"
+    # GPU path: time inside its dispatch and draw calls, part of draw_ms (a software GL runs
+    # the GPU's work there; a GPU only queues it): draw_ms - launch_ms is our own CPU work
+    launch_ms: float = 0.0
 
 
 class StreamingRenderer:
@@ -376,7 +379,8 @@ class StreamingRenderer:
             sorted_this_frame=self._gpu.computed_last_frame,
             chunks_pending=len(visible) - len(items),
             splats_quads=self._gpu.candidates if calls and self._gpu.quads_last_frame else 0,
-            draw_calls=calls, upload_ms=upload_ms, path="gpu")
+            draw_calls=calls, upload_ms=upload_ms, path="gpu",
+            launch_ms=self._gpu.launch_s * 1e3)
         self.last_stats = stats
         self.last_list = None
         return stats
