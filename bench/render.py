@@ -33,11 +33,27 @@ Figures (frame times include the GPU: glFinish; every timed frame sorts anew unl
   the camera is still), frame_ms_pan_sync / _async and fresh_order_frames_pan_*: a 3 px per
   frame pan sorted on the frame thread vs on a worker thread (which draws the last order
   meanwhile); sort_winner: the faster, if it also delivers a new order on most frames.
+
+The GPU-driven path (`StreamingRenderer(path="gpu")`, forced where `auto` would not take it):
+- cpu_ms_frame_gpu: CPU time per frame in our code on the GPU path, deep frame: the frame's
+  wall time minus the time inside its dispatch and draw calls (`FrameStats.launch_ms`: on
+  llvmpipe the software GPU's work runs inside them; on a GPU they only queue it), not
+  waiting for the GPU; frame_ms_gpu_path: the same frames' wall time with the GPU finished
+  (on llvmpipe: the software GPU's cull, sort and draw);
+- cpu_ms_frame_ratio: cpu_ms_frame_gpu for a 1M-splat visible set / a 100k-splat one (a
+  plane at its native scale, both in 16 chunks), target <= 1.2 (flat in the splat count);
+- with a hardware GL (else null): fps_deep_1080p (the deep frame at 1920x1080, target
+  >= 300), fps_native_5m_1080p (a 5M-splat level, 2982x1677, seen at its native scale
+  through a 1920x1080 view, target >= 60); with CUDA and gsplat too: fps_ratio_vs_gsplat
+  (our GPU path / gsplat's `rasterization` on the same splats, opacities modulated and
+  culled as ours, and the same camera, deep frame at 1080p; target >= 1.0) and
+  psnr_vs_gsplat (dB between the two images, target >= 35).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import platform
@@ -410,7 +426,182 @@ def run(size: int, path_frames: int, log, footprint: float) -> dict:
     out["splats_per_s_native_reused"] = round(st.splats_drawn / statistics.median(reused))
     r_native.release()
     log(f"native density: {out['splats_per_s_native'] / 1e6:.2f} M splats/s")
+
+    out.update(gpu_path_figures(bench, world, deep, footprint, log))
+    out.update(hardware_gpu_figures(bench, world, start, target, native, footprint, log))
     out["bench_s"] = round(time.perf_counter() - t_start, 1)
+    return out
+
+
+# ---- the GPU-driven path ------------------------------------------------------------------
+GPU_FRAMES = 5  # timed GPU-path frames per figure on llvmpipe (each is a software cull+sort)
+RATIO_SPLATS = (100_000, 1_000_000)  # visible splats of the two cpu_ms_frame_ratio worlds
+RATIO_CHUNKS = 16
+HD_WIDTH, HD_HEIGHT = 1920, 1080
+NATIVE_5M = (2982, 1677)  # a 16:9 level of 5.0M splats
+HD_FRAMES = 50
+GSPLAT_FRAMES = 50
+
+
+def plane_level(width: int, height: int, footprint: float, seed: int = 0
+                ) -> tuple[Camera, SplatChunk]:
+    """A width x height level of pixel-aligned splats on the plane z = 0 and its camera."""
+    cam = Camera.look_at([0.0, 0.0, -4.0], [0.0, 0.0, 0.0], fov_y_deg=FOV_Y_DEG, width=width,
+                         height=height)
+    depth, xy = plane_depth(cam)
+    rgb = Pattern(seed).rgb(xy.reshape(-1, 2), float(cam.pixel_scale(np.zeros((1, 3)))[0]))
+    return cam, pixel_aligned_splats(cam, depth, rgb.reshape(height, width, 3), opacity=OPACITY,
+                                     footprint=footprint)
+
+
+def gpu_path_frames(bench: Bench, renderer: StreamingRenderer, world: World, cam: Camera,
+                    n: int) -> tuple[float, float, object]:
+    """(median CPU ms in our code, median wall ms with the GPU finished, last stats) of `n`
+    GPU-path frames, each for a new camera (so each culls and sorts)."""
+    renderer.draw(world, cam, bench.fbo, complete=True)
+    wait_for_gpu(bench.ctx)
+    cpu, wall = [], []
+    for _ in range(n):
+        cam_k = bench.jittered(cam)
+        t = time.perf_counter()
+        stats = renderer.draw(world, cam_k, bench.fbo)
+        t_cpu = time.perf_counter() - t
+        wait_for_gpu(bench.ctx)
+        wall.append(time.perf_counter() - t)
+        cpu.append(t_cpu * 1e3 - stats.launch_ms)
+    return statistics.median(cpu), statistics.median(wall) * 1e3, stats
+
+
+def gpu_path_figures(bench: Bench, world: World, deep: Camera, footprint: float, log) -> dict:
+    """cpu_ms_frame_gpu on the deep frame and cpu_ms_frame_ratio (1M / 100k visible)."""
+    from engine.render.gpu_driven import gpu_support
+
+    support = gpu_support(bench.ctx)
+    if not support.available:
+        log(f"GPU path: not measured ({support.reason})")
+        return {"cpu_ms_frame_gpu": None, "cpu_ms_frame_ratio": None}
+    out = {}
+    r = StreamingRenderer(bench.ctx, resort=None, path="gpu")
+    cpu_ms, wall_ms, stats = gpu_path_frames(bench, r, world, deep, GPU_FRAMES)
+    counts = r.read_gpu_counts()
+    r.release()
+    out.update(cpu_ms_frame_gpu=round(cpu_ms, 2), frame_ms_gpu_path=round(wall_ms, 1),
+               splats_drawn_gpu_path=counts["drawn"], splats_culled_on_gpu=counts["candidates"])
+    per_size = {}
+    for n in RATIO_SPLATS:
+        width = round(math.sqrt(n * WIDTH / HEIGHT))
+        height = round(n / width)
+        cam, level = plane_level(width, height, footprint)
+        chunks = split_level(level, max_splats=-(-len(level) // RATIO_CHUNKS))
+        plane = flat_scene([(c, None) for c in chunks])
+        r = StreamingRenderer(bench.ctx, resort=None, path="gpu")
+        per_size[n] = gpu_path_frames(bench, r, plane, cam, GPU_FRAMES)[0]
+        out[f"cpu_ms_frame_gpu_{n // 1000}k"] = round(per_size[n], 2)
+        out[f"splats_drawn_gpu_{n // 1000}k"] = r.read_gpu_counts()["drawn"]
+        out[f"chunks_gpu_{n // 1000}k"] = len(chunks)
+        r.release()
+    out["cpu_ms_frame_ratio"] = round(per_size[RATIO_SPLATS[1]] / per_size[RATIO_SPLATS[0]], 3)
+    log(f"GPU path: {cpu_ms:.2f} ms of CPU a deep frame ({wall_ms:.0f} ms with the GPU's "
+        f"work on {support.renderer}); 1M / 100k visible: {out['cpu_ms_frame_ratio']}")
+    return out
+
+
+def hardware_gpu_figures(bench: Bench, world: World, start: Camera, target: np.ndarray,
+                         native: list[float], footprint: float, log) -> dict:
+    """fps_deep_1080p, fps_native_5m_1080p and the gsplat comparison; null without a
+    hardware GL (gsplat's also without CUDA)."""
+    from engine.render.gpu_driven import gpu_support
+
+    out = {"fps_deep_1080p": None, "fps_native_5m_1080p": None, "fps_ratio_vs_gsplat": None,
+           "psnr_vs_gsplat": None, "gpu_figures_device": None}
+    support = gpu_support(bench.ctx)
+    if not support.available or support.software:
+        log(f"GPU figures: not measured (no hardware GL: {support.renderer})")
+        return out
+    out["gpu_figures_device"] = support.renderer
+    fbo = bench.ctx.simple_framebuffer((HD_WIDTH, HD_HEIGHT))
+    hd = Bench.__new__(Bench)
+    hd.ctx, hd.fbo, hd._jitter = bench.ctx, fbo, 0
+    start_hd = Camera.look_at(start.position, start.position + start.T_world_camera[:3, 2],
+                              up=-start.T_world_camera[:3, 1], fov_y_deg=FOV_Y_DEG,
+                              width=HD_WIDTH, height=HD_HEIGHT, near=start.near)
+    deep_hd = zoom_sweep(start_hd, target, native[-1], PATH_FRAMES)[-1]
+    r = StreamingRenderer(bench.ctx, resort=None, path="gpu")
+    wall_ms = gpu_path_frames(hd, r, world, deep_hd, HD_FRAMES)[1]
+    out["fps_deep_1080p"] = round(1e3 / wall_ms, 1)
+    ours = r.render_offscreen(world, deep_hd)
+    r.release()
+    cam5, level5 = plane_level(*NATIVE_5M, footprint)
+    world5 = flat_scene([(c, None) for c in split_level(level5, max_splats=CHUNK_SPLATS)])
+    view5 = dataclasses.replace(cam5, width=HD_WIDTH, height=HD_HEIGHT, cx=HD_WIDTH / 2,
+                                cy=HD_HEIGHT / 2)  # the level's focal: its native scale
+    r = StreamingRenderer(bench.ctx, resort=None, path="gpu")
+    out["fps_native_5m_1080p"] = round(1e3 / gpu_path_frames(hd, r, world5, view5,
+                                                             HD_FRAMES)[1], 1)
+    r.release()
+    fbo.release()
+    log(f"GPU figures on {support.renderer}: deep 1080p {out['fps_deep_1080p']} FPS, "
+        f"5M native {out['fps_native_5m_1080p']} FPS")
+    gsplat = gsplat_deep_frame(world, deep_hd)
+    if gsplat is not None:
+        gsplat_ms, image, device = gsplat
+        out["fps_ratio_vs_gsplat"] = round(gsplat_ms / wall_ms, 3)
+        mse = float(np.mean((np.clip(ours.rgb, 0, 1) - image) ** 2))
+        out["psnr_vs_gsplat"] = round(10 * math.log10(1.0 / max(mse, 1e-12)), 2)
+        out["gsplat_device"] = device
+        log(f"gsplat: {gsplat_ms:.2f} ms a frame, ratio {out['fps_ratio_vs_gsplat']}, "
+            f"PSNR {out['psnr_vs_gsplat']} dB")
+    return out
+
+
+def gsplat_deep_frame(world: World, cam: Camera):
+    """(median ms, [H, W, 3] image, device name) of gsplat's CUDA `rasterization` on the
+    splats our renderer draws for `cam` (prepare's cull, opacity times the modulation), or
+    None without CUDA or gsplat."""
+    try:
+        import torch
+        from gsplat import rasterization
+    except Exception:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    from engine.render.reference import project
+
+    store, index = world.resource(ChunkStore), world.resource(LodIndex)
+    ids = store.ids()
+    prepared = prepare(cam, [(store.get(c), index.links.get(c)) for c in ids])
+    opacity = project(prepared, cam).opacity  # [M] opacity * modulation, float64
+    means = _world_means(store, ids, prepared)
+    dev = torch.device("cuda")
+
+    def tensor(a):
+        return torch.as_tensor(np.ascontiguousarray(a, np.float32), device=dev)
+
+    viewmat = np.linalg.inv(cam.T_world_camera)  # world -> camera (OpenCV axes, as gsplat)
+    K = np.array([[cam.fx, 0, cam.cx], [0, cam.fy, cam.cy], [0, 0, 1]])
+    packed = prepared.packed
+    args = dict(means=tensor(means), quats=tensor(packed[:, 3:7]), scales=tensor(packed[:, 7:10]),
+                opacities=tensor(opacity), colors=tensor(packed[:, 10:13]),
+                viewmats=tensor(viewmat[None]), Ks=tensor(K[None]), width=cam.width,
+                height=cam.height, near_plane=cam.near, far_plane=cam.far, eps2d=0.3)
+    image, _, _ = rasterization(**args)  # first call: kernels built / warmed up
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(GSPLAT_FRAMES):
+        t = time.perf_counter()
+        image, _, _ = rasterization(**args)
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t)
+    return (statistics.median(times) * 1e3, image[0].clamp(0, 1).cpu().numpy(),
+            torch.cuda.get_device_name())
+
+
+def _world_means(store: ChunkStore, ids: list[int], prepared) -> np.ndarray:
+    """[M, 3] world positions of the prepared splats (float64), chunk by chunk."""
+    out = np.empty((prepared.count, 3))
+    for c in np.unique(prepared.source_chunk).tolist():
+        sel = prepared.source_chunk == c
+        out[sel] = store.get(ids[c]).world_positions()[prepared.source_row[sel]]
     return out
 
 
