@@ -1,14 +1,16 @@
 // Drive the viewer in the system's headless Chromium (puppeteer-core; nothing downloads a
 // browser) for tests and benchmarks: `node drive.mjs JOB.json` prints one JSON result.
 //
-// JOB: {"url", "width", "height", "out": folder for raw frames, "timeout_ms",
-//       "ops": [{"op": "ready"} | {"op": "render", "camera", "step", "save"} |
+// JOB: {"width", "height", "out": folder for saved frames, "timeout_ms",
+//       "pages": [{"url", "ops": [...]}, ...]}, each page opened in turn in one browser; ops:
+//              [{"op": "ready"} | {"op": "render", "camera", "step", "save"} |
 //               {"op": "time", "camera", "frames", "step"} | {"op": "sweep_cameras", "frames", "width", "height"} |
 //               {"op": "first_frame"} | {"op": "message"} | {"op": "click", "selector"} |
 //               {"op": "wait", "expr"} | {"op": "screenshot", "save"} | {"op": "eval", "expr"} |
 //               {"op": "wheel", "x", "y", "deltaY"} | {"op": "drag", "from", "to"} |
 //               {"op": "key", "key", "ms"}]}
-// Result: {"results": [...], "console": [...], "errors": [...], "requests": [...], "failed": [...]}
+// Result: {"pages": [{"url", "results": [...], "console": [...], "errors": [...],
+//                      "requests": [...], "failed": [...]}, ...]}
 // Chromium: $WONDERZOOM_CHROMIUM or /usr/bin/chromium, WebGL2 through ANGLE on the system's
 // GL (Mesa llvmpipe on machines without a GPU: ~10x faster than SwiftShader).
 import { createRequire } from 'node:module';
@@ -44,25 +46,32 @@ export async function launch(width = 800, height = 600) {
 async function run(job) {
   const { browser, close } = await launch(job.width || 800, job.height || 600);
   const timeout = job.timeout_ms || 120000;
-  const out = { results: [], console: [], errors: [], requests: [], failed: [] };
+  const pages = [];
   try {
-    const page = await browser.newPage();
-    page.setDefaultTimeout(timeout);
-    page.on('console', (m) => out.console.push({ type: m.type(), text: m.text() }));
-    page.on('pageerror', (e) => out.errors.push(String(e && e.message ? e.message : e)));
-    page.on('request', (r) => out.requests.push(r.url()));
-    page.on('requestfailed', (r) => out.failed.push({ url: r.url(), error: r.failure() && r.failure().errorText }));
-    page.on('response', (r) => { if (r.status() >= 400) out.failed.push({ url: r.url(), status: r.status() }); });
-    const t0 = Date.now();
-    await page.goto(job.url, { waitUntil: 'load' });
-    out.load_ms = Date.now() - t0;
-    for (const op of job.ops || []) out.results.push(await step(page, op, job, timeout));
-  } catch (e) {
-    out.errors.push(`driver: ${e.message}`);
+    for (const spec of job.pages || [{ url: job.url, ops: job.ops }]) {
+      const out = { url: spec.url, results: [], console: [], errors: [], requests: [], failed: [] };
+      pages.push(out);
+      const page = await browser.newPage();
+      page.setDefaultTimeout(timeout);
+      page.on('console', (m) => out.console.push({ type: m.type(), text: m.text() }));
+      page.on('pageerror', (e) => out.errors.push(String(e && e.message ? e.message : e)));
+      page.on('request', (r) => out.requests.push(r.url()));
+      page.on('requestfailed', (r) => out.failed.push({ url: r.url(), error: r.failure() && r.failure().errorText }));
+      page.on('response', (r) => { if (r.status() >= 400) out.failed.push({ url: r.url(), status: r.status() }); });
+      try {
+        const t0 = Date.now();
+        await page.goto(spec.url, { waitUntil: 'load' });
+        out.load_ms = Date.now() - t0;
+        for (const op of spec.ops || []) out.results.push(await step(page, op, job, timeout));
+      } catch (e) {
+        out.errors.push(`driver: ${e.message}`);
+      }
+      await page.close();
+    }
   } finally {
     await close();
   }
-  return out;
+  return { pages };
 }
 
 async function step(page, op, job, timeout) {

@@ -21,7 +21,7 @@ import { chunkPossiblyVisible } from './modulation.js';
 const params = new URLSearchParams(location.search);
 const BUDGET_SPLATS = Math.min(Math.max(Number(params.get('budget')) || 4_000_000, 65536), 16_000_000);
 const MAX_INFLIGHT = 4;
-const SWEEP_SECONDS = 8;
+const SWEEP_SECONDS = Math.min(Math.max(Number(params.get('sweepSeconds')) || 8, 0.5), 120);
 const PLAY_SECONDS_PER_STEP = 2.5;
 const FOCUS_CELLS_X = 32, FOCUS_CELLS_Y = 18;
 const MAX_PIXEL_RATIO = 2;
@@ -198,8 +198,11 @@ class Viewer {
   }
 
   flyTo(camera) {
-    const focus = this.m.sweep ? Math.hypot(...camera.eye.map((v, i) => v - this.m.sweep.target[i])) : 1;
+    const focus = Math.hypot(...camera.eye.map((v, i) => v - this.m.sweep.target[i]));
+    const reference = this.controller ? this.controller.referenceScale : null;
     this.controller = new FlyController(camera, focus);
+    // the HUD's zoom factor stays relative to the start view
+    if (reference) this.controller.referenceScale = reference;
     this.lastDrawKey = null;
   }
 
