@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+WEB_STAMP := ui/web/node_modules/.installed
 
 .PHONY: run test bench clean
 
@@ -18,12 +19,19 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps open_clip_torch==3.3.0
 	touch $@
 
+# The web viewer's test tools from npm: puppeteer-core drives the system chromium (it downloads
+# no browser). Without npm the browser tests are skipped.
+$(WEB_STAMP): ui/web/package.json ui/web/package-lock.json
+	@if command -v npm >/dev/null; then cd ui/web && npm ci --no-audit --no-fund --loglevel=error \
+		&& touch node_modules/.installed; \
+	else echo "npm not found: the web viewer's browser tests will be skipped"; fi
+
 # Opens the bundled sample world in a window; with no display it runs headless and writes
 # a screenshot and a zoom sweep to out/play/.
 run: $(STAMP)
 	$(BIN)/wonderzoom play
 
-test: $(STAMP)
+test: $(STAMP) $(WEB_STAMP)
 	SDL_VIDEODRIVER=offscreen $(BIN)/python -m pytest -q
 
 bench: $(STAMP)
@@ -36,4 +44,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/quality.py --json
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .hypothesis *.egg-info
+	rm -rf $(VENV) out .pytest_cache .hypothesis *.egg-info ui/web/node_modules
