@@ -20,11 +20,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
 
 
 def _photo(path: Path) -> None:
@@ -41,13 +39,13 @@ def main() -> int:
     args = ap.parse_args()
 
     from engine.history import History, Step
-    from generation.cli import _all_cores, build_request
     from generation.config import GenerationConfig
+    from generation.cores import usable_cores
     from generation.image_input import load_image
-    from generation.pipeline import run_new, run_zoom
+    from generation.pipeline import request_at_pixel, run_new, run_zoom
     from saves import WorldWriter, load_world, save_world
 
-    threads = _all_cores()
+    threads = usable_cores()
     config = GenerationConfig(num_threads=threads)
     tmp = Path(tempfile.mkdtemp(prefix="wz-bench-"))
     img = tmp / "coffee512.png"
@@ -72,8 +70,8 @@ def main() -> int:
         t0 = time.perf_counter()
         loaded = load_world(w)
         view = loaded.history.steps[0].camera
-        req = build_request(SimpleNamespace(history=loaded.history, chunks=loaded.chunks), view,
-                            view.width * 0.45, view.height * 0.4, "a ladybug", 4.0, seed=i)
+        req = request_at_pixel(loaded.history, loaded.chunks, view,
+                               (view.width * 0.45, view.height * 0.4), "a ladybug", seed=i)
         run = run_zoom(req, config)
         with WorldWriter.open(w) as writer:
             base = max(writer.chunk_ids) + 1

@@ -30,7 +30,6 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.append(str(Path(__file__).resolve().parent))  # for iqa; after the repo root
@@ -76,8 +75,7 @@ def run_photo(name: str, image: np.ndarray, out: Path | None, config) -> list[di
     import iqa
 
     from engine.history import History, Step
-    from generation.cli import build_request
-    from generation.pipeline import run_new, run_zoom
+    from generation.pipeline import request_at_pixel, run_new, run_zoom
     from generation.stages.aux_views import orbit_camera
 
     nw = run_new(image, name, 0, config)
@@ -92,8 +90,7 @@ def run_photo(name: str, image: np.ndarray, out: Path | None, config) -> list[di
     for k, prompt in enumerate(PROMPTS, start=1):
         current, current_alpha = _render(view, levels)
         u, v = _pick(current, current_alpha)
-        req = build_request(SimpleNamespace(history=history, chunks=chunks), view, u, v, prompt,
-                            4.0, seed=k)
+        req = request_at_pixel(history, chunks, view, (u, v), prompt, seed=k)
         t0 = time.perf_counter()
         run = run_zoom(req, config)
         seconds = time.perf_counter() - t0
@@ -214,8 +211,8 @@ def main() -> int:
     out = Path(args.out) if args.out else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    from generation.cli import _all_cores
     from generation.config import GenerationConfig
+    from generation.cores import usable_cores
 
     bad = [item for item in args.set if "=" not in item]
     if bad:
@@ -223,7 +220,7 @@ def main() -> int:
     settings = dict(item.split("=", 1) for item in args.set)
     try:
         config = GenerationConfig.from_settings(settings,
-                                                GenerationConfig(num_threads=_all_cores()))
+                                                GenerationConfig(num_threads=usable_cores()))
     except ValueError as exc:  # ConfigError: an unknown key or a value out of range
         ap.error(str(exc))
     rows = []

@@ -76,7 +76,8 @@ from engine.render.prepare import prepare  # noqa: E402
 from engine.render.streaming import ResortPolicy, StreamingRenderer  # noqa: E402
 from engine.scene import ChunkBounds, ChunkHandle, ChunkStore, build_scene, flat_scene  # noqa: E402
 from engine.splats import SplatChunk  # noqa: E402
-from engine.synthetic import pixel_aligned_splats, zoom_camera  # noqa: E402
+from engine.synthetic import pixel_aligned_splats  # noqa: E402
+from engine.zoom import zoom_camera  # noqa: E402
 from generation.config import GenerationConfig  # noqa: E402
 from engine.world import World  # noqa: E402
 

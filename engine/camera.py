@@ -17,10 +17,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from engine.errors import UserError
+
 MAX_IMAGE_SIDE = 1 << 15
 
 
-class CameraError(ValueError):
+class CameraError(UserError, ValueError):
     """A camera description is malformed (non-finite, non-rigid pose, bad intrinsics)."""
 
 
@@ -116,6 +118,40 @@ class Camera:
     def with_fov_scale(self, factor: float) -> "Camera":
         """Same pose, focal lengths multiplied by `factor` (factor > 1 zooms in)."""
         return replace(self, fx=self.fx * factor, fy=self.fy * factor)
+
+    # ---- other image sizes: the one home of camera resizing -----------------------------
+    def resampled(self, width: int, height: int) -> "Camera":
+        """The same view (pose and field of view) sampled with another number of pixels:
+        the intrinsics scale with the image along each axis."""
+        sx, sy = width / self.width, height / self.height
+        return replace(self, fx=self.fx * sx, fy=self.fy * sy, cx=self.cx * sx,
+                       cy=self.cy * sy, width=width, height=height)
+
+    def resampled_long_side(self, long_side: int, min_side: int = 8) -> "Camera":
+        """`resampled` so the long side has `long_side` pixels (each side >= `min_side`)."""
+        s = long_side / max(self.width, self.height)
+        if abs(s - 1.0) < 1e-9:
+            return self
+        return self.resampled(max(min_side, round(self.width * s)),
+                              max(min_side, round(self.height * s)))
+
+    def resampled_by(self, factor: float, min_side: int = 8) -> "Camera":
+        """`resampled` with about `factor`x fewer pixels a side (each side >= `min_side`)."""
+        return self.resampled(max(min_side, round(self.width / factor)),
+                              max(min_side, round(self.height / factor)))
+
+    def reframed(self, width: int, height: int, keep: str = "fov_y") -> "Camera":
+        """The same pose shown in a `width` x `height` image of another shape: square
+        pixels, the principal point at the centre, and the vertical (`keep="fov_y"`) or
+        horizontal (`keep="fov_x"`) field of view kept; the other axis shows more or less."""
+        if keep == "fov_y":
+            f = self.fy * height / self.height
+        elif keep == "fov_x":
+            f = self.fx * width / self.width
+        else:
+            raise ValueError(f"keep must be 'fov_y' or 'fov_x', not {keep!r}")
+        return replace(self, fx=f, fy=f, cx=width / 2.0, cy=height / 2.0, width=width,
+                       height=height)
 
     # ---- frames -------------------------------------------------------------------------
     @property

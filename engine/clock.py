@@ -53,6 +53,3 @@ class FrameTimes:
             return 0.0
         mean = float(np.mean(self._times))
         return 1.0 / mean if mean > 0 else 0.0
-
-    def percentile_ms(self, q: float) -> float:
-        return 1000.0 * float(np.percentile(self._times, q)) if self._times else 0.0

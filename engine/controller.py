@@ -81,6 +81,17 @@ class FlyController:
         if math.isfinite(distance) and distance > 0:
             self.focus_distance = float(distance)
 
+    def look_at(self, point: np.ndarray) -> None:
+        """Turn (yaw, pitch) to face `point`, and focus at its distance."""
+        d = np.asarray(point, np.float64) - self.position
+        distance = float(np.linalg.norm(d))
+        if not distance > 0:
+            return
+        f = d / distance
+        self.yaw = math.atan2(f[0], f[2])
+        self.pitch = float(np.clip(math.asin(float(np.clip(-f[1], -1.0, 1.0))), -MAX_PITCH, MAX_PITCH))
+        self.set_focus(distance)
+
     def resize(self, width: int, height: int) -> None:
         self.width, self.height = int(width), int(height)
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
 from engine.camera import Camera
+from engine.errors import UserError
 
 STEP_KINDS = ("image", "import", "zoom")
 
 
-class HistoryError(ValueError):
+class HistoryError(UserError, ValueError):
     """An impossible history operation: unknown step, cycle, duplicate id."""
 
 

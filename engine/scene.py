@@ -1,10 +1,12 @@
-"""The scene graph of a multi-scale world: levels, chunks, cameras and points of interest.
+"""The scene graph of a multi-scale world: levels and their chunks.
 
-Owns: the components that describe a world (`LevelNode`, `ChunkHandle`, `ChunkBounds`,
-`PointOfInterest`, `ViewCamera`), the `ChunkStore` resource (handles -> data + load state),
-building a `World` from a history at a step, and appending a level as deferred commands.
-Chunk entities hang under their level's entity; each level hangs under the level it refines.
-Does not own: the file format (`saves/`), generation, or drawing.
+Owns: the components that describe a world (`LevelNode`, `ChunkHandle`, `ChunkBounds`), the
+`ChunkStore` resource (handles -> data + load state), building a `World` from a history at a
+step, and appending a level as deferred commands. Chunk entities hang under their level's
+entity; each level hangs under the level it refines.
+Does not own: the history itself (its owner, the app's session or a command, adds steps to it;
+the scene only mirrors the path to one step), the file format (`saves/`), generation, or
+drawing.
 """
 
 from __future__ import annotations
@@ -51,18 +53,6 @@ class ChunkBounds:
     count: int
     band_lo: float  # s_render below which no splat of the chunk is drawn (alpha <= cull)
     band_hi: float  # s_render above which no splat of the chunk is drawn
-
-
-@dataclass
-class PointOfInterest:
-    position: np.ndarray  # [3] float64 world point
-    label: str = ""
-    step_id: int | None = None  # the zoom step made from it, once made
-
-
-@dataclass
-class ViewCamera:
-    camera: Camera
 
 
 class ChunkStore:
@@ -128,7 +118,6 @@ def build_scene(history: History, chunks: Mapping[int, SplatChunk], step_id: int
     index = build_lod_index(levels)
     world.insert_resource(store)
     world.insert_resource(index)
-    world.insert_resource(history)
     parent: Entity | None = None
     for i, step in enumerate(path):
         parent = _spawn_level(world, step, i, parent, index, store)
@@ -171,7 +160,8 @@ def append_level(world: World, step: Step, chunks: Mapping[int, SplatChunk]) -> 
     """Queue a generated level for the frame's apply point: data goes into the store, links
     into the LoD index (older chunks' links change, their data never does), then a level
     entity with its chunk entities is spawned under the current deepest level, and the
-    bounds of older chunks whose links changed are refreshed."""
+    bounds of older chunks whose links changed are refreshed. `step` must already be in the
+    history (its owner adds it at once, so step ids never collide)."""
 
     def apply(w: World) -> None:
         store = w.resource(ChunkStore)
@@ -184,9 +174,6 @@ def append_level(world: World, step: Step, chunks: Mapping[int, SplatChunk]) -> 
                 index.links[cid] = LodLinks.root(len(chunk))
         else:
             link_level(index, step.camera, chunks, older)
-        history = w.try_resource(History)
-        if history is not None and step.id not in history.steps:
-            history.add(step)
         parent = head_level(w)
         level = 0 if parent is None else w.get(parent, LevelNode).level + 1
         _spawn_level(w, step, level, parent, index, store)

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from engine.errors import UserError
+
 SH_C0 = 0.28209479177387814  # Y_0^0; rgb = 0.5 + SH_C0 * sh_dc
 
 MAX_SPLATS_PER_CHUNK = 1 << 22
@@ -35,7 +37,7 @@ MAX_ABS_SH = 1e4
 QUAT_NORM_TOLERANCE = 1e-3
 
 
-class SplatValidationError(ValueError):
+class SplatValidationError(UserError, ValueError):
     """A chunk's arrays are malformed (wrong shape/dtype) or hold impossible values."""
 
 

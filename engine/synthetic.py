@@ -1,9 +1,10 @@
 """Pixel-aligned splats from an image + depth + camera, and small synthetic worlds.
 
-Owns: the numpy pixel-aligned initialisation of DESIGN.md idea 1 (position back-projected
-from depth, orientation from the depth map's normal, scale from the pixel footprint, colour
-from the pixel, opacity 0.1, `s_native` from depth and the camera) and procedural multi-level
-worlds used by the demo, the tests and the benchmarks.
+Owns: the numpy pixel-aligned initialisation of idea 1 in docs/design.md (position
+back-projected from depth, orientation from the depth map's normal, scale from the pixel
+footprint, colour from the pixel, opacity 0.1, `s_native` from depth and the camera) and
+procedural multi-level worlds (and their histories) used by `wonderzoom demo`, the tests and
+the benchmarks.
 Does not own: optimisation of the splats (generation) or any model inference.
 """
 
@@ -14,7 +15,10 @@ import math
 import numpy as np
 
 from engine.camera import Camera
+from engine.chunking import split_level
+from engine.history import History, Step
 from engine.splats import SplatChunk, matrices_to_quaternions, rgb_to_sh_dc
+from engine.zoom import zoom_camera
 
 INIT_OPACITY = 0.1
 THIN_RATIO = 0.1  # splat thickness along the surface normal, relative to its footprint
@@ -86,17 +90,6 @@ def procedural_texture(h: int, w: int, seed: int, detail: float = 1.0) -> np.nda
         wave = np.sin(2 * np.pi * f * (np.cos(ang) * x + np.sin(ang) * y) + phase)
         out += wave[..., None] * rng.uniform(-0.15, 0.15, 3)
     return np.clip(0.5 + out, 0.0, 1.0)
-
-
-def zoom_camera(parent: Camera, target: np.ndarray, factor: float) -> Camera:
-    """Camera C_i looking at `target` from the parent's position with a `factor`x narrower view
-    centred on it (the pixel scale at the target shrinks by `factor`)."""
-    eye = parent.position
-    fov_y = 2 * math.degrees(math.atan(0.5 * parent.height / parent.fy))
-    new_fov = 2 * math.degrees(math.atan(math.tan(math.radians(fov_y) / 2) / factor))
-    up = -parent.T_world_camera[:3, 1]
-    return Camera.look_at(eye, target, up=up, fov_y_deg=new_fov, width=parent.width,
-                          height=parent.height, near=parent.near / factor, far=parent.far)
 
 
 def nested_plane_world(
@@ -201,3 +194,20 @@ def fractal_plane_world(levels: int = 3, factor: float = 4.0, size: int = 256, s
         rgb = fractal_colour(pts, finest, seed).reshape(size, size, 3)
         out.append((cam, pixel_aligned_splats(cam, depth, rgb, level=i, opacity=opacity)))
     return out
+
+
+def levels_history(levels: list[tuple[Camera, SplatChunk]], max_chunk_splats: int = 16384,
+                   name: str = "procedural", seed: int = 0, created: str = ""
+                   ) -> tuple[History, dict[int, SplatChunk]]:
+    """A history of the synthetic `levels` (root first; each level a zoom of the one before),
+    with each level split into chunks: what the demo world and the tests save or open."""
+    history, chunks = History(), {}
+    for i, (camera, level) in enumerate(levels):
+        parts = split_level(level, max_splats=max_chunk_splats)
+        ids = tuple(range(len(chunks), len(chunks) + len(parts)))
+        chunks.update(zip(ids, parts))
+        history.add(Step(i, i - 1 if i else None, "zoom" if i else "image", ids, camera=camera,
+                         prompt="" if i == 0 else f"{name} detail x{round(4 ** i)}",
+                         backend={"name": name, "version": "1", "seed": seed + i},
+                         created=created))
+    return history, chunks

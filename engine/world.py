@@ -141,11 +141,6 @@ class World:
         hits = sorted(e for e in smallest if all(e in s for s in stores))
         return iter([(e, tuple(s[e] for s in stores)) for e in hits])
 
-    def query_one(self, component_type: type[T]) -> tuple[Entity, T] | None:
-        for entity, (component,) in self.query(component_type):
-            return entity, component
-        return None
-
     # ---- scene graph --------------------------------------------------------------------
     def set_parent(self, child: Entity, parent: Entity) -> None:
         old = self.try_get(child, Parent)

@@ -13,6 +13,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
+from engine.errors import UserError
+from generation.cores import background_threads
+
 STAGES = ("observe", "context", "super_resolve", "edit", "masks", "depth", "aux_views", "init",
           "optimize")
 # backends that load model weights: they take the device options and their own
@@ -22,7 +25,7 @@ DEVICE_SETTINGS = ("device", "dtype", "attention_slicing", "cpu_offload")
 _SCALAR = (str, int, float, bool)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A setting is unknown or out of range (the message is one line)."""
 
 
@@ -76,9 +79,7 @@ class GenerationConfig:
     def threads(self) -> int:
         if self.num_threads > 0:
             return self.num_threads
-        from generation.splat_opt import default_threads
-
-        return default_threads()
+        return background_threads()
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
@@ -90,8 +91,8 @@ class GenerationConfig:
     def from_settings(cls, settings: Mapping[str, Any] | None = None,
                       base: "GenerationConfig | None" = None) -> "GenerationConfig":
         """`base` (default: the defaults) with the known keys of `settings` replaced.
-        Keys the pipeline does not know raise ConfigError; keys starting with '_' and the
-        app's observed-view keys are ignored."""
+        Keys the pipeline does not know raise ConfigError; keys starting with '_' (test
+        hooks such as a fake runner's gate) are ignored."""
         base = base or cls()
         if not settings:
             return base
@@ -100,7 +101,7 @@ class GenerationConfig:
         for key, value in settings.items():
             if not isinstance(key, str):
                 raise ConfigError(f"setting names must be strings, got {key!r}")
-            if key.startswith("_") or key in IGNORED_SETTINGS:
+            if key.startswith("_"):
                 continue
             if key not in fields:
                 raise ConfigError(f"unknown setting {key!r} (known: {', '.join(sorted(fields))})")
@@ -124,8 +125,6 @@ class GenerationConfig:
             raise ConfigError(f"setting device={self.device!r} must be auto, cpu, cuda or cuda:N")
 
 
-# settings the app's requests carry for the procedural stand-in; the pipeline observes itself
-IGNORED_SETTINGS = frozenset({"observed_rgb", "observed_depth", "level"})
 
 _RANGES = (
     ("new_long_side", 16, 4096), ("zoom_long_side", 16, 4096), ("new_fov_deg", 5.0, 150.0),

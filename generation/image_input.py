@@ -14,13 +14,15 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.errors import UserError
+
 ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP")
 MAX_FILE_BYTES = 64 << 20  # 64 MiB
 MAX_PIXELS = 64_000_000  # decoded width * height
 MIN_SIDE = 8
 
 
-class ImageInputError(ValueError):
+class ImageInputError(UserError, ValueError):
     """The input is not an image we accept (the message is one line)."""
 
 

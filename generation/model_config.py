@@ -143,6 +143,45 @@ def _stage_table(stage: str, table: Any, where: str) -> tuple[str, dict[str, Any
     return backend, opts
 
 
+def file_settings(config_arg: str | None) -> dict[str, Any]:
+    """The settings of the config file (`config_arg`, else $WONDERZOOM_CONFIG), or {}."""
+    path = config_path(config_arg)
+    return read_settings(path) if path is not None else {}
+
+
+def build_config(settings: Mapping[str, Any], kind: str, *, backend: str | None = None,
+                 long_side: int | None = None, iterations: int | None = None,
+                 overrides: Mapping[str, str] | None = None,
+                 num_threads: int | None = None) -> GenerationConfig:
+    """The config of one `new` (`kind="new"`) or `zoom` run: the file's `settings`, then
+    `backend` for every stage that has such a backend, the working size and iterations of
+    that kind, `overrides` (strings, as typed after `--set`) and the thread count. Every
+    stage's backend is checked to exist (ConfigError: one line)."""
+    if kind not in ("new", "zoom"):
+        raise ValueError(f"kind must be 'new' or 'zoom', not {kind!r}")
+    merged: dict[str, Any] = dict(settings)
+    if num_threads is not None:
+        merged["num_threads"] = num_threads
+    if backend is not None:
+        chosen = {st: backend for st in STAGES if backend in registry(st).names()}
+        if not chosen:
+            known = sorted({n for st in STAGES for n in registry(st).names()})
+            raise ConfigError(f"--backend: unknown backend {backend!r} (known: {', '.join(known)})")
+        merged["backends"] = {**merged.get("backends", {}), **chosen}
+    if long_side is not None:
+        merged[f"{kind}_long_side"] = long_side
+    if iterations is not None:
+        merged[f"{kind}_iterations"] = iterations
+    merged.update(overrides or {})
+    config = GenerationConfig.from_settings(merged)
+    for stage in STAGES:
+        names = registry(stage).names()
+        if config.backend_for(stage) not in names:
+            raise ConfigError(f"stage {stage}: unknown backend {config.backend_for(stage)!r} "
+                              f"(known: {', '.join(names)})")
+    return config
+
+
 def load_config(path: Path | None, base: Mapping[str, Any] | None = None) -> GenerationConfig:
     """`base` settings (e.g. from the CLI) over the file's; no file = `base` alone."""
     settings = read_settings(path) if path is not None else {}

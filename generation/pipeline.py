@@ -5,11 +5,13 @@ Owns: chaining the stages (`generation.stages.*`) with their backends from a
 size), the provisional LoD links the old world is drawn with while the new level is being
 made, per-stage timings, progress (`progress(stage, fraction_of_stage)`), cancellation between
 stages and optimiser iterations, and packing the outcome: `NewWorld` for `wonderzoom new`,
-`ZoomRun` (every stage's output, for tests and benchmarks) and `ZoomResult` for the app.
-Does not own: the stages' maths, processes and queues (`generation.service`), files or the CLI.
+`ZoomRun` (every stage's output, for tests and benchmarks) and `ZoomResult` for the app;
+`request_at_pixel` builds the request of a zoom at a pixel of a stored view.
+Does not own: the stages' maths, building requests (`engine.zoom`), processes and queues
+(`generation.service`), files or the command line.
 
-Zoom data flow (DESIGN.md): observe -> context -> super_resolve -> edit -> depth ->
-aux_views -> init -> optimize -> split into chunks.
+Zoom data flow (docs/design.md, "one zoom"): observe -> context -> super_resolve -> edit ->
+masks -> depth -> aux_views -> init -> optimize -> split into chunks.
 """
 
 from __future__ import annotations
@@ -17,31 +19,33 @@ from __future__ import annotations
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 from engine.camera import Camera
 from engine.chunking import split_level
+from engine.errors import UserError
 from engine.lod import LodIndex, LodLinks, link_level
-from engine.messages import ZoomRequest, ZoomResult
+from engine.messages import MAX_PROMPT_CHARS, ZoomRequest, ZoomResult
+from engine.history import History
+from engine.scene import build_scene
 from engine.splats import SplatChunk
+from engine.zoom import Scene, pick_surface, world_scene, zoom_request
 from generation.config import GenerationConfig
 from generation.stages import aux_views as aux_stage
 from generation.stages import context as context_stage
 from generation.stages import depth as depth_stage
 from generation.stages import edit as edit_stage
+from generation.stages import load_backends
 from generation.stages import masks as masks_stage
 from generation.stages import observe as observe_stage
 from generation.stages import optimize as optimize_stage
 from generation.stages import splat_init as init_stage
 from generation.stages import super_resolve as sr_stage
-from generation.stages import load_backends
-from generation.stages.observe import Scene
 
 VERSION = "1"
-MAX_PROMPT_CHARS = 2000
 AUX_WEIGHT = 0.5  # auxiliary views count half as much as the main view in the loss
 
 ZOOM_STAGES = ("observe", "context", "super_resolve", "edit", "masks", "depth", "aux_views",
@@ -53,6 +57,10 @@ STAGE_WEIGHTS = {"load": 0.02, "observe": 0.08, "context": 0.01, "super_resolve"
 
 Progress = Callable[[str, float], None]  # (stage, fraction of that stage in [0, 1])
 Cancel = Callable[[], bool]
+
+
+class ZoomInputError(UserError, ValueError):
+    """A request the pipeline cannot grow from: a bad prompt, nothing of the world in view."""
 
 
 class Cancelled(Exception):
@@ -143,7 +151,7 @@ def run_new(image: np.ndarray,  # [H, W, 3] uint8, any size
     from generation.image_input import resize_long_side
 
     if len(prompt) > MAX_PROMPT_CHARS:
-        raise ValueError(f"the prompt is longer than {MAX_PROMPT_CHARS} characters")
+        raise ZoomInputError(f"the prompt is longer than {MAX_PROMPT_CHARS} characters")
     load_backends()  # the model backends register themselves (their weights load lazily)
     run = _Runner(progress, cancel)
     threads = _set_threads(config)
@@ -206,21 +214,8 @@ class ZoomRun:
 
     def result(self) -> ZoomResult:
         return ZoomResult(self.request.request_id, True, chunks=dict(enumerate(self.chunks)),
-                          step_fields={"prompt": self.request.prompt,
-                                       "backend": dict(self.backend),
-                                       "timings": dict(self.timings)},
+                          backend=dict(self.backend), timings=dict(self.timings),
                           request=self.request)
-
-
-def working_camera(camera: Camera, long_side: int) -> Camera:
-    """Same pose and field of view with the long side re-sampled to `long_side` pixels."""
-    s = long_side / max(camera.width, camera.height)
-    if abs(s - 1.0) < 1e-9:
-        return camera
-    w, h = max(8, round(camera.width * s)), max(8, round(camera.height * s))
-    sx, sy = w / camera.width, h / camera.height
-    return replace(camera, fx=camera.fx * sx, fy=camera.fy * sy, cx=camera.cx * sx,
-                   cy=camera.cy * sy, width=w, height=h)
 
 
 def _scene(request: ZoomRequest) -> Scene:
@@ -282,14 +277,14 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
     """One zoom step for `request` (C_i, the picked point, prompt, seed, the old world)."""
     config = GenerationConfig.from_settings(request.settings, base=config)
     if not isinstance(request.prompt, str) or len(request.prompt) > MAX_PROMPT_CHARS:
-        raise ValueError(f"the prompt must be text of at most {MAX_PROMPT_CHARS} characters")
+        raise ZoomInputError(f"the prompt must be text of at most {MAX_PROMPT_CHARS} characters")
     load_backends()  # the model backends register themselves (their weights load lazily)
     run = _Runner(progress, cancel)
     threads = _set_threads(config)
     scene = _scene(request)
     if not scene:
-        raise ValueError("the request carries no existing world to zoom into")
-    cam = working_camera(request.camera, config.zoom_long_side)
+        raise ZoomInputError("the request carries no existing world to zoom into")
+    cam = request.camera.resampled_long_side(config.zoom_long_side)
     point = np.asarray(request.point, np.float64).reshape(3)
     H, W = cam.height, cam.width
     seed = int(request.seed)
@@ -299,7 +294,7 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
         obs = observe_stage.run(observe_stage.ObserveInput(cam, scene, factor),
                                 config.backend_for("observe"), **config.options_for("observe"))
         if (obs.alpha >= 0.5).mean() < 0.05:
-            raise ValueError("the existing world covers almost nothing of the zoom view")
+            raise ZoomInputError("the existing world covers almost nothing of the zoom view")
     with run.stage("context"):
         ctx = context_stage.run(context_stage.ContextInput(
             obs.rgb, request.prompt, tuple(request.context), request.level),
@@ -351,6 +346,22 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
                    run.total(), backend)
 
 
+def request_at_pixel(history: History, chunks: Mapping[int, SplatChunk], view: Camera,
+                     pixel: tuple[float, float], prompt: str, *, factor: float = 4.0,
+                     seed: int = 0, request_id: int = 0) -> ZoomRequest:
+    """The request for a zoom at `pixel` of `view` on the world at the history's head (what
+    `wonderzoom zoom --at U,V` sends): the point is picked from the median depth of the old
+    world rendered around the pixel, the rest is `engine.zoom.zoom_request`."""
+    world = build_scene(history, chunks)
+    pairs, _ = world_scene(world)
+    point = pick_surface(view, pixel, observe_stage.depth_probe(tuple(pairs)))
+    if point is None:
+        raise ZoomInputError(f"--at {pixel[0]:g},{pixel[1]:g}: nothing of the world is "
+                                "there in this view")
+    return zoom_request(request_id, history, world, view, point, prompt, factor=factor,
+                        seed=seed)
+
+
 def zoom(request: ZoomRequest, config: GenerationConfig | None = None,
          progress: Progress | None = None, cancel: Cancel | None = None) -> ZoomResult:
     """`run_zoom` as a `ZoomResult`; a cancellation or a stage's error is a failed result."""
@@ -366,7 +377,7 @@ def zoom(request: ZoomRequest, config: GenerationConfig | None = None,
 
 def one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
-    if getattr(exc, "user_facing", False):  # already a sentence for the user
+    if isinstance(exc, UserError):  # already a sentence for the user
         return (text[0] if text else type(exc).__name__)[:300]
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")[:300]
 

@@ -1,8 +1,8 @@
 """A procedural stand-in generator: grows a finer level without any model.
 
-Owns: `ProceduralGenerator`, which answers `ZoomRequest`s in a background thread by
-up-sampling the observed view at C_i, adding deterministic procedural detail, and turning it
-into pixel-aligned splats. It speaks the same protocol as the real generation service
+Owns: `ProceduralGenerator`, which answers `ZoomRequest`s in a background thread by taking
+the observed view at C_i (the app renders it into `ZoomRequest.observation`), adding
+deterministic procedural detail, and turning it into pixel-aligned splats. It speaks the same protocol as the real generation service
 (`submit`, `poll`, `cancel`, `close`), so the app, its tests and its benchmarks run before (and
 without) the real pipeline.
 Does not own: prompt understanding (it ignores the prompt's meaning) or optimisation.
@@ -26,11 +26,10 @@ OPACITY = 0.9  # no optimiser here: start from an opaque-looking surface
 class ProceduralGenerator:
     name = "procedural"
     version = "1"
-    needs_observation = True  # the app renders C_i's view for it (it has no renderer of its own)
+    needs_observation = True  # it has no renderer: the app sends C_i's view with each request
 
-    def __init__(self, resolution: int = 128, gate: Callable[[ZoomRequest], None] | None = None,
+    def __init__(self, gate: Callable[[ZoomRequest], None] | None = None,
                  work_seconds: float = 0.0) -> None:
-        self.resolution = resolution
         self._gate = gate  # tests: block in the worker until released
         self._work_seconds = work_seconds  # benchmarks: simulate a slow model (sleeps, no GIL)
         self._requests: queue.Queue[ZoomRequest | None] = queue.Queue()
@@ -83,10 +82,9 @@ class ProceduralGenerator:
             return ZoomResult(req.request_id, False, error="cancelled", request=req)
         if self._work_seconds:
             time.sleep(self._work_seconds)
-        observed_rgb = req.settings.get("observed_rgb")
-        observed_depth = req.settings.get("observed_depth")
-        if observed_rgb is None or observed_depth is None:
+        if req.observation is None:
             raise ValueError("the request carries no observed view")
+        observed_rgb, observed_depth = req.observation.rgb, req.observation.depth
         cam = req.camera
         progress("detail", 0.4)
         detail = procedural_texture(cam.height, cam.width, seed=req.seed, detail=3.0) - 0.5
@@ -101,7 +99,5 @@ class ProceduralGenerator:
         progress("done", 1.0)
         return ZoomResult(
             req.request_id, True, chunks={0: chunk},
-            step_fields={"prompt": req.prompt, "backend": {"name": self.name, "version": self.version,
-                                                          "seed": req.seed, "settings": {}},
-                         "timings": {"total": time.perf_counter() - t0}},
-            request=req)
+            backend={"name": self.name, "version": self.version, "seed": req.seed, "settings": {}},
+            timings={"total": time.perf_counter() - t0}, request=req)

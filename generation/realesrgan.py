@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.errors import UserError
+
 MODELS = {  # name -> (file stem, scale)
     "realesrgan-x4plus": ("realesrgan-x4plus", 4),
     "realesr-animevideov3-x4": ("realesr-animevideov3-x4", 4),
@@ -23,7 +25,7 @@ TILE = 128  # input pixels per tile side
 TILE_PAD = 8  # overlap so tile seams do not show
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(UserError, RuntimeError):
     """The weights package is not installed."""
 
 

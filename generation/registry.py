@@ -14,10 +14,12 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable, Generic, TypeVar
 
+from engine.errors import UserError
+
 T = TypeVar("T")
 
 
-class UnknownBackendError(ValueError):
+class UnknownBackendError(UserError, ValueError):
     """A stage was asked for a backend nobody registered."""
 
 

@@ -33,21 +33,13 @@ import time
 from typing import Any, Callable
 
 from engine.messages import ProgressEvent, ZoomRequest, ZoomResult
+from generation.cores import background_threads
 
 DEFAULT_RUNNER = "generation.pipeline:zoom"
 DEFAULT_TIMEOUT_S = 600.0
 
 
 WORKER_NICENESS = 10
-
-
-def worker_threads() -> int:
-    """All cores this process may use but one (at least one)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
 
 
 def _load_runner(path: str) -> Callable[..., ZoomResult]:
@@ -115,6 +107,7 @@ def _worker_main(runner_path: str, settings: dict[str, Any], threads: int,
 class GenerationService:
     name = "generation"
     version = "1"
+    needs_observation = False  # the pipeline observes the old world itself (stage 1)
 
     def __init__(self, settings: dict[str, Any] | None = None, *,
                  runner: str = DEFAULT_RUNNER, timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -127,7 +120,7 @@ class GenerationService:
         self.settings = dict(settings or {})
         self.runner = runner
         self.timeout_s = float(timeout_s)
-        self.threads = threads or worker_threads()
+        self.threads = threads or background_threads()
         self.cancel_grace_s = float(cancel_grace_s)
         self.clock = clock
         self._ctx = mp.get_context("spawn")

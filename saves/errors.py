@@ -6,6 +6,8 @@ Owns: `SaveFormatError` (a world file cannot be trusted or understood) and `Worl
 
 from __future__ import annotations
 
+from engine.errors import UserError
+
 _MAX_MESSAGE_CHARS = 300
 
 
@@ -16,7 +18,7 @@ def one_line(text: str, limit: int = _MAX_MESSAGE_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 3] + "..."
 
 
-class SaveFormatError(Exception):
+class SaveFormatError(UserError):
     """A world file is unreadable, corrupt, hostile or too big. `str()` is one readable line.
 
     This is the only exception `load_world` raises."""
@@ -25,5 +27,5 @@ class SaveFormatError(Exception):
         super().__init__(one_line(reason))
 
 
-class WorldBusyError(OSError):
+class WorldBusyError(UserError, OSError):
     """Another `WorldWriter` (maybe in another process) has the world file open for appending."""

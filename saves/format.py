@@ -11,7 +11,6 @@ Does not own: record framing (`saves.records`), chunk payloads (`saves.chunks`),
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any, Callable, Mapping
 
 from engine.history import History, HistoryError, Step
 from engine.splats import SplatChunk
+from saves.atomic import atomic_write, write_all
 from saves.chunks import CODECS, ChunkDesc, decode_chunk, encode_chunk, parse_chunk_header
 from saves.errors import SaveFormatError, WorldBusyError
 from saves.limits import LoadLimits
@@ -217,21 +217,7 @@ def _load(path: Path, limits: LoadLimits, migrations: Mapping[int, Migration],
 # ---- writing ---------------------------------------------------------------------------
 def _write_all(fd: int, parts: list[memoryview]) -> None:
     for part in parts:
-        view = part.cast("B") if part.format != "B" else part
-        while view.nbytes:
-            n = os.write(fd, view)
-            view = view[n:]
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        dfd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    except OSError:  # pragma: no cover - platforms without directory fds
-        return
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+        write_all(fd, part)
 
 
 def _check_codec(codec: str) -> None:
@@ -308,21 +294,10 @@ def save_world(path: str | os.PathLike[str], history: History, chunks: Mapping[i
     _check_codec(codec)
     path = Path(path)
     records = _encode_world(history, chunks, meta or {}, codec, limits)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
-    try:
-        try:
-            _write_all(fd, [memoryview(encode_file_header())])
-            for rec in records:
-                _write_all(fd, rec)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+    with atomic_write(path) as fd:
+        _write_all(fd, [memoryview(encode_file_header())])
+        for rec in records:
+            _write_all(fd, rec)
 
 
 def _encode_world(history: History, chunks: Mapping[int, SplatChunk], meta: Mapping[str, Any],

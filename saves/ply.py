@@ -31,7 +31,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import secrets
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,15 +38,10 @@ from typing import BinaryIO, Sequence, Union
 
 import numpy as np
 
-from engine.splats import (
-    LOG_SCALE_MAX,
-    LOG_SCALE_MIN,
-    MAX_SPLATS_PER_CHUNK,
-    SH_REST_COUNTS,
-    SplatChunk,
-    SplatValidationError,
-    normalize_quaternions,
-)
+from engine.errors import UserError
+from engine.splats import (LOG_SCALE_MAX, LOG_SCALE_MIN, MAX_SPLATS_PER_CHUNK, SH_REST_COUNTS,
+                           SplatChunk, SplatValidationError, normalize_quaternions)
+from saves.atomic import atomic_write, write_all
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -75,7 +69,7 @@ _REQUIRED = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
              "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")
 
 
-class PlyError(ValueError):
+class PlyError(UserError, ValueError):
     """A PLY file cannot be read or written; the message is one readable line."""
 
 
@@ -144,42 +138,15 @@ def export_ply(path: PathLike, chunks: Sequence[SplatChunk]) -> int:
     header = _export_header(total, degree)
 
     target = Path(os.fspath(path))
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(header)
-                for chunk in chunks:
-                    if len(chunk):
-                        f.write(_export_block(chunk, m).tobytes())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, target)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        _fsync_dir(target.parent)
+        with atomic_write(target) as fd:
+            write_all(fd, header)
+            for chunk in chunks:
+                if len(chunk):
+                    write_all(fd, _export_block(chunk, m).tobytes())
     except OSError as e:
         raise PlyError(f"cannot write {target}: {e.strerror or e}") from e
     return total
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Make the rename durable where the platform allows it (best effort)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # ---- header -------------------------------------------------------------------------------

@@ -42,8 +42,7 @@ def gated(request: ZoomRequest, config, progress, cancel) -> ZoomResult:
         return ZoomResult(request.request_id, False, error="cancelled")
     progress("optimize", 1.0)
     return ZoomResult(request.request_id, True, chunks={0: tiny_chunk(request.level)},
-                      step_fields={"prompt": request.prompt, "backend": {"name": "fake"},
-                                   "timings": {"total": 0.0}, "pid": os.getpid()})
+                      backend={"name": "fake", "pid": os.getpid()}, timings={"total": 0.0})
 
 
 def hang(request: ZoomRequest, config, progress, cancel) -> ZoomResult:

@@ -1,9 +1,12 @@
 """The app end to end, headless: scripted keyboard, mouse and a real virtual gamepad drive
-`play` frame by frame; a gated fake generator grows a level that hot-loads and autosaves."""
+`play` frame by frame, one behaviour per test; a gated generator grows a level that hot-loads
+and autosaves. Work done outside the frame is waited for on a wall-clock deadline
+(`step_until`), never a number of frames."""
 
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +16,9 @@ import pytest
 from engine.chunking import split_level
 from engine.clock import FakeClock
 from engine.history import History, Step
+from engine.messages import ZoomResult
 from engine.scene import LevelNode
-from engine.synthetic import nested_plane_world
+from engine.synthetic import nested_plane_world, pixel_aligned_splats
 from generation.procedural import ProceduralGenerator
 from saves import load_world, save_world
 from saves.autosave import Autosaver
@@ -55,7 +59,7 @@ def app_env(tmp_path):
     path = _world_file(tmp_path)
     loaded = load_world(path)
     gate = threading.Event()
-    generator = ProceduralGenerator(resolution=64, gate=lambda req: gate.wait(30))
+    generator = ProceduralGenerator(gate=lambda req: gate.wait(30))
     saver = Autosaver(path)
     app = App(WorldState(loaded.history, loaded.chunks, path, path.name),
               config=AppConfig(width=W, height=H, fps_cap=30, vsync=False, screenshot_dir=tmp_path),
@@ -65,15 +69,41 @@ def app_env(tmp_path):
     app.close()
 
 
-def test_play_with_keyboard_mouse_and_virtual_gamepad(app_env):
-    from tests.virtual_gamepad import VirtualGamepad
+def step_until(app, done, what: str, timeout_s: float = 60.0) -> None:
+    """Step frames until `done()`, for work done outside the frame (a generator thread or
+    process): a wall-clock deadline, and a short real sleep between frames that lets the
+    worker run (the fake clock makes frames take no time). The failure says whether the
+    work failed or was late."""
+    deadline = time.monotonic() + timeout_s
+    while not done():
+        if time.monotonic() > deadline:
+            jobs = list(app.jobs.active.values()) if app.jobs is not None else []
+            late = "; ".join(f"request {j.request.request_id} at {j.stage} {j.fraction:.0%}"
+                             for j in jobs)
+            failed = [t for _, t, err in app.messages.items if err]
+            raise AssertionError(f"{what}: " + (f"late after {timeout_s:g} s ({late})" if jobs
+                                                else f"failed ({failed or 'no message'})"))
+        app.step()
+        time.sleep(0.005)
 
-    app, gate, path, saver, tmp_path = app_env
+
+def _pick_and_prompt(app, prompt: str = "a ladybug") -> None:
+    """Click the surface, open the prompt box with Enter, type, and send it with Enter."""
+    _post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, button=1, pos=(150, 110)))
+    app.step()
+    _post(key(pygame.K_RETURN))
+    app.step()
+    assert app.prompt == "" and app.input.text_mode
+    _post(pygame.event.Event(pygame.TEXTINPUT, text=prompt), key(pygame.K_RETURN))
+    app.step()
+    assert app.prompt is None and len(app.jobs) == 1
+
+
+def test_keyboard_flies_forward(app_env):
+    app = app_env[0]
     app.run(3)
-    start = app.controller.position.copy()
-    forward = app.controller.forward.copy()
-
-    # keyboard: hold W for 10 frames (1/3 s at 30 FPS on the fake clock) -> flies forward
+    start, forward = app.controller.position.copy(), app.controller.forward.copy()
+    # hold W for 10 frames (1/3 s at 30 FPS on the fake clock)
     _post(key(pygame.K_w))
     app.run(app.loop.frame + 10)
     _post(key(pygame.K_w, down=False))
@@ -81,29 +111,41 @@ def test_play_with_keyboard_mouse_and_virtual_gamepad(app_env):
     moved = app.controller.position - start
     assert np.dot(moved, forward) > 0.5 * np.linalg.norm(moved) > 0
 
-    # mouse: right-drag looks around
+
+def test_right_drag_looks_around(app_env):
+    app = app_env[0]
+    app.run(2)
     yaw0 = app.controller.yaw
     _post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, button=3, pos=(160, 120)),
           pygame.event.Event(pygame.MOUSEMOTION, pos=(200, 120), rel=(40, 0), buttons=(0, 0, 1)),
           pygame.event.Event(pygame.MOUSEBUTTONUP, button=3, pos=(200, 120)))
     app.step()
     assert app.controller.yaw == pytest.approx(yaw0 + 40 * app.input.mouse_radians_per_px)
-    _post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, button=3, pos=(200, 120)),
-          pygame.event.Event(pygame.MOUSEMOTION, pos=(160, 120), rel=(-40, 0), buttons=(0, 0, 1)),
-          pygame.event.Event(pygame.MOUSEBUTTONUP, button=3, pos=(160, 120)))
-    app.step()
 
-    # wheel: zooms toward the cursor; the pixel scale at the surface under the cursor shrinks
-    # by ZOOM_PER_STEP per notch (depth there / focal length)
+
+def test_wheel_zooms_toward_the_cursor(app_env):
+    """The pixel scale at the surface under the cursor (depth there / focal length) shrinks
+    by ZOOM_PER_STEP per notch."""
+    app = app_env[0]
+    _post(pygame.event.Event(pygame.MOUSEMOTION, pos=(140, 100), rel=(0, 0), buttons=(0, 0, 0)))
+    app.run(2)
     cursor = app.input.cursor
     depth0 = app.probe_depth(cursor)
     zoom0 = app.controller.zoom_factor
-    _post(pygame.event.Event(pygame.MOUSEWHEEL, x=0, y=3, precise_x=0.0, precise_y=3.0, flipped=False, which=0))
-    app.run(app.loop.frame + 25)
+    _post(pygame.event.Event(pygame.MOUSEWHEEL, x=0, y=3, precise_x=0.0, precise_y=3.0,
+                             flipped=False, which=0))
+    app.run(app.loop.frame + 25)  # the eased zoom lands within ~0.5 s of fake-clock time
     assert depth0 / app.probe_depth(cursor) == pytest.approx(1.25 ** 3, rel=0.01)
     assert app.controller.zoom_factor > zoom0
 
-    # a real virtual game controller: hot-plugged, left stick forward, right trigger zooms
+
+def test_virtual_gamepad_flies_zooms_and_picks(app_env):
+    """A real virtual game controller: hot-plugged, left stick forward, right trigger zooms,
+    A picks at the screen centre."""
+    from tests.virtual_gamepad import VirtualGamepad
+
+    app = app_env[0]
+    app.run(2)
     pad = VirtualGamepad()
     try:
         app.run(app.loop.frame + 2)
@@ -122,12 +164,14 @@ def test_play_with_keyboard_mouse_and_virtual_gamepad(app_env):
         pad.button(0, False)
         app.run(app.loop.frame + 1)
         assert app.poi is not None
-        assert abs(app.poi[2]) < 1e-2 * np.linalg.norm(app.poi - app.controller.position)  # on the plane z = 0
+        assert abs(app.poi[2]) < 1e-2 * np.linalg.norm(app.poi - app.controller.position)  # on z = 0
     finally:
         pad.detach()
 
-    # mouse click picks the surface under the cursor
-    app.poi = None
+
+def test_click_picks_the_surface_under_the_cursor(app_env):
+    app = app_env[0]
+    app.run(2)
     _post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, button=1, pos=(150, 110)))
     app.step()
     assert app.poi is not None
@@ -136,32 +180,29 @@ def test_play_with_keyboard_mouse_and_virtual_gamepad(app_env):
     uv, _ = app.camera.project(app.poi[None])
     np.testing.assert_allclose(uv[0], [150.5, 110.5], atol=0.5)
 
-    # prompt box: Enter opens it, typing fills it, Enter sends the request
-    _post(key(pygame.K_RETURN))
-    app.step()
-    assert app.prompt == "" and app.input.text_mode
-    _post(pygame.event.Event(pygame.TEXTINPUT, text="a ladybug"), key(pygame.K_RETURN))
-    app.step()
-    assert app.prompt is None and len(app.jobs) == 1
+
+def test_a_prompted_level_hot_loads_while_the_frame_runs_and_autosaves(app_env):
+    app, gate, path, saver, _ = app_env
+    app.run(2)
+    _pick_and_prompt(app, "a ladybug")
     levels_before = len(list(app.world.query(LevelNode)))
     app.run(app.loop.frame + 5)
     assert len(app.jobs) == 1 and not app.hot_loaded_steps  # gated: the frame keeps running
     gate.set()
-    for _ in range(400):
-        app.step()
-        if app.hot_loaded_steps:
-            break
-    assert app.hot_loaded_steps, "the generated level never arrived"
-    app.step()  # the hot-load was deferred to the apply point of the frame it arrived in
+    step_until(app, lambda: bool(app.hot_loaded_steps), "the generated level")
+    # the frame it arrived in applied it at its apply_deferred stage
     assert len(list(app.world.query(LevelNode))) == levels_before + 1
-
-    # autosave: the new step is in the file on disk
     assert saver.flush(30)
     on_disk = load_world(path)
     assert app.hot_loaded_steps[0] in on_disk.history.steps
     assert on_disk.history.steps[app.hot_loaded_steps[0]].prompt == "a ladybug"
 
-    # screenshot (world + HUD + POI marker), taken from the presented frame
+
+def test_a_screenshot_shows_the_world_the_hud_and_the_picked_point(app_env):
+    app, _, _, _, tmp_path = app_env
+    app.run(2)
+    _post(pygame.event.Event(pygame.MOUSEBUTTONDOWN, button=1, pos=(150, 110)))
+    app.step()
     shot = app.request_screenshot(tmp_path / "shot.png")
     app.step()
     assert shot.exists()
@@ -169,7 +210,7 @@ def test_play_with_keyboard_mouse_and_virtual_gamepad(app_env):
     assert img.shape == (H, W, 3)
     centre = img[H // 2 - 20:H // 2 + 20, W // 2 - 20:W // 2 + 20].astype(float)
     assert centre.std() > 5  # textured world, not a flat background
-    px = app._poi_on_screen()
+    px = app.poi_on_screen()
     assert px is not None
     x, y = int(px[0]), int(px[1])
     ring = img[max(0, y - 14):y + 15, max(0, x - 14):x + 15].reshape(-1, 3).astype(int)
@@ -177,6 +218,67 @@ def test_play_with_keyboard_mouse_and_virtual_gamepad(app_env):
     assert accent.sum() > 20  # the POI marker is drawn
     panel = img[8:60, 8:300].astype(float)
     assert (panel.mean(axis=2) > 200).sum() > 50  # HUD text (light) on its panel
+
+
+class TwoAtOnce:
+    """A generator that holds its results until both requests are in, then delivers both
+    in one poll: two results arriving in the same frame."""
+
+    needs_observation = True
+
+    def __init__(self) -> None:
+        self.requests: list = []
+
+    def submit(self, request) -> None:
+        self.requests.append(request)
+
+    def poll(self) -> list:
+        if len(self.requests) < 2:
+            return []
+        out = []
+        for req in self.requests:
+            obs = req.observation
+            chunk = pixel_aligned_splats(req.camera, obs.depth, obs.rgb, level=req.level,
+                                         mask=np.isfinite(obs.depth), opacity=0.9)
+            out.append(ZoomResult(req.request_id, True, {0: chunk}, backend={"name": "two"},
+                                  request=req))
+        self.requests = []
+        return out
+
+    def cancel(self, request_id: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_two_results_in_one_frame_become_two_steps(tmp_path):
+    path = _world_file(tmp_path)
+    loaded = load_world(path)
+    saver = Autosaver(path)
+    app = App(WorldState(loaded.history, loaded.chunks, path, path.name),
+              config=AppConfig(width=W, height=H, fps_cap=30, vsync=False),
+              generator=TwoAtOnce(), saver=saver, clock=FakeClock())
+    try:
+        app.run(2)
+        head = app.state.history.head
+        for pixel, prompt in (((100, 90), "a ladybug"), ((220, 150), "a flower")):
+            assert app.pick(pixel, 0.0) is not None
+            assert app.request_zoom(prompt) is not None
+        app.step()  # both results arrive in this frame
+        first, second = app.hot_loaded_steps
+        assert first != second
+        steps = app.state.history.steps
+        assert steps[first].parent == steps[second].parent == head
+        assert {steps[first].prompt, steps[second].prompt} == {"a ladybug", "a flower"}
+        assert not set(steps[first].chunk_ids) & set(steps[second].chunk_ids)
+        assert app.state.history.head == second  # the newer one is shown (a branch)
+        assert saver.flush(30)
+        assert [m for m in saver.poll() if not m.ok] == []
+        on_disk = load_world(path).history
+        assert {first, second} <= set(on_disk.steps) and on_disk.head == second
+    finally:
+        app.close()
 
 
 def test_undo_redo_and_a_hostile_dropped_file(app_env):
@@ -221,20 +323,38 @@ def test_play_cli_runs_frames_and_writes_a_screenshot(tmp_path):
     assert shot.exists() and pygame.image.load(str(shot)).get_size() == (320, 240)
 
 
-def test_play_cli_without_a_display_runs_the_headless_demo(tmp_path):
+def test_play_without_a_display_grows_the_sample_world_once_and_writes_a_zoom_sweep(tmp_path):
+    """`make run` on a fresh machine: no world given, no display. The sample world (a photo
+    grown by three zooms) is grown once into the data folder, then the headless demo zooms
+    down its chain and writes the sweep; the next run opens the cached world at once."""
     import os
 
-    env = {k: v for k, v in os.environ.items() if k not in ("SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY")}
-    root = Path(__file__).resolve().parents[1]
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("SDL_VIDEODRIVER", "DISPLAY", "WAYLAND_DISPLAY")}
+    env["XDG_DATA_HOME"] = str(tmp_path / "data")
+    out = tmp_path / "out"
+    r = _cli_env(env, "play", "--size", "320x240", "--out", out, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "No display found" in r.stdout and "Growing the sample world" in r.stdout
+    cached = list((tmp_path / "data" / "wonderzoom").glob("sample-*.wzs"))
+    assert len(cached) == 1
+    history = load_world(cached[0]).history
+    assert [s.prompt for s in history.path()][1:] == ["a red flower", "a ladybug", "a dew drop"]
+    sweep = sorted(out.glob("sweep_*.png"))
+    assert len(sweep) >= 5 and (out / "screenshot.png").exists()
+    first, last = (pygame.image.load(str(p)) for p in (sweep[0], sweep[-1]))
+    assert first.get_size() == last.get_size() == (320, 240)
+    again = _cli_env(env, "play", "--frames", "2", "--size", "320x240", "--out", out)
+    assert again.returncode == 0 and "Growing" not in again.stdout, again.stderr[-2000:]
+
+
+def _cli_env(env, *args, timeout=300):
     import subprocess
     import sys
 
-    r = subprocess.run([sys.executable, str(root / "main.py"), "play", "--frames", "16", "--size", "320x240",
-                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=300,
-                       env=child_env(env))
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "No display found" in r.stdout
-    assert (tmp_path / "screenshot.png").exists()
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, str(root / "main.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=timeout, env=child_env(env))
 
 
 def test_play_cli_refuses_bad_worlds_and_documents_bindings(tmp_path):
@@ -271,15 +391,9 @@ def test_the_app_grows_a_level_with_the_real_pipeline(tmp_path):
         app.run(2)
         assert app.pick((W // 2, H // 2), 0.0) is not None
         rid = app.request_zoom("a ladybug")
-        assert rid is not None and app.jobs[rid].request.scene  # the world it sees travels along
-        import time
-
-        deadline = time.monotonic() + 240
-        while not app.hot_loaded_steps and time.monotonic() < deadline:
-            app.step()
-            time.sleep(0.05)
-        assert app.hot_loaded_steps, [m for m in app.messages.items]
-        app.step()
+        assert rid is not None and app.jobs.active[rid].request.scene  # the world travels along
+        step_until(app, lambda: bool(app.hot_loaded_steps), "the level grown by the pipeline",
+                   timeout_s=240)
         step = app.state.history.steps[app.hot_loaded_steps[0]]
         assert step.backend["name"] == "builtin" and step.kind == "zoom"
         assert saver.flush(30) and step.id in load_world(path).history.steps

@@ -27,9 +27,9 @@ def demo(tmp_path_factory):
 
 
 def test_help_and_info_do_not_import_heavy_libraries(demo):
-    code = ("import sys, main\n"
-            "main.build_parser().format_help()\n"
-            f"main.main(['info', {str(demo)!r}, '--json'])\n"
+    code = ("import sys, cli\n"
+            "cli.build_parser().format_help()\n"
+            f"cli.main(['info', {str(demo)!r}, '--json'])\n"
             "heavy = [m for m in ('torch', 'diffusers', 'transformers', 'moderngl', 'pygame') "
             "if m in sys.modules]\n"
             "assert not heavy, heavy\n")

@@ -9,7 +9,7 @@ import pytest
 from engine.camera import Camera
 from engine.clock import FakeClock
 from engine.controller import CameraInput, FlyController, ZOOM_PER_STEP
-from engine.loop import STAGE_ORDER, FrameLoop
+from engine.loop import APPLY_DEFERRED, STAGE_ORDER, FrameLoop
 from engine.world import World
 from ui.bindings import ACTIONS, Bindings, BindingsError, load_bindings
 from ui.input import InputSystem
@@ -69,14 +69,18 @@ def test_pitch_is_clamped_and_look_turns():
 def test_frame_loop_runs_stages_in_the_fixed_order_with_a_fake_clock():
     calls = []
     world = World()
-    stages = {name: (lambda n: (lambda ctx: calls.append((n, ctx.frame, ctx.dt))))(name) for name in STAGE_ORDER}
+    ours = [name for name in STAGE_ORDER if name != APPLY_DEFERRED]
+    stages = {name: (lambda n: (lambda ctx: calls.append((n, ctx.frame, ctx.dt))))(name) for name in ours}
     clock = FakeClock()
     loop = FrameLoop(world, stages, clock=clock, fps_cap=50)
     loop.run(3)
-    assert [c[0] for c in calls] == list(STAGE_ORDER) * 3
-    assert [c[2] for c in calls[::len(STAGE_ORDER)]] == [0.0, 0.02, 0.02]
+    assert [c[0] for c in calls] == ours * 3
+    assert [c[2] for c in calls[::len(ours)]] == [0.0, 0.02, 0.02]
+    assert STAGE_ORDER.index("render") < STAGE_ORDER.index(APPLY_DEFERRED) < STAGE_ORDER.index("present")
     with pytest.raises(ValueError):
         FrameLoop(world, {"physics": lambda ctx: None})
+    with pytest.raises(ValueError):  # the engine applies deferred commands itself
+        FrameLoop(world, {APPLY_DEFERRED: lambda ctx: None})
 
 
 def test_deferred_commands_apply_at_the_apply_point():

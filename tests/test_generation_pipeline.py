@@ -8,7 +8,7 @@ from skimage.data import astronaut
 
 from engine.lod import LodLinks
 from engine.messages import ZoomRequest
-from engine.synthetic import zoom_camera
+from engine.zoom import zoom_camera
 from generation.config import GenerationConfig
 from generation.pipeline import Cancelled, run_new, run_zoom, zoom
 
@@ -63,7 +63,7 @@ def test_zoom_level_sits_on_the_coarse_geometry_and_leaves_the_old_world_alone(e
     assert sum(len(c) for c in res.chunks.values()) == sum(len(c) for c in run.optimized.chunks)
     for c in res.chunks.values():
         c.validate()
-    assert res.step_fields["backend"]["caption"].startswith("close-up (level 1) of an astronaut")
+    assert res.backend["caption"].startswith("close-up (level 1) of an astronaut")
 
 
 def test_cancel_and_errors_become_failed_results(e0):
@@ -78,7 +78,7 @@ def test_cancel_and_errors_become_failed_results(e0):
     assert zoom(request(e0), CFG, cancel=lambda: True).error == "cancelled"
     empty = ZoomRequest(2, 0, request(e0).camera, (0.0, 0.0, 0.0), "x", scene=())
     r = zoom(empty, CFG)
-    assert not r.ok and r.error == "ValueError: the request carries no existing world to zoom into"
+    assert not r.ok and r.error == "the request carries no existing world to zoom into"
     r = zoom(ZoomRequest(3, 0, request(e0).camera, (0.0, 0.0, 0.0), "x", scene=request(e0).scene,
                          settings={"bogus": 1}), CFG)
     assert not r.ok and r.error.startswith("ConfigError: unknown setting 'bogus'")

@@ -67,7 +67,7 @@ def test_progress_then_result_in_a_reused_worker(fake_service, tmp_path):
     res = results(ev)
     assert [r.request_id for r in res] == [1, 2] and all(r.ok for r in res)
     assert res[0].request.prompt == "a ladybug" and len(res[0].chunks[0]) == 4
-    assert res[0].step_fields["pid"] == res[1].step_fields["pid"]  # one worker, reused
+    assert res[0].backend["pid"] == res[1].backend["pid"]  # one worker, reused
     assert fake_service.restarts == 0
     fractions = [e.fraction for e in ev if isinstance(e, ProgressEvent) and e.request_id == 1]
     assert fractions == sorted(fractions) and 0 <= fractions[0] <= fractions[-1] <= 1
@@ -186,7 +186,7 @@ def small_world():
 
 
 def real_request(rid, small_world, iterations):
-    from engine.synthetic import zoom_camera
+    from engine.zoom import zoom_camera
 
     nw, scene = small_world
     cam = nw.camera
@@ -214,8 +214,8 @@ def test_real_stages_cancel_then_succeed(small_world):
         assert all(c.level == 1 and len(c) > 0 for c in r.chunks.values())
         for c in r.chunks.values():
             c.validate()
-        assert r.step_fields["backend"]["name"] == "builtin"
-        assert set(r.step_fields["timings"]) >= {"observe", "optimize", "total"}
+        assert r.backend["name"] == "builtin"
+        assert set(r.timings) >= {"observe", "optimize", "total"}
         assert svc.restarts == 0
     finally:
         svc.close()

@@ -260,7 +260,7 @@ def test_l1_fit_is_robust_where_least_squares_is_not():
 
 def test_config_from_settings_coerces_and_refuses():
     c = GenerationConfig.from_settings({"zoom_iterations": "3", "detail_strength": "0.5",
-                                        "backends": "edit=builtin", "observed_rgb": None})
+                                        "backends": "edit=builtin"})
     assert (c.zoom_iterations, c.detail_strength, c.backend_for("edit")) == (3, 0.5, "builtin")
     with pytest.raises(ConfigError, match="unknown setting 'zoom_iteration'"):
         GenerationConfig.from_settings({"zoom_iteration": 3})

@@ -250,7 +250,8 @@ def test_the_apps_worker_runs_the_model_backends_and_reports_a_missing_model(mod
     import time
 
     from engine.messages import ZoomResult
-    from generation.cli import build_request, file_settings
+    from generation.model_config import file_settings
+    from generation.pipeline import request_at_pixel
     from generation.service import GenerationService
     from saves import load_world
 
@@ -263,7 +264,8 @@ def test_the_apps_worker_runs_the_model_backends_and_reports_a_missing_model(mod
         settings = {**file_settings(str(path)), "zoom_long_side": 64, "zoom_iterations": 1}
         svc = GenerationService(settings, timeout_s=300)
         try:
-            svc.submit(build_request(loaded, view, 30, 20, "a ladybug", 4.0, rid, request_id=rid))
+            svc.submit(request_at_pixel(loaded.history, loaded.chunks, view, (30, 20), "a ladybug",
+                                        seed=rid, request_id=rid))
             end, got = time.monotonic() + 300, []
             while not got and time.monotonic() < end:
                 got = [e for e in svc.poll() if isinstance(e, ZoomResult)]
@@ -273,7 +275,7 @@ def test_the_apps_worker_runs_the_model_backends_and_reports_a_missing_model(mod
         (r,) = got
         if rid == 1:
             assert r.ok, r.error
-            assert r.step_fields["backend"]["settings"]["stages"]["depth"] == "transformers"
+            assert r.backend["settings"]["stages"]["depth"] == "transformers"
             for c in r.chunks.values():
                 c.validate()
         else:
@@ -320,9 +322,9 @@ def test_the_documented_real_models_grow_a_level(tmp_path, photo):
 def test_model_stages_report_progress_inside_and_cancel_mid_diffusion(model_world):
     """The diffusion loops and the depth fine-tuning tick the stage's progress bar, and a
     cancel during a diffusion loop stops the request there."""
-    from generation.cli import build_request, file_settings
     from generation.config import GenerationConfig
-    from generation.pipeline import Cancelled, run_zoom
+    from generation.model_config import file_settings
+    from generation.pipeline import Cancelled, request_at_pixel, run_zoom
     from saves import load_world
 
     w, cfg = model_world
@@ -331,7 +333,8 @@ def test_model_stages_report_progress_inside_and_cancel_mid_diffusion(model_worl
     config = GenerationConfig.from_settings({**file_settings(str(cfg)), "zoom_long_side": 64,
                                              "zoom_iterations": 1})
     seen: list[tuple[str, float]] = []
-    run_zoom(build_request(loaded, view, 55, 35, "a ladybug", 4.0, 5), config,
+    run_zoom(request_at_pixel(loaded.history, loaded.chunks, view, (55, 35), "a ladybug", seed=5),
+             config,
              progress=lambda stage, f: seen.append((stage, f)))
     inner = {stage for stage, f in seen if 0.0 < f < 1.0}
     assert {"super_resolve", "edit", "depth"} <= inner, seen
@@ -345,6 +348,7 @@ def test_model_stages_report_progress_inside_and_cancel_mid_diffusion(model_worl
             state["edit_ticks"] += 1
 
     with pytest.raises(Cancelled):
-        run_zoom(build_request(loaded, view, 55, 35, "a ladybug", 4.0, 6), config,
+        run_zoom(request_at_pixel(loaded.history, loaded.chunks, view, (55, 35), "a ladybug",
+                                  seed=6), config,
                  progress=progress, cancel=lambda: state["edit_ticks"] >= 1)
     assert state["edit_ticks"] == 1  # stopped at the first denoising step of the edit

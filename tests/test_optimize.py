@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from engine.camera import Camera
 from engine.lod import LodLinks
 from engine.synthetic import THIN_RATIO, pixel_aligned_splats, procedural_texture
+from generation.cores import background_threads
 from generation.raster import SplatTensors, render_chunks
-from generation.splat_opt import (OptimizeConfig, Progress, View, default_threads,
-                                  init_pixel_aligned, l1, optimize_splats,
-                                  photometric_loss, psnr, ssim, ssim_map)
+from generation.splat_opt import (OptimizeConfig, Progress, View, init_pixel_aligned, l1,
+                                  optimize_splats, photometric_loss, psnr, ssim, ssim_map)
 from generation.splat_opt.pixel_init import FOOTPRINT
 
 S = 32
@@ -224,9 +224,9 @@ def test_torch_threads_are_limited_and_restored():
     seen = []
     result = optimize_splats(chunk, View(cam, target), config=OptimizeConfig(iterations=2),
                              progress=lambda p: seen.append(torch.get_num_threads()))
-    assert seen == [default_threads()] * 2 and result.stats.threads == default_threads()
+    assert seen == [background_threads()] * 2 and result.stats.threads == background_threads()
     assert torch.get_num_threads() == before
-    assert default_threads() >= 1
+    assert background_threads() >= 1
 
 
 def test_old_world_is_rendered_frozen_and_modulated():

@@ -103,7 +103,7 @@ def test_append_level_is_deferred_and_never_mutates_old_chunks():
     old_bytes = {cid: chunks[cid].s_native.tobytes() for cid in (0, 1)}
     child_before = w.resource(LodIndex).links[1].s_child.copy()
     assert (child_before == 0).all()
-    step = Step(5, 1, "zoom", (7,), camera=levels[2][0], prompt="a ladybug")
+    step = h.add(Step(5, 1, "zoom", (7,), camera=levels[2][0], prompt="a ladybug"))
     append_level(w, step, {7: levels[2][1]})
     assert 7 not in w.resource(ChunkStore)  # nothing happens before the frame's apply point
     w.apply_commands()

@@ -21,6 +21,8 @@ except ModuleNotFoundError:  # Python 3.10
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.errors import UserError
+
 # held actions (state while pressed)
 HELD = ("move_forward", "move_back", "move_left", "move_right", "move_up", "move_down",
         "zoom_in", "zoom_out", "boost", "slow")
@@ -66,7 +68,7 @@ GAMEPAD_BUTTONS = ("a", "b", "x", "y", "back", "guide", "start", "leftstick", "r
                    "leftshoulder", "rightshoulder", "dpup", "dpdown", "dpleft", "dpright")
 
 
-class BindingsError(ValueError):
+class BindingsError(UserError, ValueError):
     """A rebinding file is unreadable or names an unknown action/key/button."""
 
 

@@ -38,6 +38,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from engine.camera import Camera, CameraError
+from engine.errors import UserError
 
 MAX_FILE_BYTES = 16 << 20
 MAX_FRAMES = 100_000
@@ -50,7 +51,7 @@ PATH_KEYS = {"version", "width", "height", "frames", "keyframes", "cameras"}
 KEYFRAME_KEYS = {"eye", "target", "up", "fov_y_deg", "near", "far"}
 
 
-class CameraPathError(ValueError):
+class CameraPathError(UserError, ValueError):
     """A camera-path file is missing, malformed or describes impossible cameras."""
 
 
@@ -125,7 +126,7 @@ def parse_camera_path(data: Any, width: int | None = None, height: int | None = 
             except CameraError as exc:
                 raise CameraPathError(f"cameras[{i}]: {exc}") from None
             if width is not None or height is not None or (file_w, file_h) != (None, None):
-                cam = resized(cam, out_w, out_h)
+                cam = cam.resampled(out_w, out_h)
             out.append(cam)
         return out
     keys = _list(data, "keyframes", MAX_KEYFRAMES)
@@ -250,21 +251,6 @@ def interpolate(keyframes: Sequence[Mapping[str, Any]], frames: int, width: int,
             raise CameraPathError(f"{where}: need near < far")
         out.append(camera_from(eye, target, up, fov, width, height, near, far))
     return out
-
-
-def resized(camera: Camera, width: int, height: int) -> Camera:
-    """The same view at another image size (intrinsics scaled with the image)."""
-    sx, sy = width / camera.width, height / camera.height
-    return Camera(camera.T_world_camera, camera.fx * sx, camera.fy * sy, camera.cx * sx,
-                  camera.cy * sy, width, height, camera.near, camera.far)
-
-
-def with_image_size(camera: Camera, width: int, height: int) -> Camera:
-    """The same pose and vertical field of view at another image size and aspect."""
-    fov_y = 2 * math.atan(0.5 * camera.height / camera.fy)
-    f = 0.5 * height / math.tan(fov_y / 2)
-    return Camera(camera.T_world_camera, f, f, width / 2.0, height / 2.0, width, height,
-                  camera.near, camera.far)
 
 
 def default_camera(points: np.ndarray, width: int, height: int,

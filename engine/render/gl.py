@@ -32,6 +32,7 @@ import moderngl
 import numpy as np
 
 from engine.camera import Camera
+from engine.errors import UserError
 from engine.render.prepare import PACKED_WIDTH, PreparedSplats
 from engine.render.reference import RenderOutput
 
@@ -44,7 +45,7 @@ INITIAL_INSTANCE_CAPACITY = 1 << 16  # splats; the buffer grows by 1.5x when a f
 QUAD_CORNERS = np.array([[-1, -1], [1, -1], [-1, 1], [1, 1]], np.float32)  # [4, 2] strip
 
 
-class HeadlessContextError(RuntimeError):
+class HeadlessContextError(UserError, RuntimeError):
     """No offscreen OpenGL 3.3 context could be created on this machine."""
 
 

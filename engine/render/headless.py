@@ -19,15 +19,14 @@ from typing import Sequence
 import numpy as np
 
 from engine.camera import Camera
-from engine.render.camera_path import (CameraPathError, default_camera, with_image_size,
-                                       zoom_sweep)
+from engine.render.camera_path import CameraPathError, default_camera, zoom_sweep
 from engine.render.reference import RenderOutput
 from engine.scene import ChunkHandle, ChunkStore, level_entities
 from engine.world import World
+from engine.zoom import surface_point
 
 SAMPLE_SPLATS = 200_000  # enough centres to frame a world
 NEAR_TARGET_PX = 16.0  # splats within this many of their own native pixels count as "there"
-MIN_PICK_ALPHA = 0.5
 
 
 def world_chunks(world: World) -> list:
@@ -46,7 +45,7 @@ def start_camera(world: World, width: int, height: int) -> Camera:
     levels = sorted(level_entities(world), key=lambda e: e[1].level)
     for _, node in levels:
         if node.camera is not None:
-            return with_image_size(node.camera, width, height)
+            return node.camera.reframed(width, height)
     chunks = world_chunks(world)
     total = sum(len(c) for c in chunks)
     if total == 0:
@@ -56,28 +55,18 @@ def start_camera(world: World, width: int, height: int) -> Camera:
     return default_camera(points, width, height)
 
 
-def pick_point(frame: RenderOutput, camera: Camera, uv: tuple[float, float] | None = None
-               ) -> np.ndarray:
-    """World point under pixel `uv` (default: the image centre) from a frame's expected
-    depth; where nothing solid is under it, the nearest solid pixel is used."""
-    h, w = frame.alpha.shape
-    u, v = (w / 2.0, h / 2.0) if uv is None else (float(uv[0]), float(uv[1]))
-    if not (0 <= u < w and 0 <= v < h):
-        raise CameraPathError(f"pixel ({u:g}, {v:g}) is outside the {w}x{h} image")
-    solid = (frame.alpha > MIN_PICK_ALPHA) & (frame.depth > 0)
-    if not solid.any():
+def sweep_target(frame: RenderOutput, camera: Camera, uv: tuple[float, float] | None = None
+                 ) -> np.ndarray:
+    """World point under pixel `uv` of `camera` (default: the image centre) from a frame of
+    it; where nothing solid is under it, the nearest solid pixel is used."""
+    u, v = (camera.width / 2.0, camera.height / 2.0) if uv is None else (float(uv[0]), float(uv[1]))
+    if not (0 <= u < camera.width and 0 <= v < camera.height):
+        raise CameraPathError(f"pixel ({u:g}, {v:g}) is outside the "
+                              f"{camera.width}x{camera.height} image")
+    point = surface_point(frame, camera, (u, v), nearest=True)
+    if point is None:
         raise CameraPathError("nothing is visible from the start camera")
-    r, c = min(int(v), h - 1), min(int(u), w - 1)
-    if solid[r, c]:
-        pixel = np.array([[u, v]])
-    else:
-        rows, cols = np.nonzero(solid)
-        k = int(np.argmin((cols + 0.5 - u) ** 2 + (rows + 0.5 - v) ** 2))
-        r, c = int(rows[k]), int(cols[k])
-        pixel = np.array([[c + 0.5, r + 0.5]])
-    sx, sy = w / camera.width, h / camera.height
-    pixel = pixel / [sx, sy]
-    return camera.unproject(pixel, np.array([float(frame.depth[r, c])]))[0]
+    return point
 
 
 def finest_scale_near(world: World, point: np.ndarray) -> float:
@@ -108,7 +97,7 @@ def zoom_sweep_path(renderer, world: World, start: Camera, frames: int,
     `StreamingRenderer`, used for the depth pick)."""
     if target is None:
         frame = renderer.render_offscreen(world, start)
-        target = pick_point(frame, start, uv)
+        target = sweep_target(frame, start, uv)
     if s_end is None:
         s_end = finest_scale_near(world, target)
     return zoom_sweep(start, target, s_end, frames)

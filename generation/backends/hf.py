@@ -19,16 +19,15 @@ from typing import Any, Callable
 
 import numpy as np
 
+from engine.errors import UserError
 from generation.config import DEVICE_SETTINGS, GenerationConfig
 
 # every model backend accepts these (GenerationConfig.options_for adds them), same defaults
 DEVICE_OPTIONS = {k: getattr(GenerationConfig, k) for k in DEVICE_SETTINGS}
 
 
-class ModelUnavailable(ValueError):
+class ModelUnavailable(UserError, ValueError):
     """A configured model cannot be loaded (the message is one line)."""
-
-    user_facing = True
 
 
 def is_path(model: str) -> bool:

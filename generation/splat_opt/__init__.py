@@ -8,11 +8,11 @@ Does not own: rendering (`generation.raster`), depth registration, LoD links (`e
 
 from generation.splat_opt.losses import l1, photometric_loss, psnr, ssim, ssim_map
 from generation.splat_opt.optimize import (OptimizeConfig, OptimizeResult, OptimizeStats,
-                                           Progress, View, default_threads, optimize_splats)
+                                           Progress, View, optimize_splats)
 from generation.splat_opt.pixel_init import as_float_image, cap_footprints, init_pixel_aligned
 
 __all__ = [
     "OptimizeConfig", "OptimizeResult", "OptimizeStats", "Progress", "View", "as_float_image",
-    "cap_footprints", "default_threads", "init_pixel_aligned", "l1", "optimize_splats",
+    "cap_footprints", "init_pixel_aligned", "l1", "optimize_splats",
     "photometric_loss", "psnr", "ssim", "ssim_map",
 ]

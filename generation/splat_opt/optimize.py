@@ -14,7 +14,6 @@ Does not own: rendering (`generation.raster`), initialisation (`pixel_init`), Lo
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from engine.lod import LodLinks
 from engine.modulation import ALPHA_CULL
 from engine.splats import (LOG_SCALE_MAX, LOG_SCALE_MIN, MAX_ABS_OPACITY_LOGIT, SplatChunk,
                            normalize_quaternions)
+from generation.cores import background_threads
 from generation.raster.rasterize import Backend, gsplat_available, rasterize
 from generation.raster.scene import SplatTensors, modulation_at
 from generation.splat_opt.losses import photometric_loss, psnr
@@ -97,15 +97,6 @@ class OptimizeResult:
 
 
 Cancel = Union[Callable[[], bool], threading.Event, None]
-
-
-def default_threads() -> int:
-    """All cores this process may use but one (at least one)."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, cores - 1)
 
 
 def _cancelled(cancel: Cancel) -> bool:
@@ -228,7 +219,7 @@ def optimize_splats(
     if config.iterations < 0:
         raise ValueError("iterations must be >= 0")
     device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    threads = config.num_threads or default_threads()
+    threads = config.num_threads or background_threads()
     previous_threads = torch.get_num_threads()
     start = time.perf_counter()
     torch.set_num_threads(threads)

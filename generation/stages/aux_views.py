@@ -24,10 +24,11 @@ import numpy as np
 from scipy import ndimage
 
 from engine.camera import Camera
+from engine.zoom import Scene
 from generation.imaging import inpaint_rgb, unpremultiply
 from generation.registry import Registry
 from generation.stages import depth as depth_stage
-from generation.stages.observe import Scene, render_view
+from generation.stages.observe import render_view
 
 OCCLUSION_TOLERANCE = 0.02  # relative depth: the old world in front of the warp wins beyond it
 

@@ -12,18 +12,16 @@ Does not own: choosing C_i or which chunks are sent (the caller frustum-culls th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Callable, Protocol
 
 import numpy as np
 
 from engine.camera import Camera
-from engine.lod import LodLinks
-from engine.splats import SplatChunk
+from engine.render.reference import RenderOutput
+from engine.zoom import Scene, scene_seen_by
 from generation.imaging import inpaint_rgb, unpremultiply
 from generation.registry import Registry
-
-Scene = tuple[tuple[SplatChunk, LodLinks | None], ...]
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,32 +49,13 @@ class ObserveBackend(Protocol):
 REGISTRY: Registry[ObserveBackend] = Registry("observe")
 
 
-def low_res_camera(camera: Camera, factor: float) -> Camera:
-    """Same pose and field of view with about `factor`x fewer pixels a side (>= 8)."""
-    w = max(8, round(camera.width / factor))
-    h = max(8, round(camera.height / factor))
-    sx, sy = w / camera.width, h / camera.height
-    return replace(camera, fx=camera.fx * sx, fy=camera.fy * sy, cx=camera.cx * sx,
-                   cy=camera.cy * sy, width=w, height=h)
-
-
-def visible_scene(camera: Camera, scene: Scene) -> Scene:
-    """The (chunk, links) pairs whose bounds may intersect the camera's frustum."""
-    if not scene:
-        return ()
-    lo = np.stack([c.bounds()[0] for c, _ in scene])
-    hi = np.stack([c.bounds()[1] for c, _ in scene])
-    keep = camera.aabbs_in_frustum(lo, hi)
-    return tuple(pair for pair, k in zip(scene, keep) if k and len(pair[0]))
-
-
 def render_view(camera: Camera, scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                        np.ndarray]:
     """(rgb over black [H, W, 3], alpha [H, W], expected depth, median depth) as float64."""
     from generation.raster import render_chunks
 
     H, W = camera.height, camera.width
-    pairs = visible_scene(camera, scene)
+    pairs = scene_seen_by(camera, scene)
     if not pairs:
         z = np.zeros((H, W))
         return np.zeros((H, W, 3)), z, z.copy(), z.copy()
@@ -86,6 +65,16 @@ def render_view(camera: Camera, scene: Scene) -> tuple[np.ndarray, np.ndarray, n
     depth = out.depth.double().cpu().numpy()
     median = out.median_depth.double().cpu().numpy() if out.median_depth is not None else depth
     return rgb, alpha, depth, median
+
+
+def depth_probe(scene: Scene) -> Callable[[Camera], RenderOutput]:
+    """A renderer of `scene` for `engine.zoom.pick_surface`: alpha and the median depth
+    (where alpha crosses 0.5: the surface, not a blend of what is in front and behind)."""
+    def render(camera: Camera) -> RenderOutput:
+        rgb, alpha, _, median = render_view(camera, scene)
+        return RenderOutput(rgb, alpha, median)
+
+    return render
 
 
 @REGISTRY.register("builtin")
@@ -100,7 +89,7 @@ class RasterObserver:
         depth = np.where((alpha >= 0.5) & (median > 0), median, np.nan)
         expected = np.where(alpha > 0, expected, np.nan)
         factor = inp.factor if math.isfinite(inp.factor) and inp.factor > 1.0 else 1.0
-        low_cam = low_res_camera(cam, factor) if factor > 1.0 else cam
+        low_cam = cam.resampled_by(factor) if factor > 1.0 else cam
         if low_cam is cam:
             low_rgb, low_alpha = colour, alpha
         else:

@@ -16,8 +16,8 @@ import numpy as np
 
 from engine.camera import Camera
 from engine.splats import SplatChunk
+from engine.zoom import Scene
 from generation.registry import Registry
-from generation.stages.observe import Scene
 
 
 @dataclass(frozen=True, eq=False)

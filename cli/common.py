@@ -1,0 +1,132 @@
+"""What several commands share: world paths, loading, steps, sizes, pixels and views.
+
+Owns: turning argument text into checked values (`world_path`, `step_arg`, `parse_size`,
+`parse_at`, `parse_view`), loading a world for a command, and the creation time stamped on
+new steps. Every mistake raises a `UserError` with one line.
+Does not own: the file format (`saves`), cameras (`engine.camera`) or printing results.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import math
+from pathlib import Path
+
+from engine.errors import UserError
+
+WORLD_SUFFIX = ".wzs"
+MAX_CAMERA_JSON_BYTES = 64 << 10
+
+
+def world_path(path: str, must_exist: bool = True) -> Path:
+    p = Path(path)
+    if p.suffix.lower() != WORLD_SUFFIX:
+        raise UserError(f"{path}: not a world file (expected a {WORLD_SUFFIX} file)")
+    if must_exist and not p.exists():
+        raise UserError(f"{path}: no such file")
+    if must_exist and not p.is_file():
+        raise UserError(f"{path}: not a regular file")
+    return p
+
+
+def new_world_path(path: str, force: bool) -> Path:
+    """An output world path: refused if it exists and `force` is not given."""
+    out = world_path(path, must_exist=False)
+    if out.exists() and not force:
+        raise UserError(f"{out}: already exists (use --force to replace it)")
+    return out
+
+
+def load(path: str):
+    """The validated world at `path` (`saves.LoadedWorld`)."""
+    from saves import load_world
+
+    return load_world(world_path(path))
+
+
+def step_arg(history, step: int | None) -> int:
+    """`step` if the history has it, else the head when `step` is None."""
+    if step is None:
+        if history.head is None:
+            raise UserError("the world has no steps yet")
+        return history.head
+    if step not in history.steps:
+        known = ", ".join(str(s) for s in sorted(history.steps))
+        raise UserError(f"no step {step} in this world (steps: {known})")
+    return step
+
+
+def parse_size(text: str, flag: str = "--size") -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
+    if not (64 <= w <= 8192 and 64 <= h <= 8192):
+        raise UserError(f"{flag} {text!r}: each side must be 64..8192 pixels")
+    return w, h
+
+
+def parse_pixel(text: str) -> tuple[float, float]:
+    """`U,V` as two finite numbers."""
+    try:
+        u_s, v_s = text.split(",")
+        u, v = float(u_s), float(v_s)
+    except ValueError:
+        raise UserError(f"--at {text!r}: expected U,V (two numbers, e.g. --at 120,80)") from None
+    if not (math.isfinite(u) and math.isfinite(v)):
+        raise UserError(f"--at {text!r}: not finite")
+    return u, v
+
+
+def parse_at(text: str, width: int, height: int) -> tuple[float, float]:
+    """`U,V`, a pixel inside a `width` x `height` view."""
+    u, v = parse_pixel(text)
+    if not (0 <= u < width and 0 <= v < height):
+        raise UserError(f"--at {text!r}: outside the {width}x{height} view")
+    return u, v
+
+
+def parse_view(text: str | None, history):
+    """The camera `--view` names: a step id, a camera JSON file or inline JSON (default: the
+    head step's camera)."""
+    from engine.camera import Camera, CameraError
+
+    if text is None:
+        cam = history.steps[history.head].camera
+        if cam is None:
+            raise UserError(f"the head step {history.head} has no camera; pass --view")
+        return cam
+    t = text.strip()
+    if t.lstrip("-").isdigit():
+        step = int(t)
+        if step not in history.steps:
+            known = ", ".join(str(s) for s in sorted(history.steps))
+            raise UserError(f"--view {text}: no step {step} (steps: {known})")
+        if history.steps[step].camera is None:
+            raise UserError(f"--view {text}: step {step} has no camera")
+        return history.steps[step].camera
+    if t.startswith("{"):
+        raw = t
+    else:
+        p = Path(t)
+        if not p.is_file():
+            raise UserError(f"--view {text}: not a step id, a camera JSON file or inline JSON")
+        if p.stat().st_size > MAX_CAMERA_JSON_BYTES:
+            raise UserError(f"--view {text}: the camera file is too large")
+        raw = p.read_text(encoding="utf-8", errors="replace")
+    if len(raw) > MAX_CAMERA_JSON_BYTES:
+        raise UserError("--view: the camera JSON is too large")
+    try:
+        data = json.loads(raw)
+        cam = Camera.from_dict(data.get("camera", data) if isinstance(data, dict) else data)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise UserError(f"--view: not valid JSON ({exc.__class__.__name__})") from None
+    except CameraError as exc:
+        raise UserError(f"--view: bad camera ({exc})") from None
+    return cam
+
+
+def now() -> str:
+    """The creation time stamped on a new step (ISO-8601, UTC, seconds)."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")

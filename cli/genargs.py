@@ -1,0 +1,67 @@
+"""The generation options `new` and `zoom` share, and the config they make.
+
+Owns: `--prompt --backend --config --seed --size --iterations --set --quiet` and turning them
+into a `GenerationConfig` (through `generation.model_config.build_config`, which takes plain
+values: the libraries never see argparse).
+Does not own: the settings themselves (`generation.config`) or the config file format.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from engine.errors import UserError
+
+
+def add_config_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, metavar="TOML",
+                   help="model configuration: the backend and model of each stage, device, "
+                        "settings (default: $WONDERZOOM_CONFIG if set, else the builtin backend; "
+                        "example in docs/models.toml)")
+
+
+def add_generation_arguments(p: argparse.ArgumentParser, default_size: int,
+                             default_iterations: int) -> None:
+    p.add_argument("--prompt", default="", help="what to grow (zoom) / describes the scene (new)")
+    p.add_argument("--backend", default=None,
+                   help="use this backend (builtin, bicubic, diffusers, transformers) for every "
+                        "stage that has it (default: the config file's, else builtin: offline "
+                        "on a CPU)")
+    add_config_argument(p)
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: the step id)")
+    p.add_argument("--size", type=int, default=None, metavar="PX",
+                   help=f"working size: long side in pixels (default {default_size})")
+    p.add_argument("--iterations", type=int, default=None, metavar="N",
+                   help=f"optimiser iterations (default {default_iterations})")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any generation setting, e.g. --set aux_views_zoom=2 (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def parse_sets(items: list[str]) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set {item!r}: expected KEY=VALUE")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def config_from_args(args: argparse.Namespace, kind: str):
+    """The `GenerationConfig` of a `new` or `zoom` run. The command line has no frame loop to
+    keep a core for, so the pipeline uses every core."""
+    from generation.cores import usable_cores
+    from generation.model_config import build_config, file_settings
+
+    return build_config(file_settings(args.config), kind, backend=args.backend,
+                        long_side=args.size, iterations=args.iterations,
+                        overrides=parse_sets(args.set), num_threads=usable_cores())
+
+
+def config_from_sample(kind: str):
+    """The default config of a `new` or `zoom` run on every core (the sample world's)."""
+    from generation.cores import usable_cores
+    from generation.model_config import build_config
+
+    return build_config({}, kind, num_threads=usable_cores())

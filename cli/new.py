@@ -1,0 +1,53 @@
+"""`wonderzoom new IMAGE -o WORLD`: grow scene E0 (step 0 of a new world) from one photo."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from cli.common import new_world_path, now
+from cli.genargs import add_generation_arguments, config_from_args
+from cli.progress import StageBars, print_timings
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("new", help="grow a world from one image (JPEG/PNG/WebP): step 0",
+                       description="Grow a world from one image (JPEG/PNG/WebP): step 0.")
+    p.add_argument("image", help="input image (JPEG, PNG or WebP, any size)")
+    p.add_argument("-o", "--output", required=True, metavar="WORLD", help="output world (.wzs)")
+    p.add_argument("--force", action="store_true", help="replace WORLD if it exists")
+    add_generation_arguments(p, default_size=384, default_iterations=12)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from generation.image_input import load_image
+
+    out = new_world_path(args.output, args.force)
+    config = config_from_args(args, "new")
+    image = load_image(args.image)
+    seed = 0 if args.seed is None else args.seed
+    n, chunks, size, timings = grow_new(image, args.prompt, seed, config, out,
+                                        source=Path(args.image).name, quiet=args.quiet)
+    print(f"wrote {out}: step 0, {n:,} splats in {chunks} chunks ({size[0]}x{size[1]} working image)")
+    print_timings("new: seconds per stage", timings)
+    return 0
+
+
+def grow_new(image, prompt: str, seed: int, config, out: Path, source: str, quiet: bool = False,
+             title: str = ""):
+    """Run the `new` pipeline with progress bars and write the world file (step 0)."""
+    from engine.history import History, Step
+    from generation.pipeline import NEW_STAGES, run_new
+    from saves import save_world
+
+    with StageBars(NEW_STAGES, not quiet, title) as bars:
+        result = run_new(image, prompt, seed, config, progress=bars)
+    ids = tuple(range(len(result.chunks)))
+    history = History()
+    history.add(Step(0, None, "image", ids, camera=result.camera, prompt=prompt,
+                     backend=result.backend, timings=result.timings, created=now()))
+    save_world(out, history, dict(zip(ids, result.chunks)),
+               meta={"source": source[:200], "prompt": prompt})
+    h, w = result.rgb.shape[:2]
+    return sum(len(c) for c in result.chunks), len(ids), (w, h), dict(result.timings)
