@@ -1,4 +1,4 @@
-"""Properties of the scale-aware opacity modulation (DESIGN.md idea 3)."""
+"""Properties of the scale-aware opacity modulation (docs/design.md idea 3)."""
 
 import math
 

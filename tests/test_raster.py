@@ -38,7 +38,7 @@ def _dense(means, quats, scales, opac, colors, cam, bg, modulation=None):
     o = opac if modulation is None else opac * modulation
     keep = p.depths > cam.near
     if modulation is not None:
-        keep &= modulation > 0.01  # the modulation cull of DESIGN.md idea 3
+        keep &= modulation > 0.01  # the modulation cull of docs/design.md idea 3
     idx = torch.nonzero(keep).squeeze(1)
     return composite_dense(p.means2d[idx], p.conics[idx], o[idx], colors[idx], p.depths[idx],
                            cam.width, cam.height, bg)

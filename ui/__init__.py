@@ -1,5 +1,9 @@
-"""UI: the pygame window, input devices -> actions, HUD and prompt box (not built yet).
+"""UI: the app's window, input devices -> actions, the HUD and the prompt box.
 
-Will own: keyboard/mouse/gamepad bindings, the HUD overlay and the prompt entry.
-Does not own: the world model or rendering (`engine`, which it imports).
+Owns: `app` (the frame's stages and what each action does), `window` (pygame + GL context),
+`input` and `bindings` (keyboard / mouse / gamepad -> actions), `hud`, `session` (the open
+world's history and chunks), `jobs` (zooms in flight), `autopilot` (the headless demo) and
+`web` (the world exported as a web page, and its read-only server).
+Does not own: the world model or rendering (`engine`, the only package it imports), file
+formats or generation (they come in through `App`'s constructor, wired by `cli`).
 """

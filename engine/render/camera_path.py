@@ -5,7 +5,7 @@ Owns: parsing and validating a camera-path file into a list of `Camera`s (untrus
 bounded size, finite numbers, checked types; every problem is a one-line
 `CameraPathError`), interpolating keyframes, building a zoom sweep toward a world point, and
 a default camera for worlds that carry none (imports).
-Does not own: rendering the frames or writing images (`main.py render`), camera motion in
+Does not own: rendering the frames or writing images (`cli.render`), camera motion in
 the app (`ui/`).
 
 File format, version 1 (a JSON object; unknown keys are refused so typos are caught):

@@ -5,7 +5,7 @@ the world carries none, e.g. an import), the zoom-sweep target (a depth pick on 
 frame) and its end scale (the finest native scale near the target), and writing frames as
 PNG (a small zlib encoder: no imaging library needed) and optionally as mp4 (imageio with
 ffmpeg, when installed).
-Does not own: loading worlds (`saves/`, wired by `main.py`), the camera-path file format
+Does not own: loading worlds (`saves/`, wired by `cli.render`), the camera-path file format
 (`engine.render.camera_path`) or drawing (`engine.render.streaming`).
 """
 

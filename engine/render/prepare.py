@@ -6,7 +6,7 @@ oracle (`engine.render.reference`) draw. It is pure numpy and holds no state.
 Does not own: which chunks are visible or loaded (streaming), the alpha formula
 (`engine.modulation`), the projection to pixels or any drawing.
 
-Precision (DESIGN.md "positions stay precise at 10^6x zoom"): for each chunk the float64
+Precision (docs/design.md "positions stay precise at 10^6x zoom"): for each chunk the float64
 `origin - camera position` is formed first, the float32 local offsets are added in float64 and
 the sum is rotated into camera space in float64. Only then is anything cast to float32, so
 the packed positions are small numbers relative to the eye and a world zoomed 10^6x far
@@ -17,7 +17,7 @@ Culling, in this order (each splat is counted once, under the first test it fail
 - `outside`: a sphere of radius 3 sigma (largest axis) plus `FRUSTUM_MARGIN_PX` pixels at its
   depth lies entirely outside one side plane of the frustum;
 - `faded`: modulated alpha (`engine.modulation.alpha` at s_render = z / sqrt(fx fy)) is
-  <= `ALPHA_CULL`; these are never drawn (DESIGN.md idea 3);
+  <= `ALPHA_CULL`; these are never drawn (docs/design.md idea 3);
 - `faint`: opacity * alpha < 1/255, so no fragment can reach the 1/255 discard threshold.
 
 Sorting: 16-bit keys of log depth, quantized between the min and max of the surviving set

@@ -6,8 +6,11 @@ Owns the frame's renderer stages, in this order (`StreamingRenderer._frame`):
 2. residency: visible chunks become GPU-resident on demand, uploads capped per frame, least
    recently used chunks evicted under the byte budget (`engine.render.residency`); a chunk
    still uploading is simply not drawn yet;
-3. cull + sort, or reuse: page- then splat-level CPU culling (behind, outside, alpha <= 0.01,
-   too faint) and a stable sort on 16-bit log-depth keys give the sorted arena rows; the list
+3. cull + sort, or reuse: CPU culling in groups of 128 consecutive (Morton-ordered) splats —
+   a group's bounding sphere against the frustum and its scale band against the view, then
+   per-splat tests (behind, outside, alpha <= 0.01, too faint) only in groups on an edge
+   (`engine.render.visibility`) — and a stable sort on 16-bit log-depth keys give the
+   sorted arena rows; the list
    is reused while the camera stays within `ResortPolicy` of the one it was built for (it was
    built with that much guard margin), optionally rebuilt on a worker thread meanwhile;
 4. draw: per frame only the sorted index list (4 B/splat) and one camera-space origin per
@@ -21,8 +24,9 @@ set_path`) stages 1 and 2 are the same and 3 and 4 are `engine.render.gpu_driven
 GPU culls, keys and sorts every splat of the visible resident chunks and draws them with one
 indirect draw, the CPU doing per-chunk work only; `path="auto"` picks between them
 (`gpu_driven.choose_path`, `probe_paths`).
-Does not own: the frame loop, input, windows, applying world commands (the caller applies
-them before drawing), or the definition of the image (`engine.render.reference`).
+Does not own: the frame loop, input, windows, applying world commands (the frame loop's
+`apply_deferred` stage does, so a frame draws what the previous frames queued), or the
+definition of the image (`engine.render.reference`).
 
 `modulation=False` is the paper's ablation: every chunk is resident and considered every
 frame (no streaming cull) and every splat is drawn with alpha = 1 (no modulation, no LoD

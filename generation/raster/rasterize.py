@@ -6,7 +6,7 @@ culling (depth outside (near, far), LoD modulation <= ALPHA_CULL, opacity below 
 Does not own: the projection maths (`projection`), compositing (`composite`), or turning
 `SplatChunk`s into tensors (`scene`).
 
-Rendered opacity is `opacity * modulation` (DESIGN.md idea 3); splats whose modulation is
+Rendered opacity is `opacity * modulation` (docs/design.md idea 3); splats whose modulation is
 <= `engine.modulation.ALPHA_CULL` are not drawn at all, as in the real-time renderer.
 """
 

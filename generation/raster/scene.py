@@ -78,7 +78,7 @@ def modulation_at(
     chunks: Sequence[tuple[SplatChunk, LodLinks | None]],  # links None = a root chunk
 ) -> np.ndarray:  # [sum N] float64 in [0, 1]
     """LoD opacity multiplier of every splat at `camera`: `engine.modulation.alpha` with
-    s_render = camera depth / sqrt(fx fy) (DESIGN.md ideas 2 and 3)."""
+    s_render = camera depth / sqrt(fx fy) (docs/design.md ideas 2 and 3)."""
     out = []
     for chunk, links in chunks:
         if links is None:

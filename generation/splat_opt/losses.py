@@ -1,8 +1,8 @@
 """Image losses of the splat optimisation: L1, SSIM (3DGS form) and PSNR, with optional masks.
 
-Owns: `photometric_loss` = (1 - w) L1 + w (1 - SSIM), w = 0.2 (DESIGN.md idea 1), the SSIM of
-3DGS (11x11 Gaussian window, sigma 1.5, zero padding, C1 = 0.01^2, C2 = 0.03^2, images in
-[0, 1]) computed with two separable 1-D convolutions (identical to the 2-D window), and PSNR.
+Owns: `photometric_loss` = (1 - w) L1 + w (1 - SSIM), w = 0.2 (docs/design.md idea 1), the
+SSIM of 3DGS (11x11 Gaussian window, sigma 1.5, zero padding, C1 = 0.01^2, C2 = 0.03^2, images
+in [0, 1]) computed with two separable 1-D convolutions (identical to the 2-D window), and PSNR.
 Does not own: rendering or the optimiser.
 """
 

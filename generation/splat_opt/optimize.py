@@ -1,7 +1,7 @@
 """Per-scale splat optimisation: Adam on opacity, rotation and scale of the new splats only.
 
-Owns: the fitting loop of DESIGN.md idea 1: the new level's splats are rendered together with
-the frozen old world (modulated at each view's camera), and `photometric_loss` over the main
+Owns: the fitting loop of docs/design.md idea 1: the new level's splats are rendered together
+with the frozen old world (modulated at each view's camera), and `photometric_loss` over the main
 view and the auxiliary views (each with an optional mask) drives Adam on the new splats'
 opacity logits, quaternions and log-scales. Positions, colours and `s_native` never change:
 the result copies those arrays bit for bit into new `SplatChunk`s (inputs are never mutated).

@@ -1,4 +1,4 @@
-"""Pixel-aligned splat initialisation for a new level (DESIGN.md idea 1), on top of the engine's.
+"""Pixel-aligned splat initialisation of a new level (docs/design.md idea 1), over the engine's.
 
 Owns: checking the image / depth / mask a generation stage hands over, calling
 `engine.synthetic.pixel_aligned_splats` (which does the back-projection, normal -> rotation,

@@ -1,9 +1,9 @@
 """Stage 2, context: a short description of what the zoom is looking at.
 
-Owns: `ContextInput` / `ContextOutput` and the builtin backend. A captioning model (BLIP-style,
-a later `transformers` backend) would describe the observed view; the builtin backend has no
-weights, so it writes the description from what it knows: the prompts of the levels above
-(root first), the new prompt, and the dominant colour of the observed view.
+Owns: `ContextInput` / `ContextOutput` and the builtin backend. A captioning model (BLIP, the
+`transformers` backend in `generation.backends`) describes the observed view; the builtin
+backend has no weights, so it writes the description from what it knows: the prompts of the
+levels above (root first), the new prompt, and the dominant colour of the observed view.
 Does not own: prompt validation (the CLI / app) or how the caption is used.
 """
 

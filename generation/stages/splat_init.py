@@ -1,4 +1,4 @@
-"""Stage 7, splat init: pixel-aligned splats for the new level (DESIGN.md idea 1).
+"""Stage 7, splat init: pixel-aligned splats for the new level (docs/design.md idea 1).
 
 Owns: `SplatInitInput` / `SplatInitOutput` and the builtin backend: one splat per pixel of the
 main view (position back-projected from the registered depth, orientation from the depth map's
