@@ -31,6 +31,7 @@ from typing import Mapping
 import numpy as np
 
 from engine.camera import Camera
+from engine.errors import UserError
 from engine.history import History, HistoryError
 from engine.lod import LodIndex, LodLinks, link_level
 from engine.modulation import visible_band
@@ -50,7 +51,7 @@ FOOTPRINT_SIGMAS = 3.0
 START_WIDTH, START_HEIGHT = 1280, 720  # the start camera's aspect if the world has none
 
 
-class WebExportError(ValueError):
+class WebExportError(UserError, ValueError):
     """The export cannot be made (unknown step, empty world, a destination that is not an
     earlier export). One readable line."""
 

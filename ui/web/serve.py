@@ -19,6 +19,8 @@ import threading
 import urllib.parse
 from pathlib import Path
 
+from engine.errors import UserError
+
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -32,7 +34,7 @@ MAX_PATH_CHARS = 1024
 LOOPBACK = "127.0.0.1"
 
 
-class ServeError(ValueError):
+class ServeError(UserError, ValueError):
     """The folder cannot be served (missing, not an export) or the address is taken."""
 
 
@@ -124,11 +126,21 @@ class WebServer(http.server.ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
+        """The address to open on this machine."""
         host, port = self.server_address[:2]
         shown = "127.0.0.1" if host in ("0.0.0.0", "") else host
         if ":" in shown:
             shown = f"[{shown}]"
         return f"http://{shown}:{port}/"
+
+    @property
+    def lan_url(self) -> str | None:
+        """The address another device on the network opens, when bound to every interface."""
+        host, port = self.server_address[:2]
+        if host not in ("0.0.0.0", ""):
+            return None
+        address = lan_address()
+        return None if address is None else f"http://{address}:{port}/"
 
     def start_background(self) -> threading.Thread:
         """Serve on a daemon thread (tests, `serve` with a temporary export); stop with
@@ -136,6 +148,20 @@ class WebServer(http.server.ThreadingHTTPServer):
         thread = threading.Thread(target=self.serve_forever, name="wonderzoom-web", daemon=True)
         thread.start()
         return thread
+
+
+def lan_address() -> str | None:
+    """This machine's address on its local network (the interface a default route leaves
+    by; a UDP socket's connect sends nothing), or None without one."""
+    import socket
+
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # TEST-NET-1: never routed anywhere
+            address = s.getsockname()[0]
+    except OSError:
+        return None
+    return None if address.startswith("127.") else address
 
 
 def make_server(folder: str | os.PathLike[str], host: str = LOOPBACK, port: int = 8000) -> WebServer:
