@@ -8,7 +8,6 @@ Does not own: the file format (`saves`), cameras (`engine.camera`) or printing r
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
 from pathlib import Path
@@ -128,5 +127,7 @@ def parse_view(text: str | None, history):
 
 
 def now() -> str:
-    """The creation time stamped on a new step (ISO-8601, UTC, seconds)."""
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    """The creation time stamped on a new step."""
+    from engine.history import utc_timestamp
+
+    return utc_timestamp()

@@ -3,7 +3,7 @@
 Owns: the recipe (the bundled photo `assets/coffee.jpg`, CC0 by Rachel Michetti, shipped in
 scikit-image's sample data; `new`, then three prompted zooms, each at the centre of the
 previous level's view, so every inserted structure holds the next one: a red flower on the
-table, a ladybug on the flower, a dew drop on the ladybug), growing it once with progress
+crema, a ladybug on the flower, a dew drop on the ladybug), growing it once with progress
 bars, and caching the file in the platform's data folder (`platformdirs`; on Linux
 `$XDG_DATA_HOME/wonderzoom`, else `~/.local/share/wonderzoom`) so later runs open it at once.
 Does not own: the pipeline (`generation`) or the file format (`saves`).
@@ -14,9 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 PHOTO = Path(__file__).with_name("assets") / "coffee.jpg"
-RECIPE = "coffee-v1"  # change when the recipe changes: the cache then grows it anew
+RECIPE = "coffee-v2"  # change when the recipe changes: the cache then grows it anew
 NEW_PROMPT = "an espresso cup on a wooden table"
-FIRST_ZOOM_AT = (0.86, 0.16)  # fraction of the root view: the table, top right of the cup
+FIRST_ZOOM_AT = (0.48, 0.36)  # fraction of the root view: the crema in the cup
 ZOOMS = ("a red flower", "a ladybug", "a dew drop")
 
 

@@ -9,6 +9,7 @@ Does not own: chunk data (a step only names chunk ids) or persistence (`saves/`)
 
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping
 
@@ -16,6 +17,11 @@ from engine.camera import Camera
 from engine.errors import UserError
 
 STEP_KINDS = ("image", "import", "zoom")
+
+
+def utc_timestamp() -> str:
+    """The time a step is created: ISO-8601, UTC, whole seconds."""
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 class HistoryError(UserError, ValueError):

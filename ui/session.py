@@ -10,17 +10,12 @@ Does not own: drawing, the file format (the app's `Saver` writes what changed) o
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.history import History, Step
+from engine.history import History, Step, utc_timestamp
 from engine.messages import ZoomResult
 from engine.splats import SplatChunk
-
-
-def utc_now() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
 @dataclass
@@ -45,7 +40,7 @@ class WorldState:
         step = Step(self.history.next_id(), req.parent_step, "zoom", tuple(chunks),
                     camera=req.camera, point=req.point, prompt=req.prompt,
                     backend=dict(result.backend), timings=dict(result.timings),
-                    created=created or utc_now())
+                    created=created or utc_timestamp())
         self.history.add(step)
         self.chunks.update(chunks)
         self.redo_stack.clear()
