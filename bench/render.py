@@ -36,8 +36,9 @@ Figures (frame times include the GPU: glFinish; every timed frame sorts anew unl
 
 The GPU-driven path (`StreamingRenderer(path="gpu")`, forced where `auto` would not take it):
 - cpu_ms_frame_gpu: CPU time per frame in our code on the GPU path, deep frame: the frame's
-  wall time minus the time inside its dispatch and draw calls (`FrameStats.launch_ms`: on
-  llvmpipe the software GPU's work runs inside them; on a GPU they only queue it), not
+  wall time minus the time inside its dispatch, barrier and draw calls
+  (`FrameStats.launch_ms`: on llvmpipe the software GPU's work runs inside them; on a GPU
+  they only queue it), not
   waiting for the GPU; frame_ms_gpu_path: the same frames' wall time with the GPU finished
   (on llvmpipe: the software GPU's cull, sort and draw);
 - cpu_ms_frame_ratio: cpu_ms_frame_gpu for a 1M-splat visible set / a 100k-splat one (a

@@ -218,8 +218,8 @@ class GpuDrivenPath:
         self.candidates = 0  # splats offered to the cull by the last frame
         self.quads_last_frame = False
         self.computed_last_frame = False
-        self.launch_s = 0.0  # last frame: seconds inside dispatch and draw calls (see
-        #                      GpuRadixSort.launch_s)
+        self.launch_s = 0.0  # last frame: seconds inside dispatch, barrier and draw calls
+        #                      (see GpuRadixSort.launch_s)
 
     # ---- a frame --------------------------------------------------------------------------
     def draw(self, arena: PagedArena, items: Sequence[GpuItem], camera: Camera,
@@ -291,11 +291,11 @@ class GpuDrivenPath:
         set_compute_uniforms(cull, {**cull_uniforms(camera, lod_mode),
                                     "u_work_pages": self._work_count})
         self._launch(cull.run, *groups)
-        ctx.memory_barrier(moderngl.SHADER_STORAGE_BARRIER_BIT)
+        self._launch(ctx.memory_barrier, moderngl.SHADER_STORAGE_BARRIER_BIT)
         order = self._cull["ORDER"]
         set_compute_uniforms(order, {"u_work_pages": self._work_count})
         self._launch(order.run, 1)
-        ctx.memory_barrier(moderngl.SHADER_STORAGE_BARRIER_BIT)
+        self._launch(ctx.memory_barrier, moderngl.SHADER_STORAGE_BARRIER_BIT)
         keys = self._cull["KEYS"]
         set_compute_uniforms(keys, {"u_work_pages": self._work_count})
         self.sort.keys.bind_to_storage_buffer(0)
@@ -303,7 +303,7 @@ class GpuDrivenPath:
         self._launch(keys.run, *groups)
         self.sort.sort(self._state, STATE_DRAW_COUNT)
         self.launch_s += self.sort.launch_s
-        ctx.memory_barrier(moderngl.ALL_BARRIER_BITS)
+        self._launch(ctx.memory_barrier, moderngl.ALL_BARRIER_BITS)
 
     def _launch(self, call: Callable, *args) -> None:
         t = time.perf_counter()

@@ -82,8 +82,8 @@ class GpuRadixSort:
         self._keys_tmp: moderngl.Buffer | None = None
         self._values_tmp: moderngl.Buffer | None = None
         self._hist: moderngl.Buffer | None = None
-        self.launch_s = 0.0  # seconds inside the dispatch calls (benchmarks: on a software
-        #                      GL they run the work, on a GPU they only queue it)
+        self.launch_s = 0.0  # last sort: seconds inside its dispatch and barrier calls
+        #                      (benchmarks: a software GL runs the work there, a GPU queues it)
         self.reserve(TILE)
 
     def reserve(self, n: int) -> None:
@@ -102,17 +102,16 @@ class GpuRadixSort:
     def sort(self, counts: moderngl.Buffer, count_index: int = 0) -> None:
         """Sort pairs [0, counts[count_index]) of `keys` / `values` (uint32 words); the count
         must not exceed `capacity`. Issues only GPU commands: nothing is read back."""
-        ctx = self.ctx
+        self.launch_s = 0.0
         for program in self._programs.values():
             set_compute_uniforms(program, {"u_count_index": int(count_index)})
         counts.bind_to_storage_buffer(6)
         self._args.bind_to_storage_buffer(5)
         self._hist.bind_to_storage_buffer(4)
-        ctx.memory_barrier(moderngl.SHADER_STORAGE_BARRIER_BIT)
-        t_launch = time.perf_counter()
-        self._programs["DISPATCH"].run(1)
-        launch = time.perf_counter() - t_launch
-        ctx.memory_barrier(moderngl.SHADER_STORAGE_BARRIER_BIT | moderngl.COMMAND_BARRIER_BIT)
+        barrier = self.ctx.memory_barrier
+        self._launch(barrier, moderngl.SHADER_STORAGE_BARRIER_BIT)
+        self._launch(self._programs["DISPATCH"].run, 1)
+        self._launch(barrier, moderngl.SHADER_STORAGE_BARRIER_BIT | moderngl.COMMAND_BARRIER_BIT)
         source = (self.keys, self.values)
         target = (self._keys_tmp, self._values_tmp)
         for shift in range(0, self.key_bits, RADIX_BITS):
@@ -121,15 +120,18 @@ class GpuRadixSort:
             for stage in ("HISTOGRAM", "SCAN", "SCATTER"):
                 program = self._programs[stage]
                 set_compute_uniforms(program, {"u_shift": shift})
-                t_launch = time.perf_counter()
                 if stage == "SCAN":
-                    program.run(BINS)
+                    self._launch(program.run, BINS)
                 else:
-                    program.run_indirect(self._args)
-                launch += time.perf_counter() - t_launch
-                ctx.memory_barrier(moderngl.SHADER_STORAGE_BARRIER_BIT)
+                    self._launch(program.run_indirect, self._args)
+                self._launch(barrier, moderngl.SHADER_STORAGE_BARRIER_BIT)
             source, target = target, source
-        self.launch_s = launch
+
+    def _launch(self, call, *args) -> None:
+        """A GL call that launches or orders GPU work, timed into `launch_s`."""
+        t = time.perf_counter()
+        call(*args)
+        self.launch_s += time.perf_counter() - t
 
     def argsort(self, keys: np.ndarray) -> np.ndarray:
         """[N] uint keys -> [N] int64 permutation sorting them stably (upload, sort on the

@@ -135,8 +135,8 @@ class FrameStats:
     # back: `splats_drawn` is then the splats offered to it (every splat of the visible
     # resident chunks; `StreamingRenderer.read_gpu_counts` reads the exact count)
     path: str = "cpu"
-    # GPU path: time inside its dispatch and draw calls, part of draw_ms (a software GL runs
-    # the GPU's work there; a GPU only queues it): draw_ms - launch_ms is our own CPU work
+    # GPU path: time inside its dispatch, barrier and draw calls, part of draw_ms (a software
+    # GL runs the GPU's work there; a GPU only queues it): draw_ms - launch_ms is our own work
     launch_ms: float = 0.0
 
 
