@@ -40,6 +40,7 @@ import moderngl
 import numpy as np
 
 from engine.camera import Camera
+from engine.errors import UserError
 from engine.render.gl import camera_uniforms, premultiplied_blending, set_uniforms
 from engine.render.gpu_sort import (COMPUTE_GLSL_VERSION, MAX_GROUPS_X, GpuRadixSort,
                                     compile_compute, grid, set_compute_uniforms)
@@ -69,8 +70,8 @@ RENDER_PATHS = ("auto", "cpu", "gpu")
 PROBE_MARGIN = 1.0  # auto keeps the CPU path unless the GPU path's probe frame is faster
 
 
-class RenderPathError(ValueError):
-    """A render path that does not exist or that this GL context cannot run."""
+class RenderPathError(UserError, ValueError):
+    """A render path that does not exist or that this GL context cannot run (one line)."""
 
 
 def _initial_state() -> np.ndarray:
