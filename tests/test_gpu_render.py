@@ -384,6 +384,25 @@ def test_switching_path_at_run_time_gives_the_same_image(gpu_ctx):
     r.release()
 
 
+def test_a_zoom_sweep_through_the_sample_world_is_the_same_on_both_paths(gpu_ctx):
+    """What `wonderzoom render --zoom-sweep` draws: the frames of a sweep down the bundled
+    kind of world (three fractal levels) on the CPU path and on the GPU path match."""
+    from engine.render.headless import start_camera, zoom_sweep_path
+    from engine.scene import build_scene
+    from engine.synthetic import fractal_plane_world, levels_history
+
+    world = build_scene(*levels_history(fractal_plane_world(levels=3, size=96),
+                                        max_chunk_splats=2048))
+    cpu = make_renderer(gpu_ctx, resort=None)
+    gpu = make_renderer(gpu_ctx, resort=None, path="gpu")
+    cameras = zoom_sweep_path(cpu, world, start_camera(world, 160, 90), 8)
+    for cam in cameras:
+        assert_matches(gpu.render_offscreen(world, cam), cpu.render_offscreen(world, cam))
+    assert gpu.last_stats.path == "gpu" and gpu.read_gpu_counts()["drawn"] > 1000
+    cpu.release()
+    gpu.release()
+
+
 def test_a_hot_load_under_the_upload_cap_on_the_gpu_path(gpu_ctx):
     """Streaming stays as it is: a nine-page level arrives over several frames under a
     two-page cap, the old level keeps drawing meanwhile, and the last frame equals an
