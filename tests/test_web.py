@@ -47,6 +47,16 @@ needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
 needs_browser = pytest.mark.skipif(
     NODE is None or not Path(CHROMIUM).exists() or not HAVE_NODE_MODULES,
     reason="needs node, chromium (apt-get install chromium) and `npm ci` in ui/web")
+PINCH = """(() => {
+  const c = document.getElementById('view');
+  window.__zoomBeforePinch = window.wonderzoom.state().zoom;
+  const ev = (type, id, x, y) => c.dispatchEvent(new PointerEvent(type, {pointerId: id, pointerType: 'touch',
+    clientX: x, clientY: y, bubbles: true, isPrimary: id === 1}));
+  ev('pointerdown', 1, 380, 220); ev('pointerdown', 2, 420, 230);
+  for (let k = 1; k <= 10; k++) { ev('pointermove', 1, 380 - 15 * k, 220 - 4 * k); ev('pointermove', 2, 420 + 15 * k, 230 + 4 * k); }
+  ev('pointerup', 1, 230, 180); ev('pointerup', 2, 570, 270);
+  return true;
+})()"""
 W, H = 160, 120  # the levels' own size: the root view shows level 0 at its native scale
 MEAN_TOL = 2.0 / 255.0
 POPPING_STEP, POPPING_SPAN, POPPING_FRAMES = 1.005, 1.1, 40  # as bench/render.py
@@ -66,6 +76,31 @@ def test_viewer_math_under_node_test_runner():
 def world():
     history, chunks, cams, target = relief_world()
     return history, chunks, cams, target
+
+
+FAR = np.array([3.0e6, -1.5e6, 2.0e5])  # float32 steps here are 0.25 world units: 100x a deep pixel
+
+
+def _moved(history, chunks, offset):
+    """The same world translated by `offset` (chunk origins and cameras in float64)."""
+    from dataclasses import replace
+
+    from engine.camera import Camera
+    from engine.history import History
+    from engine.splats import SplatChunk
+
+    moved = {cid: SplatChunk(c.origin + offset, c.positions, c.rotations, c.log_scales,
+                             c.opacity_logits, c.sh_dc, c.s_native, c.level) for cid, c in chunks.items()}
+    out = History()
+    for step in history.path():
+        cam = step.camera
+        if cam is not None:
+            T = cam.T_world_camera.copy()
+            T[:3, 3] += offset
+            cam = Camera(T, cam.fx, cam.fy, cam.cx, cam.cy, cam.width, cam.height, cam.near, cam.far)
+        point = None if step.point is None else tuple(np.asarray(step.point) + offset)
+        out.add(replace(step, camera=cam, point=point))
+    return out, moved
 
 
 @pytest.fixture(scope="module")
@@ -216,6 +251,14 @@ def browser(world, exported, tmp_path_factory):
     shutil.copytree(folder, site / "missing")
     (site / "missing" / manifest["chunks"][0]["file"]).unlink()
 
+    far_history, far_chunks = _moved(history, chunks, FAR)
+    export_web(far_history, far_chunks, site / "far")
+    far_cams = [s.camera for s in far_history.path()]
+    far_target = target + FAR
+    far_native = [float(c.pixel_scale(far_target[None])[0]) for c in far_cams]
+    far_views = {"far_deep": _camera_at(far_cams[0], far_target, far_native[2]),
+                 "far_mid": _camera_at(far_cams[0], far_target, math.sqrt(far_native[0] * far_native[1]))}
+
     server = make_server(folder, port=0)
     server.start_background()
     plain = http.server.ThreadingHTTPServer(
@@ -247,6 +290,15 @@ def browser(world, exported, tmp_path_factory):
         {"op": "drag", "from": [300, 300], "to": [360, 300]},
         {"op": "key", "key": "KeyW", "ms": 300},
         {"op": "eval", "expr": "window.wonderzoom.state()"},
+        # a gamepad (the Gamepad API, its standard mapping): left stick forward
+        {"op": "eval", "expr": "window.__z0 = window.wonderzoom.state().camera.T_world_camera[2][3];"
+                               "navigator.getGamepads = () => [{connected: true, axes: [0, -1, 0, 0],"
+                               " buttons: Array.from({length: 17}, () => ({value: 0}))}]; true"},
+        {"op": "wait", "expr": "window.wonderzoom.state().camera.T_world_camera[2][3] > window.__z0"},
+        {"op": "eval", "expr": "navigator.getGamepads = () => []; true"},
+        # two fingers moving apart: pinch zoom toward their midpoint
+        {"op": "eval", "expr": PINCH},
+        {"op": "wait", "expr": "window.wonderzoom.state().zoom > window.__zoomBeforePinch * 1.5"},
         {"op": "click", "selector": "#timeline button.step"},
         {"op": "wait", "expr": "window.wonderzoom.state().step === 0"},
         {"op": "click", "selector": "#sweep"},
@@ -256,6 +308,8 @@ def browser(world, exported, tmp_path_factory):
         {"op": "screenshot", "save": "page_after_sweep.png"},
         {"op": "message"},
     ]
+    far = [{"op": "ready"}] + [{"op": "render", "camera": c.to_dict(), "save": f"{k}.rgba"}
+                               for k, c in far_views.items()]
     hostile = [{"op": "ready"}, {"op": "wait", "expr": "window.__wzError !== null"}, {"op": "message"}]
     job = {"width": 800, "height": 450, "out": str(out), "timeout_ms": 120000, "pages": [
         {"url": server.url, "ops": ops},
@@ -263,6 +317,7 @@ def browser(world, exported, tmp_path_factory):
         {"url": plain_url + "plain/", "ops": [{"op": "first_frame"}]},
         *({"url": plain_url + f"{name}/", "ops": hostile}
           for name in ("outside", "absolute", "nan", "truncated", "nanchunk", "missing")),
+        {"url": plain_url + "far/", "ops": far},
     ]}
     (work / "job.json").write_text(json.dumps(job))
     try:
@@ -277,6 +332,7 @@ def browser(world, exported, tmp_path_factory):
     pages = json.loads(proc.stdout)["pages"]
 
     world_at = {s: build_scene(history, chunks, s) for s in (0, 1, 2)}
+    world_at["far"] = build_scene(far_history, far_chunks)
 
     def pieces(step):
         w = world_at[step]
@@ -287,7 +343,7 @@ def browser(world, exported, tmp_path_factory):
         raw = np.frombuffer((out / name).read_bytes(), np.uint8).reshape(H, W, 4)
         return raw[..., :3].astype(np.float64) / 255.0
 
-    return dict(pages=pages, views=views, timeline=timeline, segments=segments, cams=cams,
+    return dict(pages=pages, views=views, far_views=far_views, timeline=timeline, segments=segments, cams=cams,
                 switches=switches, pieces=pieces, frame=frame, out=out, target=target,
                 native=native, server_requests=list(server.requests), manifest=manifest)
 
@@ -376,7 +432,7 @@ def test_page_flies_zooms_steps_and_sweeps_for_a_user(browser):
     assert first["error"] is None and first["firstFrameMs"] > 0
     before, after = results[2], results[7]
     assert after["camera"]["T_world_camera"] != before["camera"]["T_world_camera"]
-    swept = results[12]
+    swept = results[17]
     assert swept["sweeping"] is False and swept["step"] == 2  # the sweep shows the whole world
     assert results[-1] is None  # no message shown
 
@@ -402,3 +458,17 @@ def test_hostile_or_broken_worlds_show_a_message_and_fetch_nothing_outside(brows
         assert request.startswith(folder), f"{name}: fetched {request}"
     if name in ("outside", "absolute", "nan"):  # refused before any chunk is fetched
         assert not any("/chunks/" in r for r in page["requests"])
+
+
+@needs_browser
+@pytest.mark.parametrize("view", ["far_deep", "far_mid"])
+def test_page_keeps_precision_far_from_the_world_origin(browser, view):
+    """The same world 3e6 units from the origin, where float32 steps are 0.25 units and a deep
+    pixel is 0.002: only float64 chunk origins and camera-relative drawing keep the image."""
+    page = browser["pages"][-1]
+    assert page["errors"] == [], page["errors"]
+    cam = browser["far_views"][view]
+    got = browser["frame"](f"{view}.rgba")
+    ref = render(prepare(cam, browser["pieces"]("far")), cam).rgb
+    err = np.abs(got - ref)
+    assert err.mean() <= MEAN_TOL, f"{view}: mean abs error {err.mean() * 255:.2f}/255"

@@ -63,7 +63,11 @@ export class Controls {
   }
 
   onPointerDown(e) {
-    this.element.setPointerCapture?.(e.pointerId);
+    try {
+      this.element.setPointerCapture(e.pointerId); // keep the drag when it leaves the canvas
+    } catch (err) {
+      // a pointer the browser does not track (synthetic events): no capture, still handled
+    }
     this.pointers.set(e.pointerId, [e.clientX, e.clientY]);
     this.pinch = null;
     this.touched = true;

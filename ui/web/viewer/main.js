@@ -20,7 +20,8 @@ import { chunkPossiblyVisible } from './modulation.js';
 
 const params = new URLSearchParams(location.search);
 const BUDGET_SPLATS = Math.min(Math.max(Number(params.get('budget')) || 4_000_000, 65536), 16_000_000);
-const MAX_INFLIGHT = 4;
+const MAX_INFLIGHT = 6;
+const PARTIAL_SORT_MS = 400; // while chunks stream in, show progress this often
 const SWEEP_SECONDS = Math.min(Math.max(Number(params.get('sweepSeconds')) || 8, 0.5), 120);
 const PLAY_SECONDS_PER_STEP = 2.5;
 const FOCUS_CELLS_X = 32, FOCUS_CELLS_Y = 18;
@@ -47,7 +48,7 @@ class Viewer {
     this.m = manifest;
     this.renderer = renderer;
     this.step = manifest.steps.length - 1;
-    this.chunks = manifest.chunks.map((c) => ({ ...c, state: 'idle', pages: null, lastUsed: 0, waiters: [] }));
+    this.chunks = manifest.chunks.map((c) => ({ ...c, state: 'idle', pages: null, lastUsed: 0 }));
     const pagesNeeded = this.chunks.reduce((s, c) => s + Math.ceil(c.count / PAGE_SPLATS), 0);
     const budgetPages = Math.ceil(BUDGET_SPLATS / PAGE_SPLATS);
     const maxChunkPages = Math.max(...this.chunks.map((c) => Math.ceil(c.count / PAGE_SPLATS)));
@@ -55,6 +56,7 @@ class Viewer {
     this.freePages = [];
     for (let p = renderer.capacityPages - 1; p >= 0; p--) this.freePages.push(p);
     this.inflight = 0;
+    this.loadWaiters = []; // resolved whenever a load ends
     this.worker = new Worker(new URL('./sort-worker.js', import.meta.url), { type: 'module' });
     this.worker.onmessage = (e) => this.onWorker(e.data);
     this.worker.onerror = (e) => showMessage(`the viewer's worker failed: ${e.message || 'unknown error'}`);
@@ -120,12 +122,16 @@ class Viewer {
   }
 
   onWorker(msg) {
+    if (msg.type === 'loaded' || msg.type === 'failed') {
+      this.loadWaiters.splice(0).forEach((w) => w());
+      // keep the fetch slots busy without waiting for the next frame
+      if (!this.scripted && this.wanted) queueMicrotask(() => { for (const c of this.wanted) this.request(c, this.wanted); });
+    }
     if (msg.type === 'loaded') {
       const c = this.chunks[msg.id];
       this.inflight--;
       this.renderer.upload(c.pages, msg.main, msg.lod);
       c.state = 'ready';
-      c.waiters.splice(0).forEach((w) => w.resolve());
     } else if (msg.type === 'failed') {
       const c = this.chunks[msg.id];
       this.inflight--;
@@ -133,7 +139,6 @@ class Viewer {
       this.freePages.push(...c.pages);
       c.pages = null;
       showMessage(`part of this world could not be loaded (${c.file}: ${msg.message})`);
-      c.waiters.splice(0).forEach((w) => w.reject(new Error(`${c.file}: ${msg.message}`)));
     } else if (msg.type === 'sorted') {
       const waiter = this.sortWaiters.get(msg.seq);
       this.sortWaiters.delete(msg.seq);
@@ -149,9 +154,9 @@ class Viewer {
       if (failed) throw new Error(`${failed.file} could not be loaded`);
       if (!missing.length) return;
       for (const c of missing) this.request(c, list);
-      const loading = missing.filter((c) => c.state === 'loading');
-      if (!loading.length) throw new Error('this view needs more splats than the memory budget allows');
-      await Promise.race(loading.map((c) => new Promise((resolve, reject) => c.waiters.push({ resolve, reject }))));
+      // wait for any load to end (ours, or the interactive loop's holding the fetch slots)
+      if (this.inflight === 0) throw new Error('this view needs more splats than the memory budget allows');
+      await new Promise((resolve) => this.loadWaiters.push(resolve));
     }
   }
 
@@ -240,10 +245,16 @@ class Viewer {
     if (!this.sweep) this.controller.update(input, dt);
     const camera = this.currentCamera(now);
     const visible = this.visible(camera, this.step);
+    this.wanted = visible;
     for (const c of visible) this.request(c, visible);
     const ready = visible.filter((c) => c.state === 'ready');
     const key = `${cameraKey(camera, this.step)}|${ready.map((c) => c.index).join(',')}`;
-    if (key !== this.listKey && this.sortPending === null) {
+    // a partial set (chunks still loading) is sorted and drawn only now and then: every
+    // draw of a big partial frame delays the complete one
+    const partial = ready.length < visible.length;
+    const due = !partial || now - (this.lastPartialSort || 0) >= PARTIAL_SORT_MS;
+    if (key !== this.listKey && this.sortPending === null && due) {
+      if (partial) this.lastPartialSort = now;
       this.sortPending = key;
       const t0 = performance.now();
       this.sort(camera, this.step, ready).then((msg) => {
@@ -462,7 +473,8 @@ async function main() {
     interactive() { viewer.scripted = false; viewer.lastDrawKey = null; viewer.resize(); },
     state() {
       return { step: viewer.step, frameDone: viewer.frameDone, firstCompleteMs: viewer.firstCompleteMs,
-        drawn: viewer.drawn, sweeping: Boolean(viewer.sweep), camera: viewer.controller.camera.toDict() };
+        drawn: viewer.drawn, sweeping: Boolean(viewer.sweep), camera: viewer.controller.camera.toDict(),
+        zoom: viewer.controller.zoomFactor };
     },
   };
 }
