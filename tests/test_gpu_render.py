@@ -119,6 +119,23 @@ def test_auto_on_llvmpipe_keeps_the_cpu_path_and_gpu_can_be_forced(gpu_ctx):
     r.release()
 
 
+def test_a_driver_that_refuses_the_gpu_shaders_keeps_the_cpu_path(gpu_ctx, monkeypatch):
+    """On a hardware GL whose compiler rejects the GPU path's shaders, "auto" (whose probe
+    builds the GPU path) falls back to the CPU path and "gpu" is a one-line UserError."""
+    from engine.errors import UserError
+
+    def refuse(*args, **kwargs):
+        raise moderngl.Error("GLSL Compiler failed\ncompute_shader\n0:1: error")
+
+    monkeypatch.setattr(streaming, "gpu_support", lambda ctx: _support())
+    monkeypatch.setattr(streaming, "GpuDrivenPath", refuse)
+    r = streaming.StreamingRenderer(gpu_ctx, path="auto")
+    assert r.path == "cpu" and "do not build" in r.path_reason
+    r.release()
+    with pytest.raises(UserError, match="shaders do not build here: GLSL Compiler failed$"):
+        streaming.StreamingRenderer(gpu_ctx, path="gpu")
+
+
 def test_the_probe_times_one_frame_of_each_path(gpu_ctx):
     cpu_ms, gpu_ms = probe_paths(gpu_ctx, frames=1)
     assert cpu_ms > 0 and gpu_ms > 0

@@ -47,6 +47,7 @@ import moderngl
 import numpy as np
 
 from engine.camera import Camera
+from engine.errors import first_line
 from engine.lod import LodIndex, LodLinks
 from engine.render.gl import (GLSL_VERSION, OffscreenTargets, SplatRenderer, camera_uniforms,
                               gl_flush_function, premultiplied_blending, set_uniforms,
@@ -200,7 +201,11 @@ class StreamingRenderer:
         self.requested_path = "cpu"
         self.path_reason = "asked for the CPU path"
         if path != "cpu":
-            self.set_path(path)
+            try:
+                self.set_path(path)
+            except RenderPathError:
+                self.release()  # the GL objects made above
+                raise
 
     # ---- the render path ------------------------------------------------------------------
     @property
@@ -221,9 +226,19 @@ class StreamingRenderer:
         if path not in RENDER_PATHS:
             raise RenderPathError(f"unknown renderer {path!r}: choose one of "
                                   f"{', '.join(RENDER_PATHS)}")
-        chosen, reason = choose_path(path, self.gpu_support, lambda: probe_paths(self.ctx))
-        if chosen == "gpu" and self._gpu is None:
-            self._gpu = GpuDrivenPath(self.ctx, {False: self._points, True: self._points_depth})
+        try:
+            chosen, reason = choose_path(path, self.gpu_support, lambda: probe_paths(self.ctx))
+            if chosen == "gpu" and self._gpu is None:
+                try:
+                    self._gpu = GpuDrivenPath(self.ctx, {False: self._points,
+                                                         True: self._points_depth})
+                except moderngl.Error as exc:  # a driver that refuses the GPU path's shaders
+                    raise RenderPathError("the GPU renderer's shaders do not build here: "
+                                          f"{first_line(exc)}") from None
+        except RenderPathError as exc:
+            if path != "auto":
+                raise
+            chosen, reason = "cpu", str(exc)
         self._path, self.requested_path, self.path_reason = chosen, path, reason
         return chosen
 
