@@ -17,11 +17,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from typing import Sequence
 
 from cli import (checkout, compact, demo, export, history, importply, info, models, new, play,
                  render, zoom)
 from engine.errors import UserError, first_line
+from engine.history import printable
 
 EXIT_USER_ERROR = 2
 COMMANDS = (info, history, checkout, export, importply, compact, play, new, zoom, models, demo,
@@ -48,17 +50,40 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "run", None):  # no command given
         parser.print_help()
         return EXIT_USER_ERROR
+    if not os.environ.get("WONDERZOOM_DEBUG"):
+        # inputs are validated before they reach numpy; its floating-point warnings would only
+        # break the promise of one line on stderr (WONDERZOOM_DEBUG=1 shows them)
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
     try:
         return int(args.run(args) or 0)
     except UserError as exc:
         return _fail(first_line(exc))
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError) as exc:
-        return _fail(f"{exc.filename}: {os.strerror(exc.errno) if exc.errno else exc}")
+    except BrokenPipeError:  # `wonderzoom history w.wzs | head`: the reader has had enough
+        _silence_stdout()
+        return 0
+    except OSError as exc:  # a full disk, a path under a file, a name too long, no permission
+        return _fail(os_error_line(exc))
     except KeyboardInterrupt:
         print("wonderzoom: interrupted", file=sys.stderr)
         return 130
 
 
+def os_error_line(exc: OSError) -> str:
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    names = [n for n in (exc.filename, exc.filename2) if n is not None]
+    return f"{printable(os.fsdecode(names[0]))}: {reason}" if names else reason
+
+
 def _fail(message: str) -> int:
-    print(f"wonderzoom: error: {message}", file=sys.stderr)
+    print(f"wonderzoom: error: {printable(message)}", file=sys.stderr)
     return EXIT_USER_ERROR
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli.common import load, step_arg, world_path
+from cli.common import load_info, step_arg, world_path
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from saves import WorldWriter
 
     path = world_path(args.world)
-    step = step_arg(load(args.world).history, args.step)
+    step = step_arg(load_info(args.world).history, args.step)
     with WorldWriter.open(path) as writer:
         writer.set_head(step)
     print(f"head is now step {step}")

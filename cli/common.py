@@ -12,7 +12,10 @@ import json
 import math
 from pathlib import Path
 
+from engine.camera import check_render_camera
 from engine.errors import UserError
+from engine.history import printable
+from engine.textfiles import read_text_file
 
 WORLD_SUFFIX = ".wzs"
 MAX_CAMERA_JSON_BYTES = 64 << 10
@@ -38,10 +41,18 @@ def new_world_path(path: str, force: bool) -> Path:
 
 
 def load(path: str):
-    """The validated world at `path` (`saves.LoadedWorld`)."""
+    """The validated world at `path`, chunks decoded (`saves.LoadedWorld`)."""
     from saves import load_world
 
     return load_world(world_path(path))
+
+
+def load_info(path: str):
+    """The world at `path` without its chunk payloads (`saves.WorldInfo`): what `info`,
+    `history` and `checkout` need, in time and memory that do not grow with the payloads."""
+    from saves import read_world_info
+
+    return read_world_info(world_path(path))
 
 
 def step_arg(history, step: int | None) -> int:
@@ -107,23 +118,26 @@ def parse_view(text: str | None, history):
         return history.steps[step].camera
     if t.startswith("{"):
         raw = t
+    elif Path(t).exists():
+        raw = read_text_file(t, MAX_CAMERA_JSON_BYTES, UserError, "camera file")
     else:
-        p = Path(t)
-        if not p.is_file():
-            raise UserError(f"--view {text}: not a step id, a camera JSON file or inline JSON")
-        if p.stat().st_size > MAX_CAMERA_JSON_BYTES:
-            raise UserError(f"--view {text}: the camera file is too large")
-        raw = p.read_text(encoding="utf-8", errors="replace")
+        raise UserError(f"--view {printable(text)}: not a step id, a camera JSON file or "
+                        "inline JSON")
     if len(raw) > MAX_CAMERA_JSON_BYTES:
         raise UserError("--view: the camera JSON is too large")
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_refuse_constant)
         cam = Camera.from_dict(data.get("camera", data) if isinstance(data, dict) else data)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, 5,000-digit integers
+        if isinstance(exc, CameraError):
+            raise UserError(f"--view: bad camera ({exc})") from None
         raise UserError(f"--view: not valid JSON ({exc.__class__.__name__})") from None
-    except CameraError as exc:
-        raise UserError(f"--view: bad camera ({exc})") from None
+    check_render_camera(cam, "--view")
     return cam
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not a number")
 
 
 def now() -> str:

@@ -38,6 +38,32 @@ def add_generation_arguments(p: argparse.ArgumentParser, default_size: int,
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+MAX_SEED = 1 << 53  # seeds are stored in the world file, whose integers stay below 2^53
+
+
+def check_generation_args(args: argparse.Namespace) -> None:
+    """Refuse what would fail only after the whole generation ran: text that is not UTF-8
+    (it cannot be stored), a seed the file cannot hold, an over-long prompt."""
+    from engine.messages import MAX_PROMPT_CHARS
+
+    for flag, text in (("--prompt", args.prompt), *(("--set", s) for s in args.set)):
+        if not is_utf8(text):
+            raise UserError(f"{flag}: not valid UTF-8 text (check the terminal's encoding)")
+    if len(args.prompt) > MAX_PROMPT_CHARS:
+        raise UserError(f"--prompt: at most {MAX_PROMPT_CHARS} characters")
+    if args.seed is not None and not 0 <= args.seed < MAX_SEED:
+        raise UserError(f"--seed {args.seed}: must be in 0..2^53-1")
+
+
+def is_utf8(text: str) -> bool:
+    """False for a str holding surrogate escapes (bytes from argv that were not UTF-8)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_sets(items: list[str]) -> dict[str, str]:
     out = {}
     for item in items:

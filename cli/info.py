@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from cli.common import load, world_path
+from cli.common import load_info, world_path
+from engine.history import printable
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -18,14 +19,16 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def summary(loaded, path: Path) -> dict[str, Any]:
-    """What `info --json` prints (its `levels` list: one entry per scale level)."""
-    history = loaded.history
+def summary(info, path: Path) -> dict[str, Any]:
+    """What `info --json` prints (its `levels` list: one entry per scale level), from the
+    world's records alone (`saves.WorldInfo`: no chunk is decoded)."""
+    history = info.history
     levels: dict[int, dict[str, Any]] = {}
     steps = []
+    depth = history.depths()
     for step in history:
-        level = history.level_of(step.id)
-        splats = sum(len(loaded.chunks[c]) for c in step.chunk_ids)
+        level = depth[step.id]
+        splats = sum(info.chunks[c].n for c in step.chunk_ids)
         entry = levels.setdefault(level, {"level": level, "steps": [], "chunks": 0, "splats": 0})
         entry["steps"].append(step.id)
         entry["chunks"] += len(step.chunk_ids)
@@ -35,14 +38,14 @@ def summary(loaded, path: Path) -> dict[str, Any]:
     head_path = [s.id for s in history.path()] if history.head is not None else []
     return {
         "path": str(path),
-        "valid": True,
-        "file_bytes": path.stat().st_size,
-        "format_version": loaded.format_version,
+        "valid": True,  # every record, step and chunk header (payloads: checked on load)
+        "file_bytes": info.file_bytes,
+        "format_version": info.format_version,
         "head": history.head,
         "head_path": head_path,
-        "splats_at_head": (sum(len(loaded.chunks[c]) for c in history.chunk_ids_at())
+        "splats_at_head": (sum(info.chunks[c].n for c in history.chunk_ids_at())
                            if head_path else 0),
-        "splats_total": sum(len(c) for c in loaded.chunks.values()),
+        "splats_total": sum(d.n for d in info.chunks.values()),
         "levels": [levels[k] for k in sorted(levels)],
         "steps": steps,
     }
@@ -50,16 +53,17 @@ def summary(loaded, path: Path) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     path = world_path(args.world)
-    loaded = load(args.world)
-    info = summary(loaded, path)
+    world = load_info(args.world)
+    info = summary(world, path)
     if args.json:
-        print(json.dumps(info))
+        print(json.dumps(info))  # JSON escapes every control character itself
         return 0
-    print(f"{path}  ({info['file_bytes'] / 1e6:.2f} MB, valid)")
+    print(f"{printable(str(path))}  ({info['file_bytes'] / 1e6:.2f} MB, records valid)")
     print(f"head: step {info['head']}  ({info['splats_at_head']:,} splats on the path to it)")
     for lv in info["levels"]:
+        steps = ", ".join(map(str, lv["steps"][:20])) + (", ..." if len(lv["steps"]) > 20 else "")
         print(f"  level {lv['level']}: {lv['splats']:,} splats in {lv['chunks']} chunks "
-              f"(steps {', '.join(map(str, lv['steps']))})")
+              f"(steps {steps})")
     print("history:")
-    print(loaded.history.render_tree())
+    print(world.history.render_tree())
     return 0

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from cli.common import new_world_path, now
-from cli.genargs import add_generation_arguments, config_from_args
+from cli.genargs import add_generation_arguments, check_generation_args, config_from_args
 from cli.progress import StageBars, print_timings
 
 
@@ -23,12 +24,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from generation.image_input import load_image
 
+    check_generation_args(args)
     out = new_world_path(args.output, args.force)
     config = config_from_args(args, "new")
     image = load_image(args.image)
     seed = 0 if args.seed is None else args.seed
+    source = os.fsencode(Path(args.image).name).decode("utf-8", "replace")  # storable text
     n, chunks, size, timings = grow_new(image, args.prompt, seed, config, out,
-                                        source=Path(args.image).name, quiet=args.quiet)
+                                        source=source, quiet=args.quiet)
     print(f"wrote {out}: step 0, {n:,} splats in {chunks} chunks ({size[0]}x{size[1]} working image)")
     print_timings("new: seconds per stage", timings)
     return 0

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from cli.common import load, parse_pixel, step_arg
+from engine.atomic import atomic_write, write_all
 from engine.errors import UserError
 
 
@@ -93,8 +94,9 @@ def run(args: argparse.Namespace) -> int:
     finally:
         renderer.release()
         ctx.release()
-    (out_dir / "cameras.json").write_text(json.dumps(
-        {"version": 1, "cameras": [c.to_dict() for c in cameras]}))
+    with atomic_write(out_dir / "cameras.json") as fd:
+        write_all(fd, json.dumps({"version": 1, "cameras": [c.to_dict() for c in cameras]})
+                  .encode())
     print(f"wrote {len(written)} frames ({cameras[0].width}x{cameras[0].height}) of step {step} "
           f"to {out_dir}/frame_0000.png ... and the cameras to {out_dir}/cameras.json")
     if args.mp4:

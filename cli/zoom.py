@@ -7,10 +7,9 @@ import math
 from pathlib import Path
 
 from cli.common import load, now, parse_at, parse_view, world_path
-from cli.genargs import add_generation_arguments, config_from_args
+from cli.genargs import add_generation_arguments, check_generation_args, config_from_args
 from cli.progress import StageBars, print_timings
 from engine.errors import UserError
-from engine.messages import MAX_PROMPT_CHARS
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -34,10 +33,9 @@ def run(args: argparse.Namespace) -> int:
     from generation.pipeline import request_at_pixel
 
     path = world_path(args.world)
+    check_generation_args(args)
     if not (math.isfinite(args.factor) and 1.0 < args.factor <= 64.0):
         raise UserError(f"--factor {args.factor:g}: must be in (1, 64]")
-    if len(args.prompt) > MAX_PROMPT_CHARS:
-        raise UserError(f"--prompt: at most {MAX_PROMPT_CHARS} characters")
     loaded = load(args.world)
     history = loaded.history
     if history.head is None:

@@ -20,6 +20,10 @@ import numpy as np
 from engine.errors import UserError
 
 MAX_IMAGE_SIDE = 1 << 15
+MAX_RENDER_SIDE = 8192  # what `render`, `play` and the GL targets draw
+# focal length / image side: below 1e-5 the field of view is 180 degrees to float precision
+# (projections blow up); above 1e30 no zoom chain reaches (4x a zoom: ~50 zooms)
+FOCAL_PER_SIDE = (1e-5, 1e30)
 
 
 class CameraError(UserError, ValueError):
@@ -37,16 +41,33 @@ def _is_number(v: object) -> bool:
     return True
 
 
+def check_render_camera(camera: "Camera", where: str) -> "Camera":
+    """`camera` if a renderer can draw through it (its image at most MAX_RENDER_SIDE a side:
+    the GL framebuffers' limit), else CameraError naming `where`."""
+    if camera.width > MAX_RENDER_SIDE or camera.height > MAX_RENDER_SIDE:
+        raise CameraError(f"{where}: image {camera.width}x{camera.height} is larger than "
+                          f"{MAX_RENDER_SIDE} a side")
+    return camera
+
+
 def _as_rigid(T: np.ndarray) -> np.ndarray:
+    """`T` as a float64 [4, 4] rigid transform, or CameraError. The checks run on Python
+    floats: numpy's per-call overhead on 3x3 matrices made them the cost of opening a world
+    with a long history (a camera per step)."""
     T = np.asarray(T, dtype=np.float64)
     if T.shape != (4, 4):
         raise CameraError(f"pose must be 4x4, got {T.shape}")
-    if not np.isfinite(T).all():
+    (a, b, c, tx), (d, e, f, ty), (g, h, i, tz), last = T.tolist()
+    if not all(map(math.isfinite, (a, b, c, tx, d, e, f, ty, g, h, i, tz, *last))):
         raise CameraError("pose holds NaN or Inf")
-    R = T[:3, :3]
-    if np.abs(R @ R.T - np.eye(3)).max() > 1e-6 or abs(np.linalg.det(R) - 1.0) > 1e-6:
+    off_unit = max(abs(a * a + b * b + c * c - 1.0), abs(d * d + e * e + f * f - 1.0),
+                   abs(g * g + h * h + i * i - 1.0))
+    off_orthogonal = max(abs(a * d + b * e + c * f), abs(a * g + b * h + c * i),
+                         abs(d * g + e * h + f * i))
+    det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
+    if off_unit > 1e-6 or off_orthogonal > 1e-6 or abs(det - 1.0) > 1e-6:
         raise CameraError("pose rotation is not orthonormal")
-    if np.abs(T[3] - np.array([0.0, 0.0, 0.0, 1.0])).max() > 0:
+    if last != [0.0, 0.0, 0.0, 1.0]:
         raise CameraError("pose last row must be 0 0 0 1")
     return T
 
@@ -83,6 +104,12 @@ class Camera:
             raise CameraError("image size must be integers") from None
         if not (0 < w <= MAX_IMAGE_SIDE and 0 < h <= MAX_IMAGE_SIDE):
             raise CameraError(f"image size {w}x{h} out of range")
+        lo, hi = FOCAL_PER_SIDE
+        if not (lo * w <= self.fx <= hi * w and lo * h <= self.fy <= hi * h):
+            raise CameraError(f"focal lengths {self.fx:g}, {self.fy:g} px are out of range for "
+                              f"a {w}x{h} image")
+        if not (abs(self.cx) <= hi * w and abs(self.cy) <= hi * h):
+            raise CameraError("principal point is absurdly far outside the image")
         object.__setattr__(self, "width", w)
         object.__setattr__(self, "height", h)
 

@@ -49,23 +49,58 @@ class Step:
         object.__setattr__(self, "chunk_ids", tuple(self.chunk_ids))
 
 
+def printable(text: str) -> str:
+    """`text` safe to print on a terminal: control characters (escape sequences, carriage
+    returns, newlines) and unpaired surrogates are shown escaped, as `\\x1b`, `\\n`, ..."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+@dataclass
+class _Tree:
+    """Derived from `steps` in one pass: children per step and each step's depth."""
+
+    size: int  # len(steps) it was built for (steps are only ever added)
+    children: dict[int | None, list[int]]  # parent (None: roots) -> child ids, ascending
+    depth: dict[int, int]
+
+
 @dataclass
 class History:
     steps: dict[int, Step] = field(default_factory=dict)
     head: int | None = None
+    _tree: _Tree | None = field(default=None, init=False, repr=False, compare=False)
 
-    # ---- queries ------------------------------------------------------------------------
+    # ---- queries: each linear in the number of steps, none recursive ----------------------
     def __len__(self) -> int:
         return len(self.steps)
 
     def __iter__(self) -> Iterator[Step]:
         return iter(self.steps[k] for k in sorted(self.steps))
 
+    def _index(self) -> _Tree:
+        """The children and depths of every step, rebuilt only when steps were added."""
+        tree = self._tree
+        if tree is not None and tree.size == len(self.steps):
+            return tree
+        children: dict[int | None, list[int]] = {}
+        for sid in sorted(self.steps):
+            children.setdefault(self.steps[sid].parent, []).append(sid)
+        depth: dict[int, int] = {}
+        stack = [(sid, 0) for sid in reversed(children.get(None, []))]
+        while stack:
+            sid, d = stack.pop()
+            depth[sid] = d
+            stack.extend((kid, d + 1) for kid in reversed(children.get(sid, [])))
+        self._tree = _Tree(len(self.steps), children, depth)
+        return self._tree
+
     def roots(self) -> list[Step]:
-        return [s for s in self if s.parent is None]
+        return [self.steps[s] for s in self._index().children.get(None, [])]
 
     def children(self, step_id: int) -> list[Step]:
-        return [s for s in self if s.parent == step_id]
+        return [self.steps[s] for s in self._index().children.get(step_id, [])]
 
     def path(self, step_id: int | None = None) -> list[Step]:
         """Steps from the root to `step_id` (default: head), root first."""
@@ -85,9 +120,16 @@ class History:
             cur = self.steps[cur].parent
         return out[::-1]
 
+    def depths(self) -> Mapping[int, int]:
+        """Every step's level (its depth in the tree), computed once for the whole history."""
+        return self._index().depth
+
     def level_of(self, step_id: int) -> int:
         """Scale level a step created: its depth in the tree (root = level 0)."""
-        return len(self.path(step_id)) - 1
+        depth = self._index().depth.get(step_id)
+        if depth is None:  # unknown, or not reachable from a root (a cycle): path() says which
+            return len(self.path(step_id)) - 1
+        return depth
 
     def chunk_ids_at(self, step_id: int | None = None) -> list[int]:
         """Chunk ids of the world at a step: the union along root -> step, oldest first."""
@@ -120,20 +162,30 @@ class History:
             self.head = self.steps[self.head].parent
         return self.head
 
-    def render_tree(self) -> str:
-        """Human-readable tree, head marked with '*'."""
+    def render_tree(self, max_indent: int = 64) -> str:
+        """Human-readable tree, head marked with '*' (prompts escaped for a terminal). A
+        chain of only children stays at one indent, as `git log --graph` draws it; branches
+        indent, up to `max_indent` columns (deeper ones are drawn at that indent)."""
+        tree = self._index()
         lines: list[str] = []
-
-        def walk(step: Step, prefix: str, last: bool, top: bool) -> None:
-            mark = "*" if step.id == self.head else " "
-            label = step.kind if not step.prompt else f"{step.kind} \"{step.prompt}\""
-            branch = "" if top else ("└─ " if last else "├─ ")
-            lines.append(f"{mark} {prefix}{branch}[{step.id}] {label}  "
-                         f"(level {self.level_of(step.id)}, {len(step.chunk_ids)} chunks)")
-            kids = self.children(step.id)
-            for i, kid in enumerate(kids):
-                walk(kid, prefix + ("" if top else ("   " if last else "│  ")), i == len(kids) - 1, False)
-
-        for root in self.roots():
-            walk(root, "", True, True)
+        # (step id, prefix, last among its siblings, top-level, in a chain of only children)
+        stack = [(sid, "", True, True, False) for sid in reversed(tree.children.get(None, []))]
+        while stack:
+            sid, prefix, last, top, chained = stack.pop()
+            step = self.steps[sid]
+            mark = "*" if sid == self.head else " "
+            label = step.kind if not step.prompt else f"{step.kind} \"{printable(step.prompt)}\""
+            branch = "" if top or chained else ("└─ " if last else "├─ ")
+            lines.append(f"{mark} {prefix}{branch}[{sid}] {label}  "
+                         f"(level {tree.depth[sid]}, {len(step.chunk_ids)} chunks)")
+            kids = tree.children.get(sid, [])
+            if len(kids) == 1:  # one child: continue the chain below, same column
+                below = prefix if (top or chained) else prefix + ("   " if last else "│  ")
+                stack.append((kids[0], below, True, False, True))
+                continue
+            deeper = prefix if top else prefix + ("   " if last or chained else "│  ")
+            if len(deeper) > max_indent:
+                deeper = deeper[:max_indent]
+            for i, kid in reversed(list(enumerate(kids))):
+                stack.append((kid, deeper, i == len(kids) - 1, False, False))
         return "\n".join(lines)

@@ -52,23 +52,11 @@ def backend_options(stage: str, backend: str) -> dict[str, Any] | None:
 
 def read_settings(path: Path) -> dict[str, Any]:
     """The file as flat settings for `GenerationConfig.from_settings` (ConfigError: one line)."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        import tomli as tomllib
+    from engine.textfiles import display_name, parse_toml, read_text_file
 
-    where = str(path)
-    try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise ConfigError(f"{where}: larger than {MAX_CONFIG_BYTES >> 10} KiB, not a config file")
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: no such config file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{where}: cannot read it ({exc.__class__.__name__})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{where}: not valid TOML ({exc})") from None
-    return settings_from_table(data, where)
+    where = display_name(path)
+    text = read_text_file(path, MAX_CONFIG_BYTES, ConfigError, "config file")
+    return settings_from_table(parse_toml(text, where, ConfigError), where)
 
 
 def settings_from_table(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:

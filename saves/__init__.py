@@ -5,8 +5,9 @@ Does not own: the world model (`engine`), generation or UI. Imports engine, neve
 """
 
 from saves.errors import SaveFormatError, WorldBusyError
-from saves.format import FORMAT_VERSION, LoadedWorld, WorldWriter, load_world, save_world
+from saves.format import (FORMAT_VERSION, LoadedWorld, WorldInfo, WorldWriter, load_world,
+                          read_world_info, save_world)
 from saves.limits import LoadLimits
 
 __all__ = ["FORMAT_VERSION", "LoadLimits", "LoadedWorld", "SaveFormatError", "WorldBusyError",
-           "WorldWriter", "load_world", "save_world"]
+           "WorldInfo", "WorldWriter", "load_world", "read_world_info", "save_world"]

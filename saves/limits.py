@@ -20,11 +20,17 @@ GiB = 1 << 30
 @dataclass(frozen=True)
 class LoadLimits:
     max_file_bytes: int = 8 * GiB  # the loader reads the whole file: this bounds its memory
-    max_records: int = 1 << 18  # each costs ~15 us to check: bounds the time a file can take
+    max_records: int = 1 << 19  # each costs ~10 us to check: bounds the time a file can take
     max_chunks: int = 1 << 16
     max_splats_total: int = 64 << 20  # over the chunks that committed steps reference
     max_splats_per_chunk: int = MAX_SPLATS_PER_CHUNK
     max_decoded_bytes: int = 16 * GiB  # array bytes after decompression, all chunks together
+    # ... and at most this many per byte of the file, plus the slack: what bounds a loader's
+    # memory by the file's size. Real worlds decode to ~1x (raw) or ~1.2x (shuffle-zlib); a
+    # degree-3 world whose higher SH coefficients are all zero to ~4x. A file of constant
+    # arrays claiming 1000x is a decompression bomb.
+    max_decoded_per_file_byte: float = 8.0
+    decoded_slack_bytes: int = 64 * MiB
     max_decompression_ratio: float = 1100.0  # zlib cannot exceed ~1032:1; more is a lie
     max_json_bytes: int = 4 * MiB  # one STEP/HEAD record
     max_meta_bytes: int = 64 * KiB  # one META record
@@ -35,5 +41,5 @@ class LoadLimits:
     max_json_depth: int = 32  # nesting of objects/arrays
     max_string_chars: int = 4096  # any JSON string (prompts included)
     max_prompt_chars: int = 2000
-    max_steps: int = 50_000
+    max_steps: int = 1 << 18  # deep histories are fine: every history query is linear
     max_chunks_per_step: int = 4096

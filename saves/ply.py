@@ -41,7 +41,7 @@ import numpy as np
 from engine.errors import UserError
 from engine.splats import (LOG_SCALE_MAX, LOG_SCALE_MIN, MAX_SPLATS_PER_CHUNK, SH_REST_COUNTS,
                            SplatChunk, SplatValidationError, normalize_quaternions)
-from saves.atomic import atomic_write, write_all
+from engine.atomic import atomic_write, write_all
 
 PathLike = Union[str, "os.PathLike[str]"]
 

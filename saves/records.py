@@ -160,8 +160,11 @@ def check_json_value(value: Any, limits: LoadLimits, what: str) -> None:
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_object)
 
 
-def parse_json(data: Buffer, limits: LoadLimits, what: str) -> Any:
-    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, bounded depth and strings."""
+def parse_json(data: Buffer, limits: LoadLimits, what: str, walk: bool = True) -> Any:
+    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, bounded depth and strings.
+    `walk=False` leaves the depth/number/string walk to a caller that checks every field of
+    a known schema itself (a STEP record: `saves.steps.step_from_json`, the hot path of
+    opening a world with a long history)."""
     try:
         text = bytes(data).decode("utf-8")
         value = _DECODER.decode(text)
@@ -169,7 +172,8 @@ def parse_json(data: Buffer, limits: LoadLimits, what: str) -> Any:
         raise SaveFormatError(f"{what}: JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise SaveFormatError(f"{what}: invalid JSON ({exc})") from None
-    check_json_value(value, limits, what)
+    if walk:
+        check_json_value(value, limits, what)
     return value
 
 
@@ -203,13 +207,29 @@ class BufferSource:
 
 @dataclass
 class FileSource:
-    """Positioned reads of an open file (the appender's source: reads headers, not chunks)."""
+    """Positioned reads of an open file (the appender's and `read_world_info`'s source: reads
+    headers, not chunks). Small reads come from a read-ahead window, so a long run of small
+    records (a deep history) costs one system call per window, not two per record."""
 
     fd: int
     size: int
     block: int = 1 << 22
+    window: int = 1 << 18
+    _at: int = 0
+    _buf: bytes = b""
 
     def read(self, offset: int, n: int) -> bytes:
+        start = offset - self._at
+        if 0 <= start and start + n <= len(self._buf):
+            return self._buf[start:start + n]
+        if n >= self.window:
+            return self._pread(offset, n)
+        self._at, self._buf = offset, self._pread(offset, min(self.window, self.size - offset))
+        if len(self._buf) < n:
+            raise SaveFormatError("world file changed size while it was being read")
+        return self._buf[:n]
+
+    def _pread(self, offset: int, n: int) -> bytes:
         data = os.pread(self.fd, n, offset)
         if len(data) != n:
             raise SaveFormatError("world file changed size while it was being read")
@@ -338,10 +358,14 @@ def _read_payload(src: Source, pos: int, tag: str, length: int, stored_crc: int,
         cap = limits.max_meta_bytes if tag == TAG_META else limits.max_json_bytes
         if length > cap:
             raise SaveFormatError(f"{where} is {length} bytes (limit {cap})")
-    if (tag != TAG_CHNK or verify_chunk_crc) and src.crc(payload, length) != stored_crc:
+    if tag != TAG_CHNK:  # one read: the checksum and the parse use the same bytes
+        data = src.read(payload, length)
+        if zlib.crc32(data) != stored_crc:
+            raise SaveFormatError(f"{where} is corrupt (checksum mismatch)")
+        return RawRecord(tag, pos, length,
+                         parse_json(data, limits, where, walk=tag != TAG_STEP))
+    if verify_chunk_crc and src.crc(payload, length) != stored_crc:
         raise SaveFormatError(f"{where} is corrupt (checksum mismatch)")
-    if tag != TAG_CHNK:
-        return RawRecord(tag, pos, length, parse_json(src.read(payload, length), limits, where))
     n_len = CHUNK_SUBHEADER_LEN.size
     if length < n_len:
         raise SaveFormatError(f"{where} is too short")

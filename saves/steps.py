@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping
 
+import numpy as np
+
 from engine.camera import Camera, CameraError
 from engine.history import STEP_KINDS, HistoryError, Step
 from saves.errors import SaveFormatError
 from saves.limits import LoadLimits
-from saves.records import check_string
+from saves.records import check_json_value, check_string
 
 MAX_ID = 1 << 53
 MAX_ABS_POINT = 1e12
@@ -25,6 +27,8 @@ STEP_OPTIONAL = frozenset({"camera", "point", "prompt", "backend", "timings", "c
 CAMERA_KEYS = frozenset({"T_world_camera", "fx", "fy", "cx", "cy", "width", "height", "near",
                          "far"})
 MAX_CREATED_CHARS = 64
+_CAMERA_SCALARS = ("fx", "fy", "cx", "cy", "width", "height", "near", "far")
+_NUMBER_TYPES = frozenset({int, float})  # exact types: a JSON true/false is a bool, refused
 
 
 # ---- encoding --------------------------------------------------------------------------
@@ -71,17 +75,24 @@ def _camera(value: Any, what: str) -> Camera | None:
         raise SaveFormatError(f"{what}: camera must be an object with fields "
                               f"{', '.join(sorted(CAMERA_KEYS))}")
     pose = value.get("T_world_camera")
-    if not (isinstance(pose, list) and len(pose) == 4
-            and all(isinstance(row, list) and len(row) == 4 for row in pose)):
+    if not (type(pose) is list and len(pose) == 4
+            and all(type(row) is list and len(row) == 4 for row in pose)):
         raise SaveFormatError(f"{what}: camera pose must be a 4x4 list of numbers")
-    for row in pose:
-        for x in row:
-            _number(x, f"{what}: camera pose entry")
-    for key in CAMERA_KEYS - {"T_world_camera"}:
-        if key in value:
-            _number(value[key], f"{what}: camera {key}")
+    flat = [*pose[0], *pose[1], *pose[2], *pose[3]]
+    scalars = [value.get(k) for k in _CAMERA_SCALARS]
+    if not set(map(type, flat)) <= _NUMBER_TYPES or \
+            not set(map(type, scalars)) <= _NUMBER_TYPES | {type(None)}:
+        raise SaveFormatError(f"{what}: camera fields must be numbers")
     try:
-        return Camera.from_dict(value)
+        if not all(map(math.isfinite, flat)) or \
+                not all(x is None or math.isfinite(x) for x in scalars):
+            raise SaveFormatError(f"{what}: camera holds a number that is not finite")
+        fx, fy, cx, cy, width, height, near, far = scalars
+        if width is None or height is None or fx is None or fy is None or cx is None \
+                or cy is None or width != int(width) or height != int(height):
+            raise SaveFormatError(f"{what}: camera needs fx fy cx cy and whole width, height")
+        return Camera(np.array(pose, np.float64), fx, fy, cx, cy, int(width), int(height),
+                      1e-6 if near is None else near, 1e9 if far is None else far)
     except (CameraError, ValueError, TypeError, OverflowError) as exc:
         raise SaveFormatError(f"{what}: bad camera ({exc})") from None
 
@@ -89,17 +100,23 @@ def _camera(value: Any, what: str) -> Camera | None:
 def _point(value: Any, what: str) -> tuple[float, float, float] | None:
     if value is None:
         return None
-    if not isinstance(value, list) or len(value) != 3:
+    if type(value) is not list or len(value) != 3 or not set(map(type, value)) <= _NUMBER_TYPES:
         raise SaveFormatError(f"{what}: point must be 3 numbers or null")
-    p = tuple(_number(x, f"{what}: point") for x in value)
-    if max(abs(x) for x in p) > MAX_ABS_POINT:
+    try:
+        p = (float(value[0]), float(value[1]), float(value[2]))
+    except OverflowError:
+        raise SaveFormatError(f"{what}: point is not finite") from None
+    if not all(map(math.isfinite, p)):
+        raise SaveFormatError(f"{what}: point is not finite")
+    if max(map(abs, p)) > MAX_ABS_POINT:
         raise SaveFormatError(f"{what}: point is absurdly far away")
-    return p  # type: ignore[return-value]
+    return p
 
 
-def _backend(value: Any, what: str) -> dict[str, Any]:
+def _backend(value: Any, what: str, limits: LoadLimits) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise SaveFormatError(f"{what}: backend must be an object")
+    check_json_value(value, limits, what)  # free-form: depth, strings and numbers
     for key in ("name", "version"):
         if key in value and not isinstance(value[key], str):
             raise SaveFormatError(f"{what}: backend {key} must be a string")
@@ -108,14 +125,15 @@ def _backend(value: Any, what: str) -> dict[str, Any]:
         raise SaveFormatError(f"{what}: backend seed must be an integer or null")
     if "settings" in value and not isinstance(value["settings"], dict):
         raise SaveFormatError(f"{what}: backend settings must be an object")
-    return value  # depth, strings and numbers were checked by parse_json
+    return value
 
 
-def _timings(value: Any, what: str) -> dict[str, float]:
+def _timings(value: Any, what: str, limits: LoadLimits) -> dict[str, float]:
     if not isinstance(value, dict):
         raise SaveFormatError(f"{what}: timings must be an object")
     out = {}
     for key, seconds in value.items():
+        check_string(key, limits.max_string_chars, what)
         t = _number(seconds, f"{what}: timing {ascii(key)[:40]}")
         if t < 0:
             raise SaveFormatError(f"{what}: timing {ascii(key)[:40]} is negative")
@@ -124,7 +142,9 @@ def _timings(value: Any, what: str) -> dict[str, float]:
 
 
 def step_from_json(body: Any, limits: LoadLimits) -> tuple[Step, bool]:
-    """(Step, move_head) from a STEP payload; raises SaveFormatError on anything malformed."""
+    """(Step, move_head) from a STEP payload; raises SaveFormatError on anything malformed.
+    Every field is checked here, types, ranges and sizes (the payload was parsed without
+    `parse_json`'s generic walk, which only the free-form `backend` gets)."""
     if not isinstance(body, dict):
         raise SaveFormatError("step record must be a JSON object")
     keys = set(body)
@@ -154,8 +174,8 @@ def step_from_json(body: Any, limits: LoadLimits) -> tuple[Step, bool]:
     try:
         step = Step(id=sid, parent=parent, kind=kind, chunk_ids=chunk_ids,
                     camera=_camera(body.get("camera"), what), point=_point(body.get("point"), what),
-                    prompt=prompt, backend=_backend(body.get("backend", {}), what),
-                    timings=_timings(body.get("timings", {}), what), created=created)
+                    prompt=prompt, backend=_backend(body.get("backend", {}), what, limits),
+                    timings=_timings(body.get("timings", {}), what, limits), created=created)
     except HistoryError as exc:
         raise SaveFormatError(f"{what}: {exc}") from None
     return step, move_head

@@ -13,15 +13,11 @@ A TOML file rebinds by action name; each value is a list of inputs:
 
 from __future__ import annotations
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.errors import UserError
+from engine.textfiles import display_name, parse_toml, read_text_file
 
 # held actions (state while pressed)
 HELD = ("move_forward", "move_back", "move_left", "move_right", "move_up", "move_down",
@@ -68,6 +64,9 @@ GAMEPAD_BUTTONS = ("a", "b", "x", "y", "back", "guide", "start", "leftstick", "r
                    "leftshoulder", "rightshoulder", "dpup", "dpdown", "dpleft", "dpright")
 
 
+MAX_BINDINGS_BYTES = 64 << 10
+
+
 class BindingsError(UserError, ValueError):
     """A rebinding file is unreadable or names an unknown action/key/button."""
 
@@ -112,12 +111,9 @@ def load_bindings(path: str | Path | None) -> Bindings:
     bindings = Bindings()
     if path is None:
         return bindings
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BindingsError(f"{path}: no such bindings file") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise BindingsError(f"{path}: not a readable TOML file ({str(exc).splitlines()[0]})") from None
+    text = read_text_file(path, MAX_BINDINGS_BYTES, BindingsError, "bindings file")
+    path = display_name(path)
+    data = parse_toml(text, path, BindingsError)
     for section in data:
         if section not in ("keyboard", "gamepad"):
             raise BindingsError(f"{path}: unknown section [{section}] (use [keyboard] or [gamepad])")

@@ -37,8 +37,9 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from engine.camera import Camera, CameraError
+from engine.camera import Camera, CameraError, check_render_camera
 from engine.errors import UserError
+from engine.textfiles import display_name, read_text_file
 
 MAX_FILE_BYTES = 16 << 20
 MAX_FRAMES = 100_000
@@ -63,23 +64,11 @@ def load_camera_path(path: str | Path, width: int | None = None, height: int | N
     `width`/`height` (e.g. from the command line) override the file's image size; explicit
     cameras are then rescaled (intrinsics scaled with the image). `frames` overrides the
     number of frames interpolated from keyframes."""
-    p = Path(path)
-    try:
-        size = p.stat().st_size
-        if not p.is_file():
-            raise CameraPathError(f"{path}: not a regular file")
-        if size > MAX_FILE_BYTES:
-            raise CameraPathError(f"{path}: {size} bytes, more than {MAX_FILE_BYTES} for a camera path")
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CameraPathError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise CameraPathError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise CameraPathError(f"{path}: {exc.strerror or exc}") from None
+    text = read_text_file(path, MAX_FILE_BYTES, CameraPathError, "camera path")
+    path = display_name(path)
     try:
         data = json.loads(text, parse_constant=_refuse_constant)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, an integer of 5,000 digits
         raise CameraPathError(f"{path}: not valid JSON ({_first_line(exc)})") from None
     except CameraPathError as exc:
         raise CameraPathError(f"{path}: {exc}") from None
@@ -127,7 +116,10 @@ def parse_camera_path(data: Any, width: int | None = None, height: int | None = 
                 raise CameraPathError(f"cameras[{i}]: {exc}") from None
             if width is not None or height is not None or (file_w, file_h) != (None, None):
                 cam = cam.resampled(out_w, out_h)
-            out.append(cam)
+            try:
+                out.append(check_render_camera(cam, f"cameras[{i}]"))
+            except CameraError as exc:
+                raise CameraPathError(str(exc)) from None
         return out
     keys = _list(data, "keyframes", MAX_KEYFRAMES)
     keyframes = [_keyframe(k, i) for i, k in enumerate(keys)]

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from engine.atomic import atomic_write, write_all
 from engine.camera import Camera
 from engine.render.camera_path import CameraPathError, default_camera, zoom_sweep
 from engine.render.reference import RenderOutput
@@ -122,7 +123,8 @@ def write_png(path: str | Path, rgb: np.ndarray) -> None:
            + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
            + chunk(b"IDAT", zlib.compress(raw.tobytes(), 6))
            + chunk(b"IEND", b""))
-    Path(path).write_bytes(png)
+    with atomic_write(path, durable=False) as fd:  # a full disk leaves no half a frame
+        write_all(fd, png)
 
 
 def read_png_size(path: str | Path) -> tuple[int, int]:
