@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 from engine.camera import check_render_camera
@@ -138,6 +139,24 @@ def parse_view(text: str | None, history):
 
 def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a number")
+
+
+RENDERER_ENV = "WONDERZOOM_RENDERER"
+
+
+def add_renderer_argument(p) -> None:
+    p.add_argument("--renderer", choices=("auto", "cpu", "gpu"), default=None,
+                   help="who culls and sorts the splats: the CPU (numpy) or the GPU (compute "
+                        "shaders, GL >= 4.3); auto (the default, or $WONDERZOOM_RENDERER) picks "
+                        "the GPU on a hardware GPU where a probe frame is faster, else the CPU")
+
+
+def renderer_choice(arg: str | None) -> str:
+    """`--renderer`, else $WONDERZOOM_RENDERER, else auto."""
+    value = arg or os.environ.get(RENDERER_ENV, "").strip().lower() or "auto"
+    if value not in ("auto", "cpu", "gpu"):
+        raise UserError(f"${RENDERER_ENV}={printable(value)}: expected auto, cpu or gpu")
+    return value
 
 
 def now() -> str:

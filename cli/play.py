@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from cli.common import load, parse_size
+from cli.common import add_renderer_argument, renderer_choice
 from cli.genargs import add_config_argument
 
 HEADLESS_FRAMES = 90
@@ -37,6 +38,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--fps-cap", type=float, default=60.0, help="frame-rate cap (0 = none)")
     p.add_argument("--no-vsync", action="store_true", help="do not wait for the display refresh")
     p.add_argument("--out", default="out/play", help="folder for screenshots (default out/play)")
+    add_renderer_argument(p)
     p.add_argument("--generator", choices=("builtin", "procedural"), default="builtin",
                    help="what grows new levels: the builtin pipeline (default) or a fast "
                         "procedural stand-in that only adds texture")
@@ -106,7 +108,8 @@ def play(state, size, args, bindings, generator, headless: bool) -> int:
     frames = args.frames if args.frames is not None else (HEADLESS_FRAMES if headless else None)
     autopilot = ZoomAutopilot(frames, out_dir) if headless and args.frames is None else None
     config = AppConfig(width=size[0], height=size[1], fps_cap=args.fps_cap or None,
-                       vsync=not args.no_vsync, screenshot_dir=out_dir)
+                       vsync=not args.no_vsync, screenshot_dir=out_dir,
+                       renderer=renderer_choice(args.renderer))
     try:
         app = App(state, config=config, bindings=bindings, generator=generator,
                   saver=Autosaver(state.path), open_world=open_world_state, on_frame=autopilot)

@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from cli.common import load, parse_pixel, step_arg
+from cli.common import add_renderer_argument, load, parse_pixel, renderer_choice, step_arg
 from engine.atomic import atomic_write, write_all
 from engine.errors import UserError
 
@@ -35,6 +35,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="zoom-sweep target pixel of the start camera (default: the centre)")
     p.add_argument("--mp4", action="store_true", help="also write render.mp4 (needs imageio-ffmpeg)")
     p.add_argument("--fps", type=float, default=30.0, help="mp4 frame rate (default 30)")
+    add_renderer_argument(p)
     return p
 
 
@@ -68,6 +69,7 @@ def run(args: argparse.Namespace) -> int:
     if args.frames is not None and not 0 < args.frames <= 100_000:
         raise UserError("--frames must be in 1..100000")
     at = parse_pixel(args.at) if args.at is not None else None
+    path_choice = renderer_choice(args.renderer)
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a folder")
@@ -78,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
         cameras = load_camera_path(args.camera_path, args.width, args.height, args.frames)
     world = build_scene(loaded.history, loaded.chunks, step)
     ctx = create_headless_context()
-    renderer = StreamingRenderer(ctx)
+    try:
+        renderer = StreamingRenderer(ctx, path=path_choice)
+    except BaseException:
+        ctx.release()
+        raise
     try:
         if cameras is None:
             start = start_camera(world, args.width or 640, args.height or 480)
@@ -91,14 +97,16 @@ def run(args: argparse.Namespace) -> int:
             frame = renderer.render_offscreen(world, camera)
             written.append(out_dir / f"frame_{i:04d}.png")
             write_png(written[-1], to_uint8(frame.rgb))
+        drawn_by = renderer.path
     finally:
         renderer.release()
         ctx.release()
     with atomic_write(out_dir / "cameras.json") as fd:
         write_all(fd, json.dumps({"version": 1, "cameras": [c.to_dict() for c in cameras]})
                   .encode())
-    print(f"wrote {len(written)} frames ({cameras[0].width}x{cameras[0].height}) of step {step} "
-          f"to {out_dir}/frame_0000.png ... and the cameras to {out_dir}/cameras.json")
+    print(f"wrote {len(written)} frames ({cameras[0].width}x{cameras[0].height}, {drawn_by} "
+          f"renderer) of step {step} to {out_dir}/frame_0000.png ... and the cameras to "
+          f"{out_dir}/cameras.json")
     if args.mp4:
         _write_mp4(out_dir, written, cameras, args.fps)
     return 0

@@ -67,6 +67,7 @@ class AppConfig:
     vsync: bool = True
     screenshot_dir: Path = Path("screenshots")
     new_world_dir: Path = Path(".")
+    renderer: str = "auto"  # render path: auto | cpu | gpu (`engine.render.gpu_driven`)
 
 
 @dataclass
@@ -127,7 +128,7 @@ class App:
                              vsync=self.config.vsync)
         self.ctx = self.window.ctx
         self.input = InputSystem(self.bindings)
-        self.renderer = StreamingRenderer(self.ctx)
+        self.renderer = StreamingRenderer(self.ctx, path=self.config.renderer)
         self.hud = Hud(self.ctx, self.window.size)
         self.world = self._build_world()
         self.controller = self._initial_controller()
@@ -301,7 +302,7 @@ class App:
             help_lines=self.bindings.help_lines(), show_history=self.show_history,
             history_lines=(self.state.history.render_tree().splitlines()
                            if self.show_history else []),
-            visible=self.hud_visible)
+            visible=self.hud_visible, renderer_path=self.renderer.path)
 
     def _current_level(self) -> int:
         """The level whose native scale is nearest the pixel scale at the focus."""
@@ -407,8 +408,9 @@ class App:
 
     # ---- history, files -----------------------------------------------------------------
     def _rebuild(self) -> None:
+        path = self.renderer.path  # what `auto` settled on (no second probe)
         self.renderer.release()
-        self.renderer = StreamingRenderer(self.ctx)
+        self.renderer = StreamingRenderer(self.ctx, path=path)
         self.world = build_scene(self.state.history, self.state.chunks)
         self.loop.world = self.world
         self._level_scales.clear()
