@@ -204,10 +204,7 @@ class Viewer {
 
   flyTo(camera) {
     const focus = Math.hypot(...camera.eye.map((v, i) => v - this.m.sweep.target[i]));
-    const reference = this.controller ? this.controller.referenceScale : null;
     this.controller = new FlyController(camera, focus);
-    // the HUD's zoom factor stays relative to the start view
-    if (reference) this.controller.referenceScale = reference;
     this.lastDrawKey = null;
   }
 
@@ -285,6 +282,16 @@ class Viewer {
     this.hud(camera, visible.length - ready.length);
   }
 
+  // how much finer the pixel scale is than in the start view, at the point looked at (a
+  // fixed point, so the figure does not change when the focus depth is re-measured)
+  zoomFactor() {
+    const cam = this.controller.camera;
+    const point = cam.unproject(cam.cx, cam.cy, this.controller.focusDistance);
+    const startScale = this.startCamera().pixelScale(point);
+    const scale = this.controller.focusDistance / cam.focal;
+    return startScale > 0 && scale > 0 ? startScale / scale : 1;
+  }
+
   setFocusAt(anchor) {
     const grid = this.focus;
     if (!grid) return;
@@ -305,7 +312,7 @@ class Viewer {
 
   hud(camera, pending) {
     if (this.tick % 6 !== 0) return;
-    const zoom = this.controller ? this.controller.zoomFactor : 1;
+    const zoom = this.zoomFactor();
     const z = zoom >= 100 ? zoom.toExponential(1) : zoom.toFixed(zoom < 10 ? 2 : 1);
     $('stats').textContent = `×${z} · ${this.drawn.toLocaleString()} splats` +
       (pending ? ` · loading ${pending}` : '') + (this.fps ? ` · ${this.fps.toFixed(0)} fps` : '');
@@ -474,7 +481,7 @@ async function main() {
     state() {
       return { step: viewer.step, frameDone: viewer.frameDone, firstCompleteMs: viewer.firstCompleteMs,
         drawn: viewer.drawn, sweeping: Boolean(viewer.sweep), camera: viewer.controller.camera.toDict(),
-        zoom: viewer.controller.zoomFactor };
+        zoom: viewer.zoomFactor() };
     },
   };
 }
