@@ -47,6 +47,12 @@ needs_node = pytest.mark.skipif(NODE is None, reason="node is not installed")
 needs_browser = pytest.mark.skipif(
     NODE is None or not Path(CHROMIUM).exists() or not HAVE_NODE_MODULES,
     reason="needs node, chromium (apt-get install chromium) and `npm ci` in ui/web")
+NO_WEBGL2 = """{
+  const getContext = HTMLCanvasElement.prototype.getContext;
+  HTMLCanvasElement.prototype.getContext = function (kind, ...rest) {
+    return kind === 'webgl2' ? null : getContext.call(this, kind, ...rest);
+  };
+}"""
 PINCH = """(() => {
   const c = document.getElementById('view');
   window.__zoomBeforePinch = window.wonderzoom.state().zoom;
@@ -318,6 +324,7 @@ def browser(world, exported, tmp_path_factory):
         *({"url": plain_url + f"{name}/", "ops": hostile}
           for name in ("outside", "absolute", "nan", "truncated", "nanchunk", "missing")),
         {"url": plain_url + "far/", "ops": far},
+        {"url": plain_url + "plain/", "ops": hostile, "init": NO_WEBGL2},
     ]}
     (work / "job.json").write_text(json.dumps(job))
     try:
@@ -465,10 +472,18 @@ def test_hostile_or_broken_worlds_show_a_message_and_fetch_nothing_outside(brows
 def test_page_keeps_precision_far_from_the_world_origin(browser, view):
     """The same world 3e6 units from the origin, where float32 steps are 0.25 units and a deep
     pixel is 0.002: only float64 chunk origins and camera-relative drawing keep the image."""
-    page = browser["pages"][-1]
+    page = browser["pages"][-2]
     assert page["errors"] == [], page["errors"]
     cam = browser["far_views"][view]
     got = browser["frame"](f"{view}.rgba")
     ref = render(prepare(cam, browser["pieces"]("far")), cam).rgb
     err = np.abs(got - ref)
     assert err.mean() <= MEAN_TOL, f"{view}: mean abs error {err.mean() * 255:.2f}/255"
+
+
+@needs_browser
+def test_without_webgl2_the_page_says_so(browser):
+    page = browser["pages"][-1]
+    assert page["errors"] == []
+    assert "needs WebGL2" in page["results"][-1]
+    assert not any("/chunks/" in r or r.endswith("manifest.json") for r in page["requests"])

@@ -2,7 +2,8 @@
 // browser) for tests and benchmarks: `node drive.mjs JOB.json` prints one JSON result.
 //
 // JOB: {"width", "height", "out": folder for saved frames, "timeout_ms",
-//       "pages": [{"url", "ops": [...]}, ...]}, each page opened in turn in one browser; ops:
+//       "pages": [{"url", "init": script run before the page's own, "ops": [...]}, ...]}, each
+//       page opened in turn in one browser; ops:
 //              [{"op": "ready"} | {"op": "render", "camera", "step", "save"} |
 //               {"op": "time", "camera", "frames", "step"} | {"op": "sweep_cameras", "frames", "width", "height"} |
 //               {"op": "first_frame"} | {"op": "message"} | {"op": "click", "selector"} |
@@ -59,6 +60,7 @@ async function run(job) {
       page.on('requestfailed', (r) => out.failed.push({ url: r.url(), error: r.failure() && r.failure().errorText }));
       page.on('response', (r) => { if (r.status() >= 400) out.failed.push({ url: r.url(), status: r.status() }); });
       try {
+        if (spec.init) await page.evaluateOnNewDocument(spec.init); // e.g. a browser without WebGL2
         const t0 = Date.now();
         await page.goto(spec.url, { waitUntil: 'load' });
         out.load_ms = Date.now() - t0;
