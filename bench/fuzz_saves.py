@@ -1,8 +1,13 @@
-"""Fuzz benchmark of the `.wzs` loader: thousands of damaged and hostile files.
+"""Fuzz benchmark of the `.wzs` readers: thousands of damaged and hostile files.
 
 Run from the repo root: `python bench/fuzz_saves.py [--json] [--cases N] [--no-trace]`.
-Every case must end in a LoadedWorld or a SaveFormatError: `other_exceptions` must be 0.
-The hand-crafted attacks of tests/fuzzcases.py run first, then seeded random mutations.
+Every case goes through both readers (`read_world_info`: info/history/checkout; and
+`load_world`) and the history queries every command makes; each must end in a result or a
+SaveFormatError: `other_exceptions` must be 0. The hand-crafted attacks of tests/fuzzcases.py
+run first, then seeded random mutations. Memory: the traced peak of each case against the
+stated bound (peak <= MEMORY_PER_BYTE x file size + MEMORY_CONSTANT), and the worst
+peak per input byte. Time: the slowest case, and every history command on a
+100,000-step world (`--deep-steps`).
 """
 
 from __future__ import annotations
@@ -17,7 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.fuzzcases import crafted_cases, fuzz_case, run_case  # noqa: E402
+from tests.fuzzcases import crafted_cases, deep_chain, fuzz_case, run_case  # noqa: E402
+
+# the stated bound on a reader's memory: the file read once (the loader), the decoded arrays
+# (at most 8x the file + 64 MiB, saves.limits), and a constant for the interpreter's objects
+MEMORY_PER_BYTE = 10.0
+MEMORY_CONSTANT = 96 << 20
+LARGE_INPUT = 64 << 10  # the per-byte figure is taken over inputs at least this big
 
 
 def run(n_cases: int, trace: bool) -> dict:
@@ -25,6 +36,7 @@ def run(n_cases: int, trace: bool) -> dict:
     failures: list[str] = []
     mismatches: list[str] = []
     max_s, max_s_case, max_peak, max_peak_case = 0.0, "", 0, ""
+    per_byte, per_byte_case, over_bound = 0.0, "", []
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "case.wzs"
@@ -44,6 +56,10 @@ def run(n_cases: int, trace: bool) -> dict:
                 max_s, max_s_case = outcome.seconds, name
             if outcome.peak_bytes > max_peak:
                 max_peak, max_peak_case = outcome.peak_bytes, name
+            if trace and len(data) >= LARGE_INPUT and outcome.peak_bytes / len(data) > per_byte:
+                per_byte, per_byte_case = outcome.peak_bytes / len(data), name
+            if trace and outcome.peak_bytes > MEMORY_PER_BYTE * len(data) + MEMORY_CONSTANT:
+                over_bound.append(f"{name}: {outcome.peak_bytes >> 20} MiB for {len(data)} B")
     return {
         "cases": sum(counts.values()),
         "crafted": min(len(crafted), n_cases),
@@ -55,9 +71,37 @@ def run(n_cases: int, trace: bool) -> dict:
         "max_s_case": max_s_case,
         "max_peak_mb": round(max_peak / 2**20, 2) if trace else None,
         "max_peak_case": max_peak_case if trace else None,
+        "max_peak_per_input_byte": round(per_byte, 2) if trace else None,
+        "max_peak_per_input_byte_case": per_byte_case if trace else None,
+        "memory_bound": f"{MEMORY_PER_BYTE:g} x file bytes + {MEMORY_CONSTANT >> 20} MiB",
+        "memory_bound_violations": len(over_bound) if trace else None,
         "total_s": round(time.perf_counter() - t_start, 2),
-        "failures": failures[:10] + mismatches[:10],
+        "failures": failures[:10] + mismatches[:10] + over_bound[:10],
     }
+
+
+def deep_history(steps: int) -> dict:
+    """Wall seconds of every history command (a fresh process each, as a user runs it) on a
+    world whose history is one chain of `steps` steps."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    with tempfile.TemporaryDirectory() as tmp:
+        world = Path(tmp) / "deep.wzs"
+        world.write_bytes(deep_chain(steps))
+        out = {"deep_steps": steps, "deep_file_mb": round(world.stat().st_size / 1e6, 1)}
+        for name, args in (("info", ["info"]), ("info_json", ["info", "--json"]),
+                           ("history", ["history"]), ("checkout", ["checkout"])):
+            argv = [sys.executable, str(root / "main.py"), args[0], str(world), *args[1:]]
+            if name == "checkout":
+                argv.append(str(steps // 2))
+            t0 = time.perf_counter()
+            r = subprocess.run(argv, capture_output=True, text=True)
+            out[f"deep_{name}_s"] = round(time.perf_counter() - t0, 2)
+            if r.returncode != 0:
+                out[f"deep_{name}_error"] = r.stderr.strip()[-300:]
+        out["deep_slowest_s"] = max(v for k, v in out.items() if k.endswith("_s"))
+    return out
 
 
 def main() -> None:
@@ -66,8 +110,12 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=5000)
     parser.add_argument("--no-trace", action="store_true",
                         help="skip tracemalloc (faster; no peak memory figure)")
+    parser.add_argument("--deep-steps", type=int, default=100_000,
+                        help="steps of the deep-history world (0: skip it)")
     args = parser.parse_args()
     result = run(args.cases, not args.no_trace)
+    if args.deep_steps:
+        result.update(deep_history(args.deep_steps))
     if args.json:
         print(json.dumps(result))
     else:
@@ -77,9 +125,17 @@ def main() -> None:
               f"{result['crafted_outcome_mismatches']} crafted outcome mismatches")
         print(f"slowest case {result['max_s']:.3f} s ({result['max_s_case']}); peak memory "
               f"{result['max_peak_mb']} MB ({result['max_peak_case']}); total {result['total_s']} s")
+        print(f"peak memory per input byte {result['max_peak_per_input_byte']} "
+              f"({result['max_peak_per_input_byte_case']}); bound {result['memory_bound']}: "
+              f"{result['memory_bound_violations']} over it")
+        if args.deep_steps:
+            print(f"{args.deep_steps}-step history ({result['deep_file_mb']} MB): " + ", ".join(
+                f"{k[5:-2]} {v} s" for k, v in result.items()
+                if k.startswith("deep_") and k.endswith("_s") and k != "deep_slowest_s"))
         for line in result["failures"]:
             print("  FAIL", line)
-    sys.exit(1 if result["other_exceptions"] or result["crafted_outcome_mismatches"] else 0)
+    sys.exit(1 if result["other_exceptions"] or result["crafted_outcome_mismatches"]
+             or result["memory_bound_violations"] else 0)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli.common import load_info, step_arg, world_path
+from cli.common import load_info, open_writer, step_arg, world_path
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -18,11 +18,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from saves import WorldWriter
-
     path = world_path(args.world)
     step = step_arg(load_info(args.world).history, args.step)
-    with WorldWriter.open(path) as writer:
+    with open_writer(path) as writer:
         writer.set_head(step)
     print(f"head is now step {step}")
     return 0

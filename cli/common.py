@@ -48,6 +48,22 @@ def load(path: str):
     return load_world(world_path(path))
 
 
+WRITER_WAIT_S = 120.0  # another program appending to the same world: wait this long for it
+
+
+def open_writer(path: Path):
+    """`saves.WorldWriter` on `path`, waiting (with a note on stderr) while another program
+    appends to it, so minutes of generation are not thrown away by a collision."""
+    import sys
+
+    from saves import WorldWriter
+
+    def note() -> None:
+        print(f"waiting for another program writing {printable(str(path))} ...", file=sys.stderr)
+
+    return WorldWriter.open(path, wait_s=WRITER_WAIT_S, on_wait=note)
+
+
 def load_info(path: str):
     """The world at `path` without its chunk payloads (`saves.WorldInfo`): what `info`,
     `history` and `checkout` need, in time and memory that do not grow with the payloads."""

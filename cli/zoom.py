@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from cli.common import load, now, parse_at, parse_view, world_path
+from cli.common import load, now, open_writer, parse_at, parse_view, world_path
 from cli.genargs import add_generation_arguments, check_generation_args, config_from_args
 from cli.progress import StageBars, print_timings
 from engine.errors import UserError
@@ -60,11 +60,12 @@ def grow_zoom(request, config, path: Path, quiet: bool = False, title: str = "")
     (the file is only touched once the generation has succeeded; the append is crash-safe)."""
     from engine.history import Step
     from generation.pipeline import ZOOM_STAGES, run_zoom
-    from saves import WorldWriter
 
     with StageBars(ZOOM_STAGES, not quiet, title) as bars:
         run_ = run_zoom(request, config, progress=bars)
-    with WorldWriter.open(path) as writer:
+    # another writer may have appended meanwhile: the level is then a sibling branch of its
+    # step (its parent is the step it was grown on), with the next free ids
+    with open_writer(path) as writer:
         base = max(writer.chunk_ids, default=-1) + 1
         ids = tuple(range(base, base + len(run_.chunks)))
         step = Step(writer.history.next_id(), request.parent_step, "zoom", ids,

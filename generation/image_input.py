@@ -56,6 +56,8 @@ def load_image(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES,
                     raise ImageInputError(f"{p}: {w}x{h} is too small (at least "
                                           f"{MIN_SIDE} pixels a side)")
                 im = ImageOps.exif_transpose(im)
+                if im.mode.startswith("I") or im.mode == "F":  # 16-bit (or 32-bit) grey
+                    im = Image.fromarray(grey_to_uint8(np.asarray(im)), "L")
                 if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
                     rgba = im.convert("RGBA")
                     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -69,6 +71,15 @@ def load_image(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES,
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageInputError(f"{p}: cannot decode the image ({first})") from None
     return np.ascontiguousarray(rgb)
+
+
+def grey_to_uint8(values: np.ndarray) -> np.ndarray:  # [H, W] any numeric -> [H, W] uint8
+    """A high-bit-depth grey image by its real range: a 16-bit PNG spans 0..65535 (PIL's
+    own conversion clips everything above 255 to white)."""
+    v = np.asarray(values, np.float64)
+    top = float(np.nanmax(v)) if v.size else 0.0
+    full = 255.0 if top <= 255 else (65535.0 if top <= 65535 else top)
+    return np.clip(np.rint(v * (255.0 / full)), 0, 255).astype(np.uint8)
 
 
 def resize_long_side(rgb: np.ndarray,  # [H, W, 3] uint8

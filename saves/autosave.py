@@ -18,6 +18,9 @@ from engine.splats import SplatChunk
 from saves.format import WorldWriter, save_world
 
 
+WRITER_WAIT_S = 60.0  # another program appending to the file: wait for it, do not fail
+
+
 @dataclass(frozen=True)
 class SaveOutcome:
     ok: bool
@@ -60,7 +63,7 @@ class Autosaver:
         def job() -> str:
             if path is None:
                 raise RuntimeError("no world file to save into (press Ctrl+S)")
-            with WorldWriter.open(path) as writer:
+            with WorldWriter.open(path, wait_s=WRITER_WAIT_S) as writer:
                 writer.append_step(step, chunks)
             return f"autosaved step {step.id} to {path.name}"
 
@@ -72,7 +75,7 @@ class Autosaver:
             return
 
         def job() -> str:
-            with WorldWriter.open(path) as writer:
+            with WorldWriter.open(path, wait_s=WRITER_WAIT_S) as writer:
                 writer.set_head(step_id)
             return f"head is step {step_id}"
 

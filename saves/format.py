@@ -13,6 +13,7 @@ from __future__ import annotations
 import gc
 import os
 import stat
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -420,16 +421,21 @@ class WorldWriter:
 
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, codec: str = "raw",
-             limits: LoadLimits = LoadLimits()) -> "WorldWriter":
+             limits: LoadLimits = LoadLimits(), wait_s: float = 0.0,
+             on_wait: Callable[[], None] | None = None) -> "WorldWriter":
         """Open for appending. Validates the record index (headers, checksums of every record
         but the chunk arrays, ids, parents, head) and truncates what follows the last commit
-        record: a torn record, or chunks of a step that never committed.
+        record: a torn record, or chunks of a step that never committed. `wait_s`: how long
+        to wait for another writer's lock (`on_wait` is called once when waiting starts).
         Raises SaveFormatError (bad file), WorldBusyError (another writer), OSError."""
         _check_codec(codec)
         path = Path(path)
-        fd, size = _open_regular(path, os.O_RDWR, limits.max_file_bytes)
+        fd, _ = _open_regular(path, os.O_RDWR, limits.max_file_bytes)
         try:
-            _lock(fd)
+            _lock(fd, wait_s, on_wait)
+            size = os.fstat(fd).st_size  # after the lock: another writer may have appended
+            if size > limits.max_file_bytes:
+                raise SaveFormatError(f"world file is {size} bytes (limit {limits.max_file_bytes})")
             index = _index_for_append(fd, size, limits)
             if index.end_committed < size:
                 os.ftruncate(fd, index.end_committed)
@@ -569,13 +575,28 @@ class WorldWriter:
         _write_all(self.fd, parts)
 
 
-def _lock(fd: int) -> None:
+LOCK_POLL_S = 0.05
+
+
+def _lock(fd: int, wait_s: float = 0.0, on_wait: Callable[[], None] | None = None) -> None:
+    """Take the exclusive append lock, waiting up to `wait_s` for another writer to finish
+    (`on_wait` is called once if it has to wait); WorldBusyError after that."""
     if fcntl is None:  # pragma: no cover
         return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise WorldBusyError("world file is already open for appending elsewhere") from None
+    deadline = time.monotonic() + wait_s
+    waited = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise WorldBusyError("world file is already open for appending elsewhere"
+                                     + (f" (waited {wait_s:g} s)" if wait_s else "")) from None
+        if not waited and on_wait is not None:
+            on_wait()
+        waited = True
+        time.sleep(LOCK_POLL_S)
 
 
 def _index_for_append(fd: int, size: int, limits: LoadLimits) -> WorldIndex:

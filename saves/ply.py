@@ -9,11 +9,14 @@ goes through `SplatChunk.validate()`), the WonderZoom save-file format with its 
 No third-party PLY library is used: the header is parsed here with explicit bounds so that a
 hostile file is refused with one readable line (`PlyError`) before any large allocation.
 
-Export layout (binary_little_endian 1.0, element `vertex`, every property `float` except the
-last): x y z, nx ny nz (always 0), f_dc_0..2, f_rest_0..f_rest_{3M-1} (only when the SH degree
-is > 0; channel-major as INRIA writes them: all M coefficients of R, then G, then B),
-opacity (logit), scale_0..2 (log std-dev), rot_0..3 (w, x, y, z), then two properties that
-other viewers ignore: `float s_native` and `int level`.
+Export layout (binary_little_endian 1.0, element `vertex`, every property `float`): by
+default exactly the 62 properties of INRIA's 3DGS files, 248 bytes a vertex, which viewers
+that read a fixed struct and ignore the header (SIBR) need: x y z, nx ny nz (always 0),
+f_dc_0..2, f_rest_0..44 (SH degree 3, channel-major as INRIA writes them: all 15
+coefficients of R, then G, then B; zero where the world's degree is lower), opacity (logit),
+scale_0..2 (log std-dev), rot_0..3 (w, x, y, z). With `with_levels` two properties follow
+that other viewers ignore, `float s_native` and `int level` (256 bytes a vertex): what
+`wonderzoom import --level N` needs to take one level back.
 
 Positions are written as float32 *world* positions (chunk origin + offset). That is what the
 format can hold: a world zoomed far from its centre loses the float64 origin's precision in a
@@ -75,30 +78,37 @@ class PlyError(UserError, ValueError):
 
 # ---- export -------------------------------------------------------------------------------
 
-def ply_property_names(sh_degree: int) -> list[str]:
-    """The vertex property names `export_ply` writes, in order, for one SH degree (0..3)."""
+EXPORT_SH_DEGREE = 3  # INRIA's files always hold degree 3 (45 f_rest_* properties)
+INRIA_VERTEX_BYTES = 248  # 62 float32 properties
+
+
+def ply_property_names(sh_degree: int = EXPORT_SH_DEGREE, with_levels: bool = False) -> list[str]:
+    """The vertex property names `export_ply` writes, in order."""
     m = SH_REST_COUNTS[sh_degree]
     return (["x", "y", "z", "nx", "ny", "nz", "f_dc_0", "f_dc_1", "f_dc_2"]
             + [f"f_rest_{i}" for i in range(3 * m)]
-            + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3",
-               "s_native", "level"])
+            + ["opacity", "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3"]
+            + (["s_native", "level"] if with_levels else []))
 
 
-def _export_header(n: int, sh_degree: int) -> bytes:
-    names = ply_property_names(sh_degree)
-    lines = ["ply", "format binary_little_endian 1.0",
-             "comment WonderZoom splats: INRIA 3DGS layout + s_native, level",
+def _export_header(n: int, sh_degree: int, with_levels: bool) -> bytes:
+    names = ply_property_names(sh_degree, with_levels)
+    comment = "INRIA 3DGS layout + s_native, level" if with_levels else "INRIA 3DGS layout"
+    lines = ["ply", "format binary_little_endian 1.0", f"comment WonderZoom splats: {comment}",
              f"element vertex {n}"]
-    lines += [f"property float {name}" for name in names[:-1]]
-    lines += ["property int level", "end_header"]
+    if with_levels:
+        lines += [f"property float {name}" for name in names[:-1]] + ["property int level"]
+    else:
+        lines += [f"property float {name}" for name in names]
+    lines += ["end_header"]
     return ("\n".join(lines) + "\n").encode("ascii")
 
 
-def _export_block(chunk: SplatChunk, m: int) -> np.ndarray:
-    """One chunk as the rows of the file: [N, 9 + 3m + 10] little-endian 4-byte cells, all
-    float32 except the last column, which holds the int32 level."""
+def _export_block(chunk: SplatChunk, m: int, with_levels: bool) -> np.ndarray:
+    """One chunk as the rows of the file: [N, 17 + 3m (+ 2)] little-endian 4-byte cells, all
+    float32 but the last one of `with_levels`, which holds the int32 level."""
     n = len(chunk)
-    block = np.zeros((n, 19 + 3 * m), dtype="<f4")  # [N, C]
+    block = np.zeros((n, 17 + 3 * m + (2 if with_levels else 0)), dtype="<f4")  # [N, C]
     block[:, 0:3] = chunk.world_positions()  # float64 world -> float32
     # columns 3:6 are the normals, left 0
     block[:, 6:9] = chunk.sh_dc
@@ -110,16 +120,17 @@ def _export_block(chunk: SplatChunk, m: int) -> np.ndarray:
     block[:, c] = chunk.opacity_logits
     block[:, c + 1: c + 4] = chunk.log_scales
     block[:, c + 4: c + 8] = chunk.rotations
-    block[:, c + 8] = chunk.s_native
-    block.view("<i4")[:, c + 9] = int(chunk.level)
+    if with_levels:
+        block[:, c + 8] = chunk.s_native
+        block.view("<i4")[:, c + 9] = int(chunk.level)
     return block
 
 
-def export_ply(path: PathLike, chunks: Sequence[SplatChunk]) -> int:
-    """Write `chunks` to one PLY file (INRIA 3DGS layout plus `s_native` and `level`) and
-    return the number of splats written.
+def export_ply(path: PathLike, chunks: Sequence[SplatChunk], with_levels: bool = False) -> int:
+    """Write `chunks` to one PLY file (INRIA's 62-property 3DGS layout; with `with_levels`
+    also `s_native` and `level`) and return the number of splats written.
 
-    Chunks of different SH degrees are padded with zero coefficients to the highest degree.
+    Every chunk is written as SH degree 3, lower degrees padded with zero coefficients.
     The file is written to a temporary sibling and moved into place with `os.replace`, so
     `path` is either the old file or the complete new one. Invalid chunks and I/O failures
     raise `PlyError`.
@@ -132,10 +143,10 @@ def export_ply(path: PathLike, chunks: Sequence[SplatChunk]) -> int:
             chunk.validate()
         except SplatValidationError as e:
             raise PlyError(f"chunk {i} is invalid: {e}") from None
-    degree = max((c.sh_degree for c in chunks), default=0)
+    degree = EXPORT_SH_DEGREE
     m = SH_REST_COUNTS[degree]
     total = sum(len(c) for c in chunks)
-    header = _export_header(total, degree)
+    header = _export_header(total, degree, with_levels)
 
     target = Path(os.fspath(path))
     try:
@@ -143,7 +154,7 @@ def export_ply(path: PathLike, chunks: Sequence[SplatChunk]) -> int:
             write_all(fd, header)
             for chunk in chunks:
                 if len(chunk):
-                    write_all(fd, _export_block(chunk, m).tobytes())
+                    write_all(fd, _export_block(chunk, m, with_levels).tobytes())
     except OSError as e:
         raise PlyError(f"cannot write {target}: {e.strerror or e}") from e
     return total
@@ -402,6 +413,11 @@ def _make_chunk(a: dict[str, np.ndarray], rows: np.ndarray | None, level: int,
     def pick(x: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(x if rows is None else x[rows])
 
+    sh_rest = pick(a["sh_rest"])  # [N, m, 3]
+    # the highest SH band with a non-zero coefficient: an export pads every world to degree 3
+    # with zeros, and a degree-0 world comes back as degree 0 (dropping zeros is lossless)
+    degree = next((d for d in (3, 2, 1) if SH_REST_COUNTS[d] <= sh_rest.shape[1]
+                   and sh_rest[:, SH_REST_COUNTS[d - 1]:SH_REST_COUNTS[d]].any()), 0)
     chunk = SplatChunk(
         origin=np.zeros(3, np.float64),
         positions=pick(a["positions"]),
@@ -411,7 +427,7 @@ def _make_chunk(a: dict[str, np.ndarray], rows: np.ndarray | None, level: int,
         sh_dc=pick(a["sh_dc"]),
         s_native=pick(a["s_native"]),
         level=int(level),
-        sh_rest=pick(a["sh_rest"]),
+        sh_rest=np.ascontiguousarray(sh_rest[:, :SH_REST_COUNTS[degree]]),
     )
     try:
         return chunk.validate()

@@ -23,7 +23,9 @@ from typing import Any, Callable
 import numpy as np
 
 from engine.history import History, Step
-from saves import LoadLimits, SaveFormatError, WorldWriter, load_world, save_world
+from engine.splats import SplatChunk
+from saves import (LoadLimits, SaveFormatError, WorldWriter, load_world, read_world_info,
+                   save_world)
 from saves.chunks import ARRAY_NAMES, encode_chunk, expected_shape
 from saves.records import FILE_HEADER, RECORD_HEADER, encode_file_header, pad_to
 from tests.factories import random_camera, random_chunk
@@ -532,8 +534,48 @@ def crafted_cases() -> tuple[tuple[str, bytes, str], ...]:
         ("empty file", b"", "refused"),
         ("header only", encode_file_header(), "loaded"),
         ("torn header", encode_file_header()[:13], "refused"),
+        # deep and wide histories: every history query is linear and iterative
+        ("5000-step chain", deep_chain(5000), "loaded"),
+        ("5000-child star", wide_star(5000), "loaded"),
+        # decode amplification: a small file of constant arrays claiming gigabytes
+        ("1 MB of constant SH3 arrays", constant_world(1 << 20), "refused"),
+        ("constant arrays within 8x", constant_world(1 << 14, splats=400), "loaded"),
+        # what a terminal must not receive raw
+        ("escape sequences in a prompt", step_with(prompt="\x1b]0;pwned\x07\x1b[2J\r[9] fake"),
+         "loaded"),
     ]
     return tuple(cases)
+
+
+def deep_chain(n: int, camera: bool = False) -> bytes:
+    """A chain of `n` steps (each the child of the one before), one chunk at the root."""
+    meta, chunk0, _ = minimal_world()
+    steps = [("STEP", json_payload(step_body(0, None, "image", [0], camera=camera)))]
+    steps += [("STEP", json_payload(step_body(i, i - 1, "zoom", [], camera=camera,
+                                              prompt=f"step {i}"))) for i in range(1, n)]
+    return join_records([meta, chunk0, *steps])
+
+
+def wide_star(n: int) -> bytes:
+    """A root with `n - 1` children (branches everywhere: a stress for the tree drawing)."""
+    meta, chunk0, _ = minimal_world()
+    steps = [("STEP", json_payload(step_body(0, None, "image", [0], camera=False)))]
+    steps += [("STEP", json_payload(step_body(i, 0, "zoom", [], camera=False)))
+              for i in range(1, n)]
+    return join_records([meta, chunk0, *steps])
+
+
+def constant_world(file_bytes: int, splats: int | None = None) -> bytes:
+    """A world of one SH-degree-3 chunk of constant arrays, shuffle-zlib compressed: about
+    `file_bytes` on disk for as many splats as fit (or `splats`), decoding to ~230x that."""
+    n = splats if splats is not None else max(1, min(file_bytes * 225 // 236, 1 << 22))
+    chunk = SplatChunk(np.zeros(3), np.zeros((n, 3), np.float32),
+                       np.tile(np.array([1, 0, 0, 0], np.float32), (n, 1)),
+                       np.full((n, 3), -4.0, np.float32), np.zeros(n, np.float32),
+                       np.zeros((n, 3), np.float32), np.full(n, 1e-3, np.float32), level=0,
+                       sh_rest=np.zeros((n, 15, 3), np.float32))
+    meta, _, step0 = minimal_world()
+    return join_records([meta, ("CHNK", chunk_payload(0, chunk, codec="shuffle-zlib")), step0])
 
 
 def _deflate_zeros(n: int) -> bytes:
@@ -588,15 +630,28 @@ class Outcome:
 
 def run_case(data: bytes, path: Path, limits: LoadLimits = LoadLimits(),
              trace: bool = True) -> Outcome:
+    """Both readers on the file — `read_world_info` (info, history, checkout) and `load_world`
+    — then the history queries every command makes (drawing the tree, levels); they must
+    agree on whether the file is refused."""
     path.write_bytes(data)
     if trace:
         tracemalloc.start()
     t0 = time.perf_counter()
     try:
-        world = load_world(path, limits)
-        kind, detail = "loaded", f"{len(world.history)} steps, {len(world.chunks)} chunks"
-    except SaveFormatError as exc:
-        kind, detail = "refused", str(exc)
+        try:
+            info = read_world_info(path, limits)
+            info.history.render_tree()
+            info.history.depths()
+            indexed = True
+        except SaveFormatError:
+            indexed = False
+        try:
+            world = load_world(path, limits)
+            kind, detail = "loaded", f"{len(world.history)} steps, {len(world.chunks)} chunks"
+            if not indexed:
+                kind, detail = "other", "read_world_info refused a file load_world loads"
+        except SaveFormatError as exc:
+            kind, detail = "refused", str(exc)
     except BaseException as exc:  # noqa: BLE001 - the point is to catch everything
         kind, detail = "other", f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - t0

@@ -59,7 +59,7 @@ def test_checkout_history_and_export_at_a_step(demo, tmp_path):
     head_line = [ln for ln in hist.stdout.splitlines() if ln.startswith("*")][0]
     assert "[1]" in head_line
     ply = tmp_path / "at1.ply"
-    r = run("export", world, "--ply", ply)
+    r = run("export", world, "--ply", ply, "--with-levels")
     assert r.returncode == 0, r.stderr
     from saves.ply import import_ply_levels
     assert [len(c) for c in import_ply_levels(ply)] == [64 * 64, 64 * 64]
@@ -67,7 +67,7 @@ def test_checkout_history_and_export_at_a_step(demo, tmp_path):
 
 def test_import_of_a_multi_level_export_asks_for_a_level(demo, tmp_path):
     ply = tmp_path / "all.ply"
-    assert run("export", demo, "--ply", ply).returncode == 0  # levels 0, 1, 2
+    assert run("export", demo, "--ply", ply, "--with-levels").returncode == 0  # levels 0, 1, 2
     world = tmp_path / "one.wzs"
     r = run("import", ply, "-o", world)
     assert r.returncode == 2 and not world.exists()

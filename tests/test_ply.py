@@ -88,9 +88,9 @@ def chunks_equal(a: SplatChunk, b: SplatChunk) -> None:
 def test_round_trip_is_lossless_after_first_import(tmp_path: Path, degree: int) -> None:
     rng = np.random.default_rng(degree)
     original = random_chunk(rng, n=300, degree=degree, level=2)
-    assert export_ply(tmp_path / "a.ply", [original]) == 300
+    assert export_ply(tmp_path / "a.ply", [original], with_levels=True) == 300
     first = import_ply(tmp_path / "a.ply")
-    assert export_ply(tmp_path / "b.ply", [first]) == 300
+    assert export_ply(tmp_path / "b.ply", [first], with_levels=True) == 300
     second = import_ply(tmp_path / "b.ply")
     chunks_equal(first, second)
     assert first.level == 2 and first.sh_degree == degree
@@ -113,9 +113,9 @@ def test_multi_chunk_export_pads_sh_and_keeps_levels(tmp_path: Path) -> None:
     c0 = random_chunk(rng, n=50, degree=0, level=0, origin=(0, 0, 0))
     c1 = random_chunk(rng, n=40, degree=2, level=1, origin=(1e6, 2e5, -3e4))
     c2 = random_chunk(rng, n=30, degree=1, level=1, origin=(-5, 5, 5))
-    assert export_ply(tmp_path / "w.ply", [c1, c0, c2]) == 120
+    assert export_ply(tmp_path / "w.ply", [c1, c0, c2], with_levels=True) == 120
     names = [p.name for p in PlyData.read(str(tmp_path / "w.ply"))["vertex"].properties]
-    assert names == inria_names(2) + ["s_native", "level"]
+    assert names == inria_names(3) + ["s_native", "level"]
     levels = import_ply_levels(tmp_path / "w.ply")
     assert [c.level for c in levels] == [0, 1]
     assert [len(c) for c in levels] == [50, 70]
@@ -144,14 +144,14 @@ def test_empty_export_and_import(tmp_path: Path) -> None:
 def test_export_layout_is_inria(tmp_path: Path, degree: int) -> None:
     rng = np.random.default_rng(11)
     chunk = random_chunk(rng, n=64, degree=degree, level=3)
-    export_ply(tmp_path / "l.ply", [chunk])
+    export_ply(tmp_path / "l.ply", [chunk], with_levels=True)
     ply = PlyData.read(str(tmp_path / "l.ply"))
     assert ply.header.splitlines()[1] == "format binary_little_endian 1.0"
     assert [e.name for e in ply.elements] == ["vertex"]
     v = ply["vertex"]
     names = [p.name for p in v.properties]
-    assert names == inria_names(degree) + ["s_native", "level"]
-    assert names == ply_property_names(degree)
+    assert names == inria_names(3) + ["s_native", "level"]
+    assert names == ply_property_names(3, with_levels=True)
     assert all(p.val_dtype.endswith("f4") for p in v.properties[:-1])
     assert v.properties[-1].val_dtype.endswith("i4")
     data = v.data
@@ -163,12 +163,46 @@ def test_export_layout_is_inria(tmp_path: Path, degree: int) -> None:
     np.testing.assert_array_equal(data["scale_2"], chunk.log_scales[:, 2])
     np.testing.assert_array_equal(data["s_native"], chunk.s_native)
     assert (data["level"] == 3).all()
-    if degree:
-        m = SH_REST_COUNTS[degree]
-        # channel-major: f_rest_{c*m + j} is coefficient j of channel c
-        for c in range(3):
-            for j in (0, m - 1):
-                np.testing.assert_array_equal(data[f"f_rest_{c * m + j}"], chunk.sh_rest[:, j, c])
+    big_m, m = SH_REST_COUNTS[3], SH_REST_COUNTS[degree]
+    # channel-major over the file's 15 coefficients a channel: f_rest_{c*15 + j} is
+    # coefficient j of channel c, zero beyond the world's degree
+    for c in range(3):
+        for j in range(big_m):
+            want = chunk.sh_rest[:, j, c] if j < m else 0.0
+            np.testing.assert_array_equal(data[f"f_rest_{c * big_m + j}"], want)
+
+
+@pytest.mark.parametrize("degree", [0, 2, 3])
+def test_default_export_is_the_fixed_248_byte_inria_struct(tmp_path: Path, degree: int) -> None:
+    """INRIA's SIBR viewer reads the vertices as a fixed struct of 62 floats and ignores the
+    header: the default export must be exactly that, whatever the world's SH degree."""
+    import struct
+
+    rng = np.random.default_rng(5)
+    chunks = [random_chunk(rng, n=33, degree=degree, level=1),
+              random_chunk(rng, n=20, degree=0, level=2)]
+    path = tmp_path / "sibr.ply"
+    export_ply(path, chunks)
+    raw = path.read_bytes()
+    body = raw[raw.index(b"end_header\n") + len(b"end_header\n"):]
+    assert len(body) == 53 * 248
+    rows = [struct.unpack("<62f", body[i * 248:(i + 1) * 248]) for i in range(53)]
+    first = chunks[0]
+    pos = first.world_positions().astype(np.float32)
+    for i in (0, 32):
+        r = rows[i]
+        np.testing.assert_array_equal(r[0:3], pos[i])
+        assert r[3:6] == (0.0, 0.0, 0.0)
+        np.testing.assert_array_equal(r[6:9], first.sh_dc[i])
+        rest = np.zeros((15, 3), np.float32)
+        rest[:first.sh_rest.shape[1]] = first.sh_rest[i]
+        np.testing.assert_array_equal(r[9:54], rest.T.reshape(-1))  # channel-major
+        assert r[54] == first.opacity_logits[i]
+        np.testing.assert_array_equal(r[55:58], first.log_scales[i])
+        np.testing.assert_array_equal(r[58:62], first.rotations[i])
+    assert all(v == 0.0 for v in rows[40][9:54])  # a degree-0 chunk: zero-filled f_rest_*
+    back = import_ply(path)  # one level (no level property), its SH degree trimmed back
+    assert len(back) == 53 and back.sh_degree == degree
 
 
 # ---- files written by others --------------------------------------------------------------
