@@ -20,24 +20,37 @@ from engine.errors import UserError
 from engine.history import printable
 
 
+def open_regular(path: str | os.PathLike[str], flags: int, max_bytes: int,
+                 error: type[UserError], what: str = "file") -> tuple[int, int]:
+    """(fd, size) of the regular file at `path`, opened without blocking (a FIFO or a device
+    is refused before anything is read) and at most `max_bytes` big. OSError from opening
+    is the caller's to report (a missing file, no permission)."""
+    fd = os.open(path, flags | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+                 | getattr(os, "O_CLOEXEC", 0))
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise error(f"{printable(os.fspath(path))}: not a regular file")
+        if st.st_size > max_bytes:
+            raise error(f"{printable(os.fspath(path))}: {st.st_size} bytes, more than "
+                        f"{max_bytes} for a {what}")
+        return fd, st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_text_file(path: str | os.PathLike[str], max_bytes: int, error: type[UserError],
                    what: str = "file") -> str:
     """The UTF-8 text of the regular file at `path`, at most `max_bytes` long."""
     name = printable(os.fspath(path))
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) \
-        | getattr(os, "O_CLOEXEC", 0)
     try:
-        fd = os.open(path, flags)
+        fd, _ = open_regular(path, os.O_RDONLY, max_bytes, error, what)
     except FileNotFoundError:
         raise error(f"{name}: no such {what}") from None
     except OSError as exc:
         raise error(f"{name}: cannot open it ({exc.strerror or exc})") from None
     try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise error(f"{name}: not a regular file")
-        if st.st_size > max_bytes:
-            raise error(f"{name}: {st.st_size} bytes, more than {max_bytes} for a {what}")
         data = os.read(fd, max_bytes + 1)
     except OSError as exc:
         raise error(f"{name}: cannot read it ({exc.strerror or exc})") from None

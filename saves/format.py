@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import gc
 import os
-import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from engine.history import History, HistoryError, Step
+from engine.textfiles import open_regular
 from engine.splats import SplatChunk
 from engine.atomic import atomic_write, write_all
 from saves.chunks import CODECS, ChunkDesc, decode_chunk, encode_chunk, parse_chunk_header
@@ -181,17 +181,7 @@ def _index_head(index: WorldIndex, rec: RawRecord) -> None:
 # ---- loading ---------------------------------------------------------------------------
 def _open_regular(path: Path, flags: int, max_bytes: int) -> tuple[int, int]:
     """Open without blocking on FIFOs/devices; refuse anything but a regular file. -> (fd, size)"""
-    fd = os.open(path, flags | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise SaveFormatError(f"{path.name} is not a regular file")
-        if st.st_size > max_bytes:
-            raise SaveFormatError(f"world file is {st.st_size} bytes (limit {max_bytes})")
-        return fd, st.st_size
-    except BaseException:
-        os.close(fd)
-        raise
+    return open_regular(path, flags, max_bytes, SaveFormatError, "world file")
 
 
 def load_world(path: str | os.PathLike[str], limits: LoadLimits = LoadLimits()) -> LoadedWorld:
