@@ -21,13 +21,13 @@ import warnings
 from typing import Sequence
 
 from cli import (checkout, compact, demo, export, history, importply, info, models, new, play,
-                 render, zoom)
+                 render, serve, zoom)
 from engine.errors import UserError, first_line
 from engine.history import printable
 
 EXIT_USER_ERROR = 2
 COMMANDS = (info, history, checkout, export, importply, compact, play, new, zoom, models, demo,
-            render)
+            render, serve)
 os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # our own output only
 
 

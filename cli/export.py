@@ -1,4 +1,5 @@
-"""`wonderzoom export WORLD --ply OUT [--step S]`: a 3DGS PLY other splat viewers open."""
+"""`wonderzoom export WORLD (--ply OUT | --web DIR) [--step S]`: the world at a step as a 3DGS
+PLY other splat viewers open, or as a static web page any browser shows."""
 
 from __future__ import annotations
 
@@ -7,32 +8,48 @@ from pathlib import Path
 
 from cli.common import load, step_arg
 from engine.errors import UserError
+from engine.history import printable
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("export", help="export the world at a step as a 3DGS PLY other viewers open",
-                       description="Export the world at a step as a 3DGS PLY other viewers open: "
-                                   "INRIA's 62 properties (SH degree 3, zero-filled where the "
-                                   "world's degree is lower).")
+    p = sub.add_parser("export", help="export the world at a step as a 3DGS PLY or a web page",
+                       description="Export the world at a step: --ply writes a 3DGS PLY other "
+                                   "viewers open (INRIA's 62 properties, SH degree 3, zero-filled "
+                                   "where the world's degree is lower); --web writes a folder any "
+                                   "static file host serves, with a viewer that draws the world "
+                                   "with its scale-aware blending in any WebGL2 browser.")
     p.add_argument("world", help="world file (.wzs)")
-    p.add_argument("--ply", required=True, metavar="OUT", help="output .ply path")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--ply", metavar="OUT", help="output .ply path")
+    out.add_argument("--web", metavar="DIR",
+                     help="output folder (new, empty, or an earlier web export); view it with "
+                          "'wonderzoom serve DIR' or any static web server")
     p.add_argument("--step", type=int, default=None, help="step to export (default: the head)")
     p.add_argument("--with-levels", action="store_true",
-                   help="also write each splat's s_native and level (256 bytes a vertex instead "
-                        "of INRIA's 248: viewers that read a fixed struct, like SIBR, need the "
-                        "default; `wonderzoom import --level N` can take one level back)")
+                   help="--ply: also write each splat's s_native and level (256 bytes a vertex "
+                        "instead of INRIA's 248: viewers that read a fixed struct, like SIBR, "
+                        "need the default; `wonderzoom import --level N` takes one level back)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from saves.ply import export_ply
-
-    out = Path(args.ply)
-    if out.suffix.lower() != ".ply":
-        raise UserError(f"{args.ply}: the output must end in .ply")
+    if args.ply is not None and Path(args.ply).suffix.lower() != ".ply":
+        raise UserError(f"{printable(args.ply)}: the output must end in .ply")
+    if args.web is not None and args.with_levels:
+        raise UserError("--with-levels goes with --ply (a web export always keeps the levels)")
     loaded = load(args.world)
     step = step_arg(loaded.history, args.step)
-    n = export_ply(out, [loaded.chunks[c] for c in loaded.history.chunk_ids_at(step)],
+    if args.web is not None:
+        from ui.web.export import export_web
+
+        r = export_web(loaded.history, loaded.chunks, args.web, step, title=Path(args.world).name)
+        print(f"wrote {r.splats:,} splats of step {step} to {printable(str(r.folder))}/ "
+              f"({r.bytes_per_splat:.2f} bytes a splat); view it with: wonderzoom serve "
+              f"{printable(str(r.folder))}")
+        return 0
+    from saves.ply import export_ply
+
+    n = export_ply(args.ply, [loaded.chunks[c] for c in loaded.history.chunk_ids_at(step)],
                    with_levels=args.with_levels)
-    print(f"wrote {n:,} splats of step {step} to {out}")
+    print(f"wrote {n:,} splats of step {step} to {printable(args.ply)}")
     return 0
