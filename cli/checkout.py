@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli.common import load_info, open_writer, step_arg, world_path
+from cli.common import open_writer, step_arg, world_path
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -19,8 +19,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     path = world_path(args.world)
-    step = step_arg(load_info(args.world).history, args.step)
-    with open_writer(path) as writer:
+    with open_writer(path) as writer:  # reads the index once (under the lock)
+        step = step_arg(writer.history, args.step)
         writer.set_head(step)
     print(f"head is now step {step}")
     return 0

@@ -216,7 +216,9 @@ def _guarded(read: Callable[[], Any]) -> Any:
     """`read()`, with every failure turned into one `SaveFormatError` line. The cyclic garbage
     collector is paused meanwhile: reading makes ~10 small objects per step and keeps them,
     and its passes over the growing heap took ~40% of opening a 100,000-step history (the
-    reader makes no cycles, so nothing is left for it to collect)."""
+    reader makes no cycles, so nothing is left for it to collect). What was read is then
+    frozen out of later collections (`gc.freeze`: reference counting still frees it), so
+    the caller's own work over a long history does not pay for those passes either."""
     enabled = gc.isenabled()
     gc.disable()
     try:
@@ -232,6 +234,7 @@ def _guarded(read: Callable[[], Any]) -> Any:
     except Exception as exc:  # a bug or an unforeseen input: still one clean line
         raise SaveFormatError(f"unreadable world file ({type(exc).__name__}: {exc})") from exc
     finally:
+        gc.freeze()
         if enabled:
             gc.enable()
 
