@@ -16,8 +16,8 @@ from typing import Any, Mapping
 from engine.errors import UserError
 from generation.cores import background_threads
 
-STAGES = ("observe", "context", "super_resolve", "edit", "masks", "depth", "aux_views", "init",
-          "optimize")
+STAGES = ("observe", "context", "super_resolve", "edit", "masks", "harmonize", "depth",
+          "aux_views", "init", "optimize")
 # backends that load model weights: they take the device options and their own
 # `stage_options` (model id or folder, steps, ...); the builtin ones take neither
 MODEL_BACKENDS = frozenset({"diffusers", "transformers", "hook"})
@@ -49,6 +49,12 @@ class GenerationConfig:
     detail_strength: float = 1.0  # synthesized texture amplitude / the parent's (self-similar)
     edit_size: float = 0.18  # radius of an inserted structure / the short side of C_i
     relief: float = 1.0  # image-driven depth relief, in pixel footprints per unit luma contrast
+    # seamless joins (generation/stages/harmonize.py): the new level keeps its parent's low
+    # frequencies below this many parent pixels (a Gaussian's sigma; 0 = no tone match) ...
+    tone_sigma: float = 0.5
+    # ... and its image fades into the parent's over this fraction of the short side at the
+    # view's edge (0 = a hard edge)
+    border_fade: float = 0.05
     # new splats: std-dev / spacing of their back-projected pixels. Half the spacing is the
     # narrowest Gaussian whose sum over the grid is flat (ripple 2 exp(-2 pi^2 0.5^2) ~ 1.4 %)
     # when the level is magnified; a wider one only blurs the image the level is made from
@@ -133,6 +139,7 @@ _RANGES = (
     ("aux_angle_zoom_deg", 0.0, 45.0), ("detail_strength", 0.0, 4.0), ("edit_size", 0.01, 0.5),
     ("relief", 0.0, 20.0), ("aux_views_per_step", 0, 16), ("num_threads", 0, 1024),
     ("max_chunk_splats", 1024, 1 << 22), ("splat_footprint", 0.25, 2.0),
+    ("tone_sigma", 0.0, 16.0), ("border_fade", 0.0, 0.25),
 )
 
 

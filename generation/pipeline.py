@@ -11,7 +11,7 @@ Does not own: the stages' maths, building requests (`engine.zoom`), processes an
 (`generation.service`), files or the command line.
 
 Zoom data flow (docs/design.md, "one zoom"): observe -> context -> super_resolve -> edit ->
-masks -> depth -> aux_views -> init -> optimize -> split into chunks.
+masks -> harmonize -> depth -> aux_views -> init -> optimize -> split into chunks.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from generation.stages import aux_views as aux_stage
 from generation.stages import context as context_stage
 from generation.stages import depth as depth_stage
 from generation.stages import edit as edit_stage
+from generation.stages import harmonize as harmonize_stage
 from generation.stages import load_backends
 from generation.stages import masks as masks_stage
 from generation.stages import observe as observe_stage
@@ -48,12 +49,13 @@ from generation.stages import super_resolve as sr_stage
 VERSION = "1"
 AUX_WEIGHT = 0.5  # auxiliary views count half as much as the main view in the loss
 
-ZOOM_STAGES = ("observe", "context", "super_resolve", "edit", "masks", "depth", "aux_views",
-               "init", "optimize")
+ZOOM_STAGES = ("observe", "context", "super_resolve", "edit", "masks", "harmonize", "depth",
+               "aux_views", "init", "optimize")
 NEW_STAGES = ("load", "depth", "aux_views", "init", "optimize")
 # share of a whole request's time each stage takes (for one overall progress fraction)
 STAGE_WEIGHTS = {"load": 0.02, "observe": 0.08, "context": 0.01, "super_resolve": 0.08,
-                 "edit": 0.02, "masks": 0.01, "depth": 0.03, "aux_views": 0.1, "init": 0.03, "optimize": 0.63}
+                 "edit": 0.02, "masks": 0.01, "harmonize": 0.01, "depth": 0.03, "aux_views": 0.1,
+                 "init": 0.03, "optimize": 0.63}
 
 Progress = Callable[[str, float], None]  # (stage, fraction of that stage in [0, 1])
 Cancel = Callable[[], bool]
@@ -203,6 +205,7 @@ class ZoomRun:
     super_resolved: sr_stage.SuperResolveOutput
     edited: edit_stage.EditOutput
     masks: masks_stage.MasksOutput
+    harmonized: harmonize_stage.HarmonizeOutput  # the image the level is made from
     depth: depth_stage.DepthOutput
     aux: aux_stage.AuxViewsOutput
     init: init_stage.SplatInitOutput
@@ -315,23 +318,29 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
     with run.stage("masks"):
         msk = masks_stage.run(masks_stage.MasksInput(ed.rgb, request.prompt, centre, ed.mask),
                               config.backend_for("masks"), **config.options_for("masks"))
+    with run.stage("harmonize"):
+        hm = harmonize_stage.run(harmonize_stage.HarmonizeInput(
+            ed.rgb, obs.rgb * obs.alpha[..., None], obs.rgb, obs.alpha, msk.mask, factor,
+            config.tone_sigma, config.border_fade), config.backend_for("harmonize"),
+            **config.options_for("harmonize"))
+        rgb = hm.rgb
     with run.stage("depth"):
         dep = depth_stage.run(depth_stage.DepthInput(
-            cam, ed.rgb, obs.depth, obs.alpha, msk.mask, ed.height, config.relief),
+            cam, rgb, obs.depth, obs.alpha, msk.mask, ed.height, config.relief),
             config.backend_for("depth"), **config.options_for("depth"))
     with run.stage("aux_views"):
-        linked = provisional_links(cam, dep.depth, ed.rgb, scene, request.level)
+        linked = provisional_links(cam, dep.depth, rgb, scene, request.level)
         aux = aux_stage.run(aux_stage.AuxViewsInput(
-            cam, ed.rgb, dep.depth, point, linked, config.aux_views_zoom,
+            cam, rgb, dep.depth, point, linked, config.aux_views_zoom,
             config.aux_angle_zoom_deg, config.relief, config.backend_for("depth"),
             _items(config.options_for("depth")), ctx.caption),
             config.backend_for("aux_views"), **config.options_for("aux_views"))
     with run.stage("init"):
-        init = init_stage.run(_init_input(cam, ed.rgb, dep.depth, aux, request.level, config),
+        init = init_stage.run(_init_input(cam, rgb, dep.depth, aux, request.level, config),
                               config.backend_for("init"), **config.options_for("init"))
     with run.stage("optimize"):
         opt = optimize_stage.run(
-            _optimize_input(init, cam, ed.rgb, aux, linked, config.zoom_iterations, config,
+            _optimize_input(init, cam, rgb, aux, linked, config.zoom_iterations, config,
                             seed, threads),
             config.backend_for("optimize"), lambda f: run.report("optimize", f), run.check)
         run.check()
@@ -341,9 +350,11 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
         "caption": ctx.caption, "edit": ed.label, "understood": list(ed.understood),
         "factor": round(factor, 4), "splats": len(level), "working_size": [W, H],
         "sr_model": sr.model, "mask": msk.source, "depth_fit": [_num(dep.scale), _num(dep.shift)],
+        "tone_shift_255": [round(float(v) * 255, 2) for v in  # mean tone correction per channel
+                           hm.correction.reshape(-1, 3).mean(axis=0)],
         "final_loss": _num(opt.final_loss)})
-    return ZoomRun(request, cam, factor, obs, ctx, sr, ed, msk, dep, aux, init, opt, chunks, linked,
-                   run.total(), backend)
+    return ZoomRun(request, cam, factor, obs, ctx, sr, ed, msk, hm, dep, aux, init, opt, chunks,
+                   linked, run.total(), backend)
 
 
 def request_at_pixel(history: History, chunks: Mapping[int, SplatChunk], view: Camera,

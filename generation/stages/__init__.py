@@ -1,6 +1,7 @@
 """The stages of one zoom, one module each, in pipeline order:
 
-observe -> context -> super_resolve -> edit -> masks -> depth -> aux_views -> splat_init -> optimize
+observe -> context -> super_resolve -> edit -> masks -> harmonize -> depth -> aux_views ->
+splat_init -> optimize
 
 Each module has frozen `*Input` / `*Output` dataclasses, a `REGISTRY` of backends by name
 (`builtin` = the offline CPU backend; diffusers / transformers backends register themselves the
@@ -10,8 +11,8 @@ same way in their own modules) and a `run(inp, backend="builtin", **options)` en
 
 from __future__ import annotations
 
-STAGE_MODULES = ("observe", "context", "super_resolve", "edit", "masks", "depth", "aux_views",
-                 "splat_init", "optimize")
+STAGE_MODULES = ("observe", "context", "super_resolve", "edit", "masks", "harmonize", "depth",
+                 "aux_views", "splat_init", "optimize")
 
 
 def load_backends() -> None:

@@ -1,0 +1,92 @@
+"""Stage 5, harmonize: the new level's image joins its parent without a visible edge.
+
+Owns: `HarmonizeInput` / `HarmonizeOutput` and the builtin backend. What shifts tone between
+the old world's view O_i and the image the new level is made from (super-resolution, detail
+synthesis, an image editor) is corrected against O_i *as it is seen* (the coarse world
+rendered at C_i over black, transparency included), wherever the user did not ask for new
+content, and the level's spatial border fades into O_i:
+1. fade: `generation.tone.border_weight` over `border_fade` x the short side; the image
+   becomes fade x edited + (1 - fade) x O_i's colours (an inserted structure never fades);
+2. tone: `generation.tone.match_low_frequencies` with a Gaussian of `tone_sigma` parent
+   pixels (detail finer than that, what super-resolution adds, is kept), listening only
+   where the coarse world is solid (alpha >= 0.5) and away from the inserted structure and
+   its contact shadow, applied everywhere but on the structure: it keeps its own colours.
+The LoD links stay the paper's: the fade is in the level's content, so parent + child
+opacity stays 1 on the band between their native scales everywhere, border included
+(docs/design.md, "seamless joins").
+Does not own: rendering O_i (observe), the edit or its mask (edit, masks), or the maths
+(`generation.tone`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from scipy import ndimage
+
+from generation.registry import Registry
+from generation.tone import border_weight, feather, match_low_frequencies
+
+SOLID_ALPHA = 0.5  # the coarse world counts as a reference where it is at least this opaque
+STRUCTURE = 0.02  # mask values above this are the inserted structure
+SHADOW_REACH = 0.6  # a structure of radius r darkens the ground up to 0.6 r beyond its edge
+
+
+@dataclass(frozen=True, eq=False)
+class HarmonizeInput:
+    rgb: np.ndarray  # [H, W, 3] float in [0, 1]: the edited view
+    seen: np.ndarray  # [H, W, 3] O_i as seen: the coarse world at C_i over black
+    colour: np.ndarray  # [H, W, 3] O_i's colours (un-premultiplied, holes inpainted)
+    alpha: np.ndarray  # [H, W] the coarse world's accumulated opacity at C_i
+    mask: np.ndarray  # [H, W] float in [0, 1]: the inserted structure
+    parent_px: float = 4.0  # working pixels per parent pixel (the zoom factor)
+    tone_sigma: float = 0.5  # low-pass of the tone match, in parent pixels; 0 = no match
+    border_fade: float = 0.05  # width of the border fade / the short side; 0 = a hard edge
+
+
+@dataclass(frozen=True, eq=False)
+class HarmonizeOutput:
+    rgb: np.ndarray  # [H, W, 3] float in [0, 1]: what the new level is made from
+    correction: np.ndarray  # [H, W, 3] the tone field that was added
+    fade: np.ndarray  # [H, W] in [0, 1]: 1 = the edited image, 0 = O_i's colours
+    reference: np.ndarray  # [H, W] the weights the tone match listened to
+
+
+class HarmonizeBackend(Protocol):
+    def __call__(self, inp: HarmonizeInput) -> HarmonizeOutput: ...
+
+
+REGISTRY: Registry[HarmonizeBackend] = Registry("harmonize")
+
+
+def shadow_zone(mask: np.ndarray) -> np.ndarray:  # [H, W] float -> [H, W] bool
+    """The structure and the ground its contact shadow may darken: within SHADOW_REACH x its
+    radius (from its area) of its edge."""
+    solid = np.asarray(mask) > STRUCTURE
+    if not solid.any():
+        return solid
+    reach = SHADOW_REACH * math.sqrt(solid.sum() / math.pi) + 1.0
+    return ndimage.distance_transform_edt(~solid) <= reach
+
+
+@REGISTRY.register("builtin")
+class ToneAndFade:
+    def __call__(self, inp: HarmonizeInput) -> HarmonizeOutput:
+        H, W = inp.rgb.shape[:2]
+        mask = np.clip(np.asarray(inp.mask, np.float64), 0.0, 1.0)
+        fade = np.maximum(border_weight(H, W, inp.border_fade * min(H, W)), mask)
+        image = feather(inp.rgb, inp.colour, fade)
+        reference = ((np.asarray(inp.alpha) >= SOLID_ALPHA) & ~shadow_zone(mask)).astype(np.float64)
+        if inp.tone_sigma > 0 and reference.any():
+            sigma = inp.tone_sigma * max(float(inp.parent_px), 1.0)
+            image, field = match_low_frequencies(image, inp.seen, reference, sigma, keep=mask)
+        else:
+            field = np.zeros_like(image)
+        return HarmonizeOutput(np.clip(image, 0.0, 1.0), field, fade, reference)
+
+
+def run(inp: HarmonizeInput, backend: str = "builtin", **options) -> HarmonizeOutput:
+    return REGISTRY.get(backend, **options)(inp)

@@ -1,0 +1,168 @@
+"""Seamless joins: the tone match and the border fade a new level is made with (issue 21)."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from generation.imaging import blur
+from generation.stages.harmonize import HarmonizeInput, run as harmonize, shadow_zone
+from generation.tone import (border_band, border_weight, feather, match_low_frequencies,
+                             normalized_blur, seam_stats)
+
+SHAPES = st.tuples(st.integers(4, 24), st.integers(4, 24))
+unit = st.floats(0.0, 1.0, allow_nan=False)
+
+
+def _images(shape, seed):
+    rng = np.random.default_rng(seed)
+    return rng.random((*shape, 3)), rng.random((*shape, 3))
+
+
+@settings(max_examples=60, deadline=None)
+@given(SHAPES, st.integers(0, 2**31), st.floats(0.5, 6.0),
+       st.tuples(st.floats(-0.3, 0.3), st.floats(-0.3, 0.3), st.floats(-0.3, 0.3)))
+def test_a_constant_tone_shift_is_undone_exactly_whatever_the_weights(shape, seed, sigma, shift):
+    rng = np.random.default_rng(seed)
+    reference = 0.3 + 0.4 * rng.random((*shape, 3))
+    weight = (rng.random(shape) > 0.5).astype(float)
+    weight[0, 0] = 1.0  # at least one pixel to listen to
+    image = reference + np.array(shift)
+    fixed, field = match_low_frequencies(image, reference, weight, sigma)
+    np.testing.assert_allclose(fixed, reference, atol=1e-9)
+    np.testing.assert_allclose(field, -np.broadcast_to(shift, field.shape), atol=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(SHAPES, st.integers(0, 2**31), st.floats(0.5, 4.0))
+def test_what_is_kept_is_never_touched(shape, seed, sigma):
+    image, reference = _images(shape, seed)
+    keep = (np.random.default_rng(seed + 1).random(shape) > 0.6).astype(float)
+    fixed, field = match_low_frequencies(image, reference, np.ones(shape), sigma, keep=keep)
+    on = keep == 1.0
+    np.testing.assert_array_equal(fixed[on], image[on])
+    assert np.all(field[on] == 0.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(SHAPES, st.integers(0, 2**31), st.floats(0.3, 5.0))
+def test_normalized_blur_is_a_local_weighted_mean(shape, seed, sigma):
+    rng = np.random.default_rng(seed)
+    x = rng.random((*shape, 2))
+    w = rng.random(shape) * (rng.random(shape) > 0.3)
+    w[0, 0] = 1.0
+    out = normalized_blur(x, w, sigma)
+    listened = w > 0
+    lo, hi = x[listened].min(axis=0), x[listened].max(axis=0)
+    assert np.all(out >= lo - 1e-12) and np.all(out <= hi + 1e-12)  # a mean of weighted pixels
+    # scaling every weight changes nothing; only weighted pixels matter
+    np.testing.assert_allclose(normalized_blur(x, 7.5 * w, sigma), out, rtol=1e-9, atol=1e-12)
+    y = np.where(listened[..., None], x, 99.0)
+    np.testing.assert_allclose(normalized_blur(y, w, sigma), out, rtol=1e-9, atol=1e-12)
+
+
+def test_normalized_blur_reaches_over_a_large_masked_hole():
+    x = np.full((40, 40), 0.25)
+    w = np.ones((40, 40))
+    w[5:35, 5:35] = 0.0  # far more than sigma from anything listened to
+    out = normalized_blur(x, w, 1.0)
+    np.testing.assert_allclose(out, 0.25)
+    assert np.all(normalized_blur(x, np.zeros((40, 40)), 1.0) == 0.0)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 40), st.floats(0.0, 12.0))
+def test_border_weight_fades_from_the_edge_to_one(h, w, margin):
+    b = border_weight(h, w, margin)
+    assert b.shape == (h, w) and np.all((b >= 0) & (b <= 1))
+    np.testing.assert_array_equal(b, b[::-1])  # symmetric
+    np.testing.assert_array_equal(b, b[:, ::-1])
+    if margin > 0:
+        assert np.all(b[0] == 0) and np.all(b[:, 0] == 0)  # the outermost ring is the parent's
+        v = np.arange(h)[:, None]
+        u = np.arange(w)[None, :]
+        d = np.minimum(np.minimum(v, h - 1 - v), np.minimum(u, w - 1 - u))
+        assert np.all(b[d >= margin] == 1.0)
+        # monotone in the distance from the edge
+        order = np.argsort(d.ravel(), kind="stable")
+        assert np.all(np.diff(b.ravel()[order]) >= -1e-12)
+    else:
+        assert np.all(b == 1.0)
+
+
+@settings(max_examples=40, deadline=None)
+@given(SHAPES, st.integers(0, 2**31))
+def test_feather_is_a_partition_of_unity(shape, seed):
+    a, b = _images(shape, seed)
+    w = np.random.default_rng(seed + 2).random(shape)
+    out = feather(a, b, w)
+    assert np.all(out >= np.minimum(a, b) - 1e-12) and np.all(out <= np.maximum(a, b) + 1e-12)
+    np.testing.assert_allclose(feather(a, a, w), a)  # weights sum to one: nothing darkens
+    np.testing.assert_allclose(feather(a, b, np.ones(shape)), a)
+    np.testing.assert_allclose(feather(a, b, np.zeros(shape)), b)
+
+
+@settings(max_examples=40, deadline=None)
+@given(SHAPES, st.integers(0, 2**31), unit)
+def test_seam_stats_of_an_offset_and_of_nothing(shape, seed, c):
+    a, _ = _images(shape, seed)
+    none = seam_stats(a, a)
+    assert none.mean_abs_255 == pytest.approx(0.0, abs=1e-9) and none.meets()
+    s = seam_stats(a + c / 255.0, a)
+    assert s.mean_abs_255 == pytest.approx(c, abs=1e-6)
+    np.testing.assert_allclose(s.bias_255, c, atol=1e-6)
+    flipped = seam_stats(a, a + c / 255.0)
+    np.testing.assert_allclose(flipped.bias_255, -c, atol=1e-6)
+    assert s.pixels == border_band(*shape).sum()
+
+
+def test_border_band_is_a_twelfth_of_each_side():
+    band = border_band(720, 1280)
+    assert band[:60].all() and band[-60:].all() and band[:, :107].all() and band[:, -107:].all()
+    assert not band[60:-60, 107:-107].any()
+
+
+def _scene(h=60, w=90, seed=0):
+    """A smooth coarse view, an 'edited' image with a tone shift and fine detail on top,
+    and a structure in the middle with its own colour."""
+    rng = np.random.default_rng(seed)
+    coarse = blur(rng.random((h, w, 3)), 6.0) * 0.5 + 0.25
+    detail = (rng.random((h, w, 1)) - 0.5) * 0.1
+    edited = np.clip(coarse + np.array([0.03, -0.02, 0.04]) + detail, 0, 1)
+    mask = np.zeros((h, w))
+    yy, xx = np.mgrid[0:h, 0:w]
+    mask[(yy - h / 2) ** 2 + (xx - w / 2) ** 2 < (h / 6) ** 2] = 1.0
+    edited[mask > 0] = [0.8, 0.05, 0.05]  # a red structure
+    return coarse, edited, mask, detail
+
+
+def test_harmonize_matches_the_parent_outside_the_edit_and_keeps_the_structure():
+    coarse, edited, mask, detail = _scene()
+    alpha = np.full(mask.shape, 0.98)
+    seen = coarse * alpha[..., None]
+    out = harmonize(HarmonizeInput(edited, seen, coarse, alpha, mask, parent_px=4.0,
+                                   tone_sigma=0.5, border_fade=0.0))
+    before = seam_stats(edited, seen, sigma=2.0)
+    after = seam_stats(out.rgb, seen, sigma=2.0)
+    assert not before.meets() and after.meets(), (before, after)
+    np.testing.assert_array_equal(out.rgb[mask == 1], edited[mask == 1])  # its own colours
+    # the detail finer than the parent's pixels survives the match
+    far = ~shadow_zone(mask)
+    kept = (out.rgb - blur(out.rgb, 1.0))[far]
+    assert np.std(kept) > 0.5 * np.std((edited - blur(edited, 1.0))[far])
+
+
+def test_harmonize_fades_the_border_into_the_parent_s_look():
+    coarse, edited, mask, _ = _scene()
+    alpha = np.ones(mask.shape)
+    out = harmonize(HarmonizeInput(edited, coarse, coarse, alpha, mask, parent_px=4.0,
+                                   tone_sigma=0.0, border_fade=0.2))
+    np.testing.assert_allclose(out.rgb[0], coarse[0])  # the edge is the parent's picture
+    np.testing.assert_allclose(out.rgb[:, -1], coarse[:, -1])
+    inner = out.fade == 1.0
+    np.testing.assert_allclose(out.rgb[inner], edited[inner])
+    assert np.all(out.fade[mask == 1] == 1.0)  # an inserted structure never fades
+    hard = harmonize(HarmonizeInput(edited, coarse, coarse, alpha, mask, tone_sigma=0.0,
+                                    border_fade=0.0))
+    np.testing.assert_allclose(hard.rgb, edited)
