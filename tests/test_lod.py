@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from engine.lod import build_lod_index
+from engine.lod import build_lod_index, footprint_cells
 from engine.modulation import alpha
 from engine.synthetic import nested_plane_world
 
@@ -16,10 +16,16 @@ def _two_levels():
 def test_links_cover_only_the_zoomed_patch():
     c0, l0, c1, l1, index = _two_levels()
     child_of_coarse = index.links[0].s_child
-    uv, _ = c1.project(l0.world_positions())
-    inside = (uv[:, 0] > 2) & (uv[:, 0] < 62) & (uv[:, 1] > 2) & (uv[:, 1] < 62)
-    outside = (uv[:, 0] < -2) | (uv[:, 0] > 66) | (uv[:, 1] < -2) | (uv[:, 1] > 66)
+    uv, z = c1.project(l0.world_positions())
+    # how far each coarse splat's footprint reaches in the fine view (BORDER_SIGMAS std-devs)
+    r = footprint_cells(c1, l0, np.arange(len(l0)), z, 1.0)
+    edge = np.minimum(np.minimum(uv[:, 0], 64 - uv[:, 0]), np.minimum(uv[:, 1], 64 - uv[:, 1]))
+    inside = edge > r + 1  # the patch covers the whole footprint
+    ring = (edge > 0) & (edge < r - 1)  # the centre is in the patch, the footprint reaches out
+    outside = edge < -2
+    assert inside.sum() > 100 and ring.sum() > 100
     assert (child_of_coarse[inside] > 0).all()  # covered: will fade out when zoomed in
+    assert (child_of_coarse[ring] == 0).all()  # the border: stays whole, no see-through edge
     assert (child_of_coarse[outside] == 0).all()  # outside the patch: never fades
     # the fine level's parent is the coarse level's native scale; roots have none
     np.testing.assert_allclose(index.links[1].s_parent, np.median(l0.s_native), rtol=1e-5)
@@ -76,3 +82,63 @@ def test_building_the_index_never_mutates_chunks():
     build_lod_index([(cam if i else None, {i: ch}) for i, (cam, ch) in enumerate(levels)])
     for (s, p), (_, ch) in zip(before, levels):
         assert np.array_equal(s, ch.s_native) and np.array_equal(p, ch.positions)
+
+
+# ---- the border of a new level ------------------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+from engine.lod import CoveredInterior  # noqa: E402
+from engine.render.prepare import prepare  # noqa: E402
+from engine.render.reference import render  # noqa: E402
+
+
+@settings(max_examples=60, deadline=None)
+@given(arrays(bool, st.tuples(st.integers(1, 12), st.integers(1, 12))))
+def test_covered_interior_is_the_chebyshev_distance_to_the_uncovered(mask):
+    inner = CoveredInterior(mask)
+    inner.holds(np.zeros(1, np.int64), np.array([20.0]))  # resolve every depth
+    H, W = mask.shape
+    padded = np.pad(mask, 1)  # outside the image is uncovered
+    out_r, out_c = np.nonzero(~padded)
+    for i in range(H):
+        for j in range(W):
+            if not mask[i, j]:
+                assert inner.depth[i, j] == 0
+                continue
+            cheb = np.maximum(np.abs(out_r - (i + 1)), np.abs(out_c - (j + 1))).min()
+            assert inner.depth[i, j] == cheb
+
+
+@settings(max_examples=40, deadline=None)
+@given(arrays(bool, st.tuples(st.integers(1, 10), st.integers(1, 10))),
+       st.lists(st.floats(0, 6), min_size=1, max_size=8), st.data())
+def test_covered_interior_holds_a_footprint_only_inside_the_coverage(mask, radii, data):
+    inner = CoveredInterior(mask)
+    flat = np.array([data.draw(st.integers(0, mask.size - 1)) for _ in radii])
+    r = np.array(radii)
+    held = inner.holds(flat, r)
+    assert not held[~mask.reshape(-1)[flat]].any()  # never where nothing covers
+    # a wider footprint is never held where a narrower one at the same cell is not
+    assert (inner.holds(flat, r + 1.0) <= held).all()
+
+
+def test_the_join_shows_no_background_along_the_new_level_s_edge():
+    """At the fine level's native scale, a view twice as wide as C_1 (same focal length, so
+    the same s_render) sees the join: along the patch's edge the world stays as opaque as on
+    either side of it (before the border rule, the coarse splats whose centres were just
+    inside faded out with their outer halves, leaving a half-transparent line)."""
+    (c0, l0), (c1, l1) = nested_plane_world(levels=2, factor=4.0, size=32)
+    index = build_lod_index([(None, {0: l0}), (c1, {1: l1})])
+    wide = c1.resampled(64, 64)
+    wide = type(wide)(c1.T_world_camera, c1.fx, c1.fy, c1.cx + 16, c1.cy + 16, 64, 64,
+                      c1.near, c1.far)
+    out = render(prepare(wide, [(l0, index.links[0]), (l1, index.links[1])]), wide)
+    a = out.alpha.astype(np.float64)
+    u = np.arange(64) + 0.5 - 16  # the fine camera's pixel coordinates of the wide view
+    edge = np.minimum.outer(np.minimum(u, 32 - u), np.minimum(u, 32 - u))
+    far_inside, far_outside = a[edge > 4], a[(edge < -6) & (edge > -14)]
+    near_edge = a[np.abs(edge) <= 2]
+    floor = min(np.percentile(far_inside, 1), np.percentile(far_outside, 1))
+    assert near_edge.min() >= floor - 0.02, (near_edge.min(), floor)
