@@ -6,6 +6,11 @@ sleeps on the clock. One stage is the engine's own: `apply_deferred` applies the
 queued structural changes (spawns, despawns, hot-loaded levels), the frame's one point of
 structural change, as Bevy's `apply_deferred`; it is a stage in the tuple, so the order
 shows it.
+What a frame draws is decided once, by the `detect_changes` stage, into `FrameContext.draw`:
+`DRAW_WORLD` (something the picture shows changed), `DRAW_OVERLAY` (only the HUD: it is drawn
+over the last image of the world) or `DRAW_NOTHING` (nothing changed: no stage draws or
+presents, and the loop sleeps out `idle_fps`'s frame time, so a waiting user's CPU goes to
+whatever else runs, such as a generator). A loop without that stage draws every frame.
 Does not own: what the other stages do; the app (`ui/`) and the renderer provide them.
 """
 
@@ -22,11 +27,18 @@ STAGE_ORDER: tuple[str, ...] = (
     "input",  # devices -> actions for this frame
     "camera",  # actions -> the fly/zoom camera
     "poll_generation",  # finished zooms become queued hot-loads; progress; save outcomes
+    "detect_changes",  # what this frame draws: the world, only the HUD, or nothing
     "render",  # visible chunks -> uploads -> draw
     "hud",  # overlay on top of the frame
     APPLY_DEFERRED,  # queued structural changes take effect (engine-owned)
     "present",  # screenshots, then the buffer flip
 )
+
+
+DRAW_WORLD = "world"  # draw the world, the HUD over it, present
+DRAW_OVERLAY = "overlay"  # the last image of the world, the HUD over it, present
+DRAW_NOTHING = "nothing"  # nothing the picture shows changed: draw and present nothing
+DRAWS = (DRAW_WORLD, DRAW_OVERLAY, DRAW_NOTHING)
 
 
 @dataclass
@@ -37,6 +49,7 @@ class FrameContext:
     started: float  # clock time this frame started
     clock: Clock
     data: dict[str, Any] = field(default_factory=dict)  # stage-to-stage scratch for this frame
+    draw: str = DRAW_WORLD  # set by `detect_changes`; one of DRAWS
 
 
 Stage = Callable[[FrameContext], None]
@@ -54,6 +67,7 @@ class FrameLoop:
         clock: Clock | None = None,
         fps_cap: float | None = None,
         max_dt: float = 0.25,
+        idle_fps: float | None = 60.0,
     ) -> None:
         unknown = set(stages) - set(STAGE_ORDER)
         if unknown:
@@ -65,6 +79,7 @@ class FrameLoop:
         self.clock = clock or Clock()
         self.fps_cap = fps_cap
         self.max_dt = max_dt
+        self.idle_fps = idle_fps  # a frame that draws nothing takes at least 1 / idle_fps
         self.frame = 0
         self.times = FrameTimes()
         self.running = True
@@ -80,9 +95,15 @@ class FrameLoop:
             stage = self.stages.get(name)
             if stage is not None:
                 stage(ctx)
-        self.times.add(self.clock.now() - start)
-        if self.fps_cap:
-            spare = 1.0 / self.fps_cap - (self.clock.now() - start)
+        if ctx.draw not in DRAWS:
+            raise ValueError(f"FrameContext.draw must be one of {DRAWS}, got {ctx.draw!r}")
+        idle = ctx.draw == DRAW_NOTHING
+        if not idle:  # the frame statistics describe frames that drew something
+            self.times.add(self.clock.now() - start)
+        period = max(1.0 / self.fps_cap if self.fps_cap else 0.0,
+                     1.0 / self.idle_fps if idle and self.idle_fps else 0.0)
+        if period:
+            spare = period - (self.clock.now() - start)
             if spare > 0:
                 self.clock.sleep(spare)
         self.frame += 1

@@ -69,6 +69,7 @@ class World:
         self._components: dict[type, dict[Entity, Any]] = {}
         self._resources: dict[type, Any] = {}
         self.commands = Commands(self)
+        self.changes = 0  # applied command batches so far (the frame's change detection)
 
     # ---- entities -----------------------------------------------------------------------
     def _reserve(self) -> Entity:
@@ -188,10 +189,13 @@ class World:
     # ---- frame point --------------------------------------------------------------------
     def apply_commands(self) -> int:
         """Apply queued structural changes in order; returns how many were applied.
-        Commands queued while applying run in the same call."""
+        Commands queued while applying run in the same call. Each call that applied any
+        counts one in `changes`."""
         applied = 0
         while len(self.commands):
             for op in self.commands._drain():
                 op()
                 applied += 1
+        if applied:
+            self.changes += 1
         return applied

@@ -220,6 +220,36 @@ def test_a_screenshot_shows_the_world_the_hud_and_the_picked_point(app_env):
     assert (panel.mean(axis=2) > 200).sum() > 50  # HUD text (light) on its panel
 
 
+def test_an_unchanged_view_is_not_redrawn_but_a_change_is(app_env):
+    """Once the camera is still and every chunk is on the GPU, frames draw nothing (the
+    window keeps its picture); a new message redraws only the HUD over the kept image of the
+    world, a camera move the world; a screenshot taken while idle still shows the world."""
+    from engine.loop import DRAW_NOTHING, DRAW_OVERLAY, DRAW_WORLD
+
+    app, _, _, _, tmp_path = app_env
+    plans = []
+    deadline = time.monotonic() + 60
+    while not plans or plans[-1] != DRAW_NOTHING:  # uploads finish within a few frames
+        assert time.monotonic() < deadline, plans
+        plans.append(app.step().draw)
+    assert plans[0] == DRAW_WORLD
+    drawn = app.last_stats
+    assert [app.step().draw for _ in range(5)] == [DRAW_NOTHING] * 5
+    assert app.last_stats is drawn  # the renderer was not asked
+    app.messages.add(app.loop.clock.now(), "hello")
+    assert app.step().draw == DRAW_OVERLAY and app.last_stats is drawn
+    assert app.step().draw == DRAW_NOTHING
+    _post(key(pygame.K_w))
+    assert app.step().draw == DRAW_WORLD and app.last_stats is not drawn
+    _post(key(pygame.K_w, down=False))
+    while app.step().draw != DRAW_NOTHING:
+        assert time.monotonic() < deadline
+    shot = app.request_screenshot(tmp_path / "idle.png")
+    assert app.step().draw == DRAW_OVERLAY and shot.exists()
+    img = pygame.surfarray.array3d(pygame.image.load(str(shot))).transpose(1, 0, 2)
+    assert img[H // 2 - 20:H // 2 + 20, W // 2 - 20:W // 2 + 20].astype(float).std() > 5
+
+
 class TwoAtOnce:
     """A generator that holds its results until both requests are in, then delivers both
     in one poll: two results arriving in the same frame."""

@@ -9,7 +9,8 @@ import pytest
 from engine.camera import Camera
 from engine.clock import FakeClock
 from engine.controller import CameraInput, FlyController, ZOOM_PER_STEP
-from engine.loop import APPLY_DEFERRED, STAGE_ORDER, FrameLoop
+from engine.loop import (APPLY_DEFERRED, DRAW_NOTHING, DRAW_OVERLAY, DRAW_WORLD, STAGE_ORDER,
+                         FrameLoop)
 from engine.world import World
 from ui.bindings import ACTIONS, Bindings, BindingsError, load_bindings
 from ui.input import InputSystem
@@ -81,6 +82,50 @@ def test_frame_loop_runs_stages_in_the_fixed_order_with_a_fake_clock():
         FrameLoop(world, {"physics": lambda ctx: None})
     with pytest.raises(ValueError):  # the engine applies deferred commands itself
         FrameLoop(world, {APPLY_DEFERRED: lambda ctx: None})
+
+
+def test_a_frame_that_draws_nothing_sleeps_and_is_not_a_drawn_frame():
+    """`detect_changes` decides what a frame draws; a frame that draws nothing leaves the
+    CPU to others for the idle frame time, and the frame statistics count drawn frames."""
+    plans = iter([DRAW_WORLD, DRAW_NOTHING, DRAW_NOTHING, DRAW_OVERLAY])
+    starts = []
+
+    def detect(ctx):
+        starts.append(ctx.started)
+        ctx.draw = next(plans)
+        ctx.clock.advance(0.004)  # each frame's own work
+
+    clock = FakeClock()
+    loop = FrameLoop(World(), {"detect_changes": detect}, clock=clock, fps_cap=None, idle_fps=20)
+    loop.run(4)
+    assert np.diff(starts).tolist() == pytest.approx([0.004, 0.05, 0.05])
+    assert len(loop.times._times) == 2 and loop.times.last_ms == pytest.approx(4.0)
+    with pytest.raises(ValueError):
+        FrameLoop(World(), {"detect_changes": lambda ctx: setattr(ctx, "draw", "maybe")},
+                  clock=FakeClock()).step()
+    world = World()
+    assert world.changes == 0
+    world.commands.spawn()
+    world.apply_commands()
+    world.apply_commands()  # nothing queued: no change
+    assert world.changes == 1
+
+
+def test_redraw_tracker_draws_only_what_changed():
+    from ui.redraw import RedrawTracker
+
+    r = RedrawTracker()
+    assert r.plan("view", "hud") == DRAW_WORLD  # no image yet
+    r.drew_world("view", busy=True)
+    r.drew_hud("hud")
+    assert r.plan("view", "hud") == DRAW_WORLD  # chunks were still uploading
+    r.drew_world("view", busy=False)
+    assert r.plan("view", "hud") == DRAW_NOTHING
+    assert r.plan("view", "hud", force_present=True) == DRAW_OVERLAY  # e.g. a screenshot
+    assert r.plan("view", "hud 2") == DRAW_OVERLAY
+    assert r.plan("moved", "hud") == DRAW_WORLD
+    r.forget()  # a resized or uncovered window
+    assert r.plan("view", "hud") == DRAW_WORLD
 
 
 def test_deferred_commands_apply_at_the_apply_point():

@@ -1,7 +1,9 @@
 """The app: a window running the frame loop over a multi-scale world you fly and grow.
 
 Owns: `App` — the stage functions it plugs into `engine.loop.FrameLoop` (input -> camera ->
-poll_generation -> render -> hud -> [apply_deferred] -> present), what each action does
+poll_generation -> detect_changes -> render -> hud -> [apply_deferred] -> present; a frame in
+which nothing the picture shows changed draws nothing, one in which only the HUD changed draws
+it over the last image of the world, kept in an offscreen framebuffer), what each action does
 (pick, prompt, zoom request, cancel, undo/redo, save, open a dropped file, screenshot), the
 hot-load of a finished zoom (its step goes into the history at once, its level into the scene
 at the frame's apply point), and the HUD's state.
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
+import moderngl
 import numpy as np
 import pygame
 
@@ -27,7 +30,7 @@ from engine.clock import Clock
 from engine.controller import FlyController
 from engine.errors import first_line
 from engine.history import History, Step
-from engine.loop import FrameContext, FrameLoop
+from engine.loop import DRAW_NOTHING, DRAW_WORLD, FrameContext, FrameLoop
 from engine.messages import MAX_PROMPT_CHARS, Observation, ZoomResult
 from engine.render.reference import RenderOutput
 from engine.render.streaming import StreamingRenderer
@@ -39,6 +42,7 @@ from ui.bindings import Bindings
 from ui.hud import Hud, HudState
 from ui.input import FrameInput, InputSystem
 from ui.jobs import Generator, Jobs
+from ui.redraw import RedrawTracker, camera_key, hud_key
 from ui.session import WorldState
 from ui.window import Window
 
@@ -123,6 +127,9 @@ class App:
         self._screenshot_requests: list[Path] = []
         self.screenshots_written: list[Path] = []
         self._level_scales: dict[int, float] = {}  # level entity -> median s_native
+        self.redraw = RedrawTracker()
+        self._image: moderngl.Framebuffer | None = None  # the last image of the world
+        self._probed: tuple | None = None  # the view the focus depth was last measured in
 
         self.window = Window((self.config.width, self.config.height), state.title,
                              vsync=self.config.vsync)
@@ -136,6 +143,7 @@ class App:
             "input": self.stage_input,
             "camera": self.stage_camera,
             "poll_generation": self.stage_poll_generation,
+            "detect_changes": self.stage_detect_changes,
             "render": self.stage_render,
             "hud": self.stage_hud,
             "present": self.stage_present,
@@ -200,6 +208,8 @@ class App:
             self.saver.flush()
         self.renderer.release()
         self.hud.release()
+        if self._image is not None:
+            self._image.release()
         self.window.close()
 
     # ---- stages -------------------------------------------------------------------------
@@ -213,6 +223,8 @@ class App:
             self.window.resized(fi.resized)
             self.controller.resize(*fi.resized)
             self.hud.resize(fi.resized)
+        if fi.resized or fi.exposed:
+            self.redraw.forget()  # the window's pixels are gone or resized: draw anew
         if self.prompt is not None:
             self._edit_prompt(fi, now)
             return
@@ -254,8 +266,9 @@ class App:
         if cam_in.zoom_steps or cam_in.zoom_rate:
             # zoom toward what is under the cursor: measure its depth first
             depth = self.probe_depth(cam_in.zoom_anchor or (w / 2, h / 2))
-        elif ctx.frame % FOCUS_PROBE_FRAMES == 0:
-            depth = self.probe_depth((w / 2, h / 2))
+        elif ctx.frame % FOCUS_PROBE_FRAMES == 0 and self._view_key() != self._probed:
+            depth = self.probe_depth((w / 2, h / 2))  # only when the view changed since
+            self._probed = self._view_key()
         else:
             depth = None
         if depth is not None:
@@ -271,15 +284,55 @@ class App:
             for outcome in self.saver.poll():
                 self.messages.add(now, outcome.message, not outcome.ok)
 
+    def _view_key(self) -> tuple:
+        """What an image of the world depends on: the camera and the world (its identity and
+        its applied changes)."""
+        return (camera_key(self.controller.camera), self.world, self.world.changes)
+
+    def stage_detect_changes(self, ctx: FrameContext) -> None:
+        """Draw the world only when the camera, the world, the window or the streaming
+        changed it; only the HUD when that alone changed; nothing otherwise."""
+        hud = hud_key(self.hud_state(ctx.clock.now()))
+        ctx.draw = self.redraw.plan(self._view_key(), hud,
+                                    force_present=bool(self._screenshot_requests))
+
+    def _world_image(self) -> tuple[moderngl.Framebuffer, bool]:
+        """The offscreen framebuffer the world is drawn into, at the window's size; True if
+        it was just made (it holds no image yet)."""
+        size = self.window.size
+        if self._image is not None and self._image.size == size:
+            return self._image, False
+        if self._image is not None:
+            self._image.release()
+        self._image = self.ctx.simple_framebuffer(size, components=4)
+        return self._image, True
+
     def stage_render(self, ctx: FrameContext) -> None:
+        if ctx.draw == DRAW_NOTHING:
+            return
+        image, fresh = self._world_image()
+        if ctx.draw == DRAW_WORLD or fresh:
+            image.viewport = (0, 0, *self.window.size)
+            stats = self.renderer.draw(self.world, self.controller.camera, image,
+                                       background=BACKGROUND)
+            self.last_stats = stats
+            # chunks still on their way (or arriving this frame): the next frame draws again
+            self.redraw.drew_world(self._view_key(),
+                                   busy=stats.chunks_pending > 0 or stats.bytes_uploaded > 0)
+        self.ctx.copy_framebuffer(self.ctx.screen, image)
+        self.ctx.screen.use()
         self.ctx.viewport = (0, 0, *self.window.size)
-        self.last_stats = self.renderer.draw(self.world, self.controller.camera, self.ctx.screen,
-                                             background=BACKGROUND)
 
     def stage_hud(self, ctx: FrameContext) -> None:
-        self.hud.draw(self.hud_state(ctx.clock.now()), self.ctx.screen)
+        if ctx.draw == DRAW_NOTHING:
+            return
+        state = self.hud_state(ctx.clock.now())
+        self.hud.draw(state, self.ctx.screen)
+        self.redraw.drew_hud(hud_key(state))
 
     def stage_present(self, ctx: FrameContext) -> None:
+        if ctx.draw == DRAW_NOTHING:
+            return  # the window keeps showing the last frame
         for path in self._screenshot_requests:
             self.window.save_screenshot(path)
             self.screenshots_written.append(path)
@@ -411,6 +464,7 @@ class App:
         path = self.renderer.path  # what `auto` settled on (no second probe)
         self.renderer.release()
         self.renderer = StreamingRenderer(self.ctx, path=path)
+        self.redraw.forget()
         self.world = build_scene(self.state.history, self.state.chunks)
         self.loop.world = self.world
         self._level_scales.clear()

@@ -33,6 +33,7 @@ class FrameInput:
     backspaces: int = 0
     dropped_files: list[str] = field(default_factory=list)
     resized: tuple[int, int] | None = None
+    exposed: bool = False  # the window was uncovered, shown or restored: its pixels are stale
     quit: bool = False
 
 
@@ -158,6 +159,9 @@ class InputSystem:
                 wheel += ev.precise_y if hasattr(ev, "precise_y") else ev.y
             elif t == pygame.DROPFILE:
                 out.dropped_files.append(ev.file)
+            elif t in (pygame.VIDEOEXPOSE, pygame.WINDOWEXPOSED, pygame.WINDOWSHOWN,
+                       pygame.WINDOWRESTORED):
+                out.exposed = True
             elif t in (pygame.VIDEORESIZE, pygame.WINDOWSIZECHANGED):
                 size = (ev.w, ev.h) if t == pygame.VIDEORESIZE else (ev.x, ev.y)
                 out.resized = (int(size[0]), int(size[1]))

@@ -1,0 +1,61 @@
+"""What a frame of the app has to draw: the world, only the HUD, or nothing.
+
+Owns: `RedrawTracker`, which remembers what the last drawn frames showed — the camera (pose,
+intrinsics, image size, clip planes) and the world (its identity and `World.changes`) under
+the last image of the world, whether the renderer still had chunks on their way then, and
+the last HUD content — and answers each frame with one of `engine.loop.DRAWS`. An unchanged
+view is not redrawn at full cost: a user waiting for a zoom leaves the CPU to the generator.
+Does not own: drawing, the HUD's content or the frame's stage order (`engine.loop`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, Hashable
+
+from engine.camera import Camera
+from engine.loop import DRAW_NOTHING, DRAW_OVERLAY, DRAW_WORLD
+
+
+def camera_key(camera: Camera) -> tuple[float, ...]:
+    """Everything of a camera a rendered image depends on, as a hashable tuple."""
+    return (*camera.T_world_camera.ravel().tolist(), camera.fx, camera.fy, camera.cx,
+            camera.cy, camera.width, camera.height, camera.near, camera.far)
+
+
+def hud_key(state: Any) -> Any:
+    """A HUD state without the frame statistics (they describe the last drawn frame and
+    would otherwise ask for a new frame every frame)."""
+    return replace(state, fps=0.0, frame_ms=0.0)
+
+
+class RedrawTracker:
+    def __init__(self) -> None:
+        self._world: Hashable | None = None  # what the last image of the world showed
+        self._busy = True  # the renderer had more to upload after it
+        self._hud: Any = None
+        self._has_image = False
+
+    def plan(self, world: Hashable, hud: Any, *, force_world: bool = False,
+             force_present: bool = False) -> str:
+        """This frame's draw: DRAW_WORLD if the world's picture may differ from the last one
+        (another camera or world, chunks that were still uploading, `force_world`: a resized
+        or uncovered window), DRAW_OVERLAY if only the HUD changed (or a frame must be
+        presented, e.g. for a screenshot), else DRAW_NOTHING."""
+        if force_world or self._busy or not self._has_image or world != self._world:
+            return DRAW_WORLD
+        if force_present or hud != self._hud:
+            return DRAW_OVERLAY
+        return DRAW_NOTHING
+
+    def drew_world(self, world: Hashable, busy: bool) -> None:
+        """The world was drawn for `world`; `busy`: the renderer had chunks pending or
+        uploaded some (the next frame must draw again to show them)."""
+        self._world, self._busy, self._has_image = world, busy, True
+
+    def drew_hud(self, hud: Any) -> None:
+        self._hud = hud
+
+    def forget(self) -> None:
+        """The last image is gone (a new GL framebuffer, a new renderer): draw anew."""
+        self._has_image = False
