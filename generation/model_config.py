@@ -2,7 +2,8 @@
 
 Owns: finding the file (`--config PATH`, else `$WONDERZOOM_CONFIG`), parsing and checking it
 into the flat settings `GenerationConfig.from_settings` takes (so the worker process gets them
-like any other setting), and `model_rows` for `wonderzoom models`. Every mistake is one line
+like any other setting), its `[service]` table (`generation.service_config`: where generation
+runs), and `model_rows` for `wonderzoom models`. Every mistake is one line
 naming the file and the key. The format is documented in docs/models.toml (an example that
 configures the paper-like models) and the README.
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from generation.config import DEVICE_SETTINGS, STAGES, ConfigError, GenerationConfig
+from generation.service_config import ServiceConfig, parse_service_table
 
 ENV_VAR = "WONDERZOOM_CONFIG"
 MAX_CONFIG_BYTES = 1 << 20
@@ -52,11 +54,22 @@ def backend_options(stage: str, backend: str) -> dict[str, Any] | None:
 
 def read_settings(path: Path) -> dict[str, Any]:
     """The file as flat settings for `GenerationConfig.from_settings` (ConfigError: one line)."""
+    data, where = _read_table(path)
+    return settings_from_table(data, where)
+
+
+def read_service(path: Path) -> ServiceConfig:
+    """The file's `[service]` table: where generation runs (default: the local worker)."""
+    data, where = _read_table(path)
+    return parse_service_table(data.get("service", {}), where)
+
+
+def _read_table(path: Path) -> tuple[dict[str, Any], str]:
     from engine.textfiles import display_name, parse_toml, read_text_file
 
     where = display_name(path)
     text = read_text_file(path, MAX_CONFIG_BYTES, ConfigError, "config file")
-    return settings_from_table(parse_toml(text, where, ConfigError), where)
+    return parse_toml(text, where, ConfigError), where
 
 
 def settings_from_table(data: Mapping[str, Any], where: str = "config") -> dict[str, Any]:
@@ -80,8 +93,11 @@ def settings_from_table(data: Mapping[str, Any], where: str = "config") -> dict[
                 backends[stage] = backend
                 if opts:
                     options[stage] = opts
+        elif key == "service":  # where generation runs, not how: checked here, not a setting
+            parse_service_table(value, where)
         elif isinstance(value, Mapping):
-            raise ConfigError(f"{where}: [{key}]: unknown table (known: device, stages.<stage>)")
+            raise ConfigError(f"{where}: [{key}]: unknown table (known: device, service, "
+                              "stages.<stage>)")
         else:
             settings[key] = value
     if backends:
@@ -135,6 +151,13 @@ def file_settings(config_arg: str | None) -> dict[str, Any]:
     """The settings of the config file (`config_arg`, else $WONDERZOOM_CONFIG), or {}."""
     path = config_path(config_arg)
     return read_settings(path) if path is not None else {}
+
+
+def file_service(config_arg: str | None) -> ServiceConfig:
+    """The `[service]` of the config file (`config_arg`, else $WONDERZOOM_CONFIG), or the
+    default: the local worker process."""
+    path = config_path(config_arg)
+    return read_service(path) if path is not None else ServiceConfig()
 
 
 def build_config(settings: Mapping[str, Any], kind: str, *, backend: str | None = None,
