@@ -1,8 +1,9 @@
 """The generation options `new` and `zoom` share, and the config they make.
 
-Owns: `--prompt --backend --config --seed --size --iterations --set --quiet` and turning them
-into a `GenerationConfig` (through `generation.model_config.build_config`, which takes plain
-values: the libraries never see argparse).
+Owns: `--prompt --backend --config --seed --size --iterations --set --quiet --cluster` and
+turning them into a `GenerationConfig` (through `generation.model_config.build_config`, which
+takes plain values: the libraries never see argparse), or, for a cluster, into the settings
+overrides each request carries (the model config itself is read on the workers).
 Does not own: the settings themselves (`generation.config`) or the config file format.
 """
 
@@ -18,6 +19,14 @@ def add_config_argument(p: argparse.ArgumentParser) -> None:
                    help="model configuration: the backend and model of each stage, device, "
                         "settings (default: $WONDERZOOM_CONFIG if set, else the builtin backend; "
                         "example in docs/models.toml)")
+
+
+def add_cluster_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--cluster", default=None, metavar="ADDRESS",
+                   help="grow on a Ray cluster (docs/cluster.md): HOST:PORT of its head when "
+                        "this machine is one of its nodes, ray://HOST:10001 (Ray Client) from "
+                        "outside it, or local (a private Ray instance here); default: "
+                        "$WONDERZOOM_CLUSTER if set, else the config file's [service]")
 
 
 def add_generation_arguments(p: argparse.ArgumentParser, default_size: int,
@@ -36,6 +45,7 @@ def add_generation_arguments(p: argparse.ArgumentParser, default_size: int,
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="any generation setting, e.g. --set aux_views_zoom=2 (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_cluster_argument(p)
 
 
 MAX_SEED = 1 << 53  # seeds are stored in the world file, whose integers stay below 2^53
@@ -83,6 +93,22 @@ def config_from_args(args: argparse.Namespace, kind: str):
     return build_config(file_settings(args.config), kind, backend=args.backend,
                         long_side=args.size, iterations=args.iterations,
                         overrides=parse_sets(args.set), num_threads=usable_cores())
+
+
+def overrides_from_args(args: argparse.Namespace, kind: str) -> dict:
+    """The settings a `new` or `zoom` request carries to a cluster: what `--backend --size
+    --iterations --set` change (checked here, in one line); the rest comes from the model
+    config on the workers."""
+    import dataclasses
+
+    from generation.config import GenerationConfig
+    from generation.model_config import build_config
+
+    config = build_config({}, kind, backend=args.backend, long_side=args.size,
+                          iterations=args.iterations, overrides=parse_sets(args.set))
+    default = GenerationConfig()
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+            if getattr(config, f.name) != getattr(default, f.name)}
 
 
 def config_from_sample(kind: str):

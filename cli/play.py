@@ -13,7 +13,7 @@ from pathlib import Path
 
 from cli.common import load, parse_size
 from cli.common import add_renderer_argument, renderer_choice
-from cli.genargs import add_config_argument
+from cli.genargs import add_cluster_argument, add_config_argument
 
 HEADLESS_FRAMES = 90
 
@@ -43,6 +43,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="what grows new levels: the builtin pipeline (default) or a fast "
                         "procedural stand-in that only adds texture")
     add_config_argument(p)
+    add_cluster_argument(p)
     return p
 
 
@@ -71,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
         raise UserError("--frames must be at least 1")
     bindings = load_bindings(args.bindings)  # refuse bad input before any work
-    generator = make_generator(args.generator, args.config)
+    generator = make_generator(args.generator, args.config, args.cluster)
     if args.world is not None:
         state = open_world_state(args.world)  # refuse a bad file before opening a window
     else:
@@ -86,17 +87,17 @@ def run(args: argparse.Namespace) -> int:
     return play(state, size, args, bindings, generator, headless)
 
 
-def make_generator(kind: str, config_arg: str | None):
-    """What grows new levels: the builtin pipeline in a worker process (a zoom takes tens of
-    seconds on a CPU) or the procedural stand-in."""
+def make_generator(kind: str, config_arg: str | None, cluster_arg: str | None = None):
+    """What grows new levels: the pipeline in a worker process (a zoom takes tens of seconds
+    on a CPU), on a Ray cluster's warm workers (`--cluster`, `$WONDERZOOM_CLUSTER` or the
+    config's `[service]`), or the procedural stand-in."""
     if kind == "procedural":
         from generation.procedural import ProceduralGenerator
 
         return ProceduralGenerator()
-    from generation.model_config import file_settings
-    from generation.service import GenerationService
+    from cli.cluster import choose, make_service
 
-    return GenerationService(file_settings(config_arg))
+    return make_service(choose(config_arg, cluster_arg), config_arg)
 
 
 def play(state, size, args, bindings, generator, headless: bool) -> int:

@@ -7,7 +7,10 @@ import math
 from pathlib import Path
 
 from cli.common import load, now, open_writer, parse_at, parse_view, world_path
-from cli.genargs import add_generation_arguments, check_generation_args, config_from_args
+from cli.cluster import choose as choose_service
+from cli.cluster import make_service, run_on_service
+from cli.genargs import (add_generation_arguments, check_generation_args, config_from_args,
+                         overrides_from_args)
 from cli.progress import StageBars, print_timings
 from engine.errors import UserError
 
@@ -42,16 +45,26 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{path}: the world has no steps yet")
     view = parse_view(args.view, history)
     pixel = parse_at(args.at, view.width, view.height)
-    config = config_from_args(args, "zoom")
+    choice = choose_service(args.config, args.cluster)
+    config = None if choice.is_ray else config_from_args(args, "zoom")
     seed = history.next_id() if args.seed is None else args.seed
     request = request_at_pixel(history, loaded.chunks, view, pixel, args.prompt,
                                factor=args.factor, seed=seed)
-    step, run_ = grow_zoom(request, config, path, quiet=args.quiet)
-    n = sum(len(c) for c in run_.chunks)
-    print(f"appended step {step.id} (level {request.level}, x{run_.factor:.2f} finer): "
-          f"{n:,} splats in {len(step.chunk_ids)} chunks; {run_.edited.label or 'no structure'}; "
-          f"context: {run_.context.caption}")
-    print_timings("zoom: seconds per stage", dict(run_.timings))
+    if choice.is_ray:  # the level grows on the cluster's workers, with their model config
+        service = make_service(choice, args.config, overrides_from_args(args, "zoom"))
+        try:
+            step, result = grow_zoom_on(service, request, path, quiet=args.quiet)
+        finally:
+            service.close()
+    else:
+        step, run_ = grow_zoom(request, config, path, quiet=args.quiet)
+        result = run_.result()
+    n = sum(len(c) for c in result.chunks.values())
+    info = result.backend
+    print(f"appended step {step.id} (level {request.level}, x{float(info.get('factor', 0)):.2f} "
+          f"finer): {n:,} splats in {len(step.chunk_ids)} chunks; "
+          f"{info.get('edit') or 'no structure'}; context: {info.get('caption', '')}")
+    print_timings("zoom: seconds per stage", dict(result.timings))
     return 0
 
 
@@ -73,3 +86,31 @@ def grow_zoom(request, config, path: Path, quiet: bool = False, title: str = "")
                     backend=dict(run_.backend), timings=dict(run_.timings), created=now())
         writer.append_step(step, dict(zip(ids, run_.chunks)))
     return step, run_
+
+
+def grow_zoom_on(service, request, path: Path, quiet: bool = False, title: str = ""):
+    """`grow_zoom` through a generation service (a Ray cluster): the same bars, fed by its
+    progress events; the level is appended only once a checked result came back."""
+    from engine.history import Step
+    from generation.pipeline import ZOOM_STAGES
+
+    result = run_on_service(service, request, ZOOM_STAGES, quiet, title)
+    with open_writer(path) as writer:
+        base = max(writer.chunk_ids, default=-1) + 1
+        chunks = list(result.chunks.values())
+        ids = tuple(range(base, base + len(chunks)))
+        step = Step(writer.history.next_id(), request.parent_step, "zoom", ids,
+                    camera=working_camera(request.camera, result.backend), point=request.point,
+                    prompt=request.prompt, backend=dict(result.backend),
+                    timings=dict(result.timings), created=now())
+        writer.append_step(step, dict(zip(ids, chunks)))
+    return step, result
+
+
+def working_camera(camera, backend):
+    """C_i at the working size the worker used (what the in-process path stores)."""
+    size = backend.get("working_size")
+    if isinstance(size, list) and len(size) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and 8 <= v <= 1 << 14 for v in size):
+        return camera.resampled_long_side(max(size))
+    return camera
