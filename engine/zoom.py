@@ -127,16 +127,28 @@ def scene_seen_by(camera: Camera, pairs: Sequence[tuple[SplatChunk, LodLinks | N
     return tuple(pair for pair, k in zip(pairs, keep) if k and len(pair[0]))
 
 
-def world_scene(world: World) -> tuple[list[tuple[SplatChunk, LodLinks]],
-                                       list[tuple[np.ndarray, np.ndarray]]]:
-    """Every resident chunk entity of `world` as (chunk, links) pairs, and their bounds."""
+def world_scene(world: World, camera: Camera | None = None, load: bool = True
+                ) -> tuple[list[tuple[SplatChunk, LodLinks]], list[tuple[np.ndarray, np.ndarray]]]:
+    """The chunk entities of `world` as (chunk, links) pairs, and their bounds: those whose
+    box `camera`'s frustum may hold (every one when None). In a streamed world the ones not in
+    RAM are read now with `load` (blocking: tools), else left out (the app: what it holds)."""
     store, index = world.resource(ChunkStore), world.resource(LodIndex)
+    entries = [(handle.chunk_id, box) for _, (handle, box) in world.query(ChunkHandle, ChunkBounds)]
+    if camera is not None and entries:
+        keep = camera.aabbs_in_frustum(np.stack([b.lo for _, b in entries]),
+                                       np.stack([b.hi for _, b in entries]))
+        entries = [e for e, k in zip(entries, keep) if k]
+    missing = [cid for cid, box in entries if box.count and cid not in store]
+    read = store.load_now(missing) if load and missing else {}
     pairs, bounds = [], []
-    for _, (handle, box) in world.query(ChunkHandle, ChunkBounds):
-        chunk = store.get(handle.chunk_id)
-        if chunk is not None:
-            pairs.append((chunk, index.links[handle.chunk_id]))
-            bounds.append((box.lo, box.hi))
+    for cid, box in entries:
+        if cid in read:
+            pairs.append(read[cid])
+        elif (chunk := store.get(cid)) is not None:
+            pairs.append((chunk, index.links[cid]))
+        else:
+            continue
+        bounds.append((box.lo, box.hi))
     return pairs, bounds
 
 
@@ -144,17 +156,20 @@ def world_scene(world: World) -> tuple[list[tuple[SplatChunk, LodLinks]],
 def zoom_request(request_id: int, history: History, world: World, view: Camera,
                  point: np.ndarray, prompt: str, *, factor: float, seed: int,
                  long_side: int | None = None,
-                 observe: Callable[[Camera], Observation] | None = None) -> ZoomRequest:
+                 observe: Callable[[Camera], Observation] | None = None,
+                 load: bool = True) -> ZoomRequest:
     """The request for growing a level at `point` (picked in `view`) on the history's head.
 
     `world` holds the scene at the head (its chunks and LoD index); the chunks the parent
-    view sees travel along (the auxiliary cameras orbit the target inside it). `observe`,
+    view sees travel along (the auxiliary cameras orbit the target inside it): in a streamed
+    world only those are read (`load`; the app sends what it holds instead). `observe`,
     for generators that cannot render, renders C_i's view to send with the request."""
     if history.head is None:
         raise ValueError("the world has no steps to zoom from")
     c_i = zoom_camera(view, point, factor, long_side)
-    pairs, bounds = world_scene(world)
-    scene = scene_seen_by(c_i.with_fov_scale(1.0 / factor), pairs, bounds)
+    wide = c_i.with_fov_scale(1.0 / factor)
+    pairs, bounds = world_scene(world, wide, load)
+    scene = scene_seen_by(wide, pairs, bounds)
     return ZoomRequest(request_id, history.head, c_i, tuple(float(x) for x in point), prompt,
                        seed=seed, scene=scene, level=history.level_of(history.head) + 1,
                        context=tuple(s.prompt for s in history.path() if s.prompt),

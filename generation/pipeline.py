@@ -32,7 +32,8 @@ from engine.messages import MAX_PROMPT_CHARS, ZoomRequest, ZoomResult
 from engine.history import History
 from engine.scene import build_scene
 from engine.splats import SplatChunk
-from engine.zoom import Scene, pick_surface, world_scene, zoom_request
+from engine.world import World
+from engine.zoom import Scene, crop_camera, pick_surface, world_scene, zoom_request
 from generation.config import GenerationConfig
 from generation.stages import aux_views as aux_stage
 from generation.stages import context as context_stage
@@ -357,14 +358,18 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
                    linked, run.total(), backend)
 
 
-def request_at_pixel(history: History, chunks: Mapping[int, SplatChunk], view: Camera,
+def request_at_pixel(history: History, chunks: Mapping[int, SplatChunk] | None, view: Camera,
                      pixel: tuple[float, float], prompt: str, *, factor: float = 4.0,
-                     seed: int = 0, request_id: int = 0) -> ZoomRequest:
+                     seed: int = 0, request_id: int = 0, world: World | None = None
+                     ) -> ZoomRequest:
     """The request for a zoom at `pixel` of `view` on the world at the history's head (what
     `wonderzoom zoom --at U,V` sends): the point is picked from the median depth of the old
-    world rendered around the pixel, the rest is `engine.zoom.zoom_request`."""
-    world = build_scene(history, chunks)
-    pairs, _ = world_scene(world)
+    world rendered around the pixel, the rest is `engine.zoom.zoom_request`. `world`: the
+    scene at the head when the caller built it (a streamed one: only the chunks the pick's
+    crop and the new camera see are read), else it is built from `chunks`."""
+    if world is None:
+        world = build_scene(history, chunks)
+    pairs, _ = world_scene(world, crop_camera(view, pixel))
     point = pick_surface(view, pixel, observe_stage.depth_probe(tuple(pairs)))
     if point is None:
         raise ZoomInputError(f"--at {pixel[0]:g},{pixel[1]:g}: nothing of the world is "

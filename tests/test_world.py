@@ -1,5 +1,8 @@
 """The ECS-like World, its deferred commands and the scene graph built from history."""
 
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -118,18 +121,33 @@ def test_append_level_is_deferred_and_never_mutates_old_chunks():
     np.testing.assert_array_equal(bounds[1].lo, bounds_before[1].lo)
 
 
-def test_chunk_store_loader_and_states():
-    loaded = []
+def test_chunk_store_loads_on_its_io_thread_and_refuses_a_bad_chunk_alone():
+    """Asking never blocks: a gated loader holds the reads while the frame goes on; then
+    one chunk arrives READY and the damaged one is FAILED with a one-line message."""
+    gate = threading.Event()
+    chunk = nested_plane_world(levels=1, size=8)[0][1]
 
     def loader(cid):
-        loaded.append(cid)
+        gate.wait(30)
         if cid == 9:
             raise IOError("gone")
-        return nested_plane_world(levels=1, size=8)[0][1]
+        return chunk, None
 
-    store = ChunkStore(loader)
-    assert store.state(1) is LoadState.UNLOADED
-    assert len(store.get(1)) == 64 and store.state(1) is LoadState.READY
-    with pytest.raises(IOError):
-        store.get(9)
-    assert store.state(9) is LoadState.FAILED
+    store = ChunkStore(loader, sizes={1: chunk.nbytes(), 9: chunk.nbytes()})
+    try:
+        assert store.state(1) is LoadState.UNLOADED
+        store.begin_frame()
+        assert store.request([1, 9]) == 2
+        assert store.state(1) is LoadState.LOADING and store.get(1) is None
+        gate.set()
+        deadline = time.monotonic() + 30
+        while LoadState.LOADING in (store.state(1), store.state(9)):
+            assert time.monotonic() < deadline, "the I/O thread never finished"
+            store.wait(1.0)
+            store.poll()
+        assert len(store.get(1)) == 64 and store.state(1) is LoadState.READY
+        assert store.state(9) is LoadState.FAILED
+        assert [f.chunk_id for f in store.failures] == [9] and "gone" in store.failures[0].message
+        assert store.used_bytes == chunk.nbytes() and store.reserved_bytes == 0
+    finally:
+        store.close()
