@@ -3,13 +3,19 @@
 Owns: the meaning of the record sequence (commit semantics, orphans, torn tails, ids, head),
 format-version migration, `load_world` (hostile input -> `LoadedWorld` or `SaveFormatError`,
 nothing else), `save_world` (atomic new file) and `WorldWriter` (O(step) appends, crash-safe).
-The byte layout is documented in saves/FORMAT.md.
+The byte layout is documented in saves/FORMAT.md. Since format version 2 every step carries
+its LoD links (a LINK record before its STEP record, `saves.links`): the writers compute them
+at append time from the older chunks the new level's camera sees (`engine.catalog.
+link_on_path`), so opening a world never recomputes them from every payload.
 Does not own: record framing (`saves.records`), chunk payloads (`saves.chunks`), step JSON
-(`saves.steps`), PLY import/export (`saves.ply`), or the history rules (`engine.history`).
+(`saves.steps`), link payloads (`saves.links`), reading payloads on demand (`saves.reader`,
+`saves.world_file`), PLY import/export (`saves.ply`), or the history rules
+(`engine.history`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import time
@@ -18,16 +24,23 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
+import numpy as np
+
+from engine.catalog import derive_links, link_on_path
 from engine.history import History, HistoryError, Step
+from engine.lod import StepLinks
 from engine.textfiles import open_regular
 from engine.splats import SplatChunk
 from engine.atomic import atomic_write, write_all
 from saves.chunks import CODECS, ChunkDesc, decode_chunk, encode_chunk, parse_chunk_header
 from saves.errors import SaveFormatError, WorldBusyError
 from saves.limits import LoadLimits
+from saves.links import (KIND_CHILD, KIND_ROOT, LINK_HEADER, LinkTable, decode_link_array,
+                         encode_links, parse_link_table)
+from saves.reader import IndexedReader
 from saves.records import (
-    CHUNK_SUBHEADER_LEN, FILE_HEADER, FORMAT_VERSION, TAG_CHNK, TAG_HEAD, TAG_META, TAG_STEP,
-    BufferSource, FileSource, RawRecord, Scan, Source, check_json_value, dump_json,
+    CHUNK_SUBHEADER_LEN, FILE_HEADER, FORMAT_VERSION, TAG_CHNK, TAG_HEAD, TAG_LINK, TAG_META,
+    TAG_STEP, BufferSource, FileSource, RawRecord, Scan, Source, check_json_value, dump_json,
     encode_file_header, encode_json_record, encode_record, parse_json, read_whole_file,
     record_nbytes, scan_records,
 )
@@ -43,9 +56,17 @@ __all__ = ["FORMAT_VERSION", "MIGRATIONS", "LoadLimits", "LoadedWorld", "SaveFor
            "save_world"]
 
 Migration = Callable[[list[RawRecord]], list[RawRecord]]
+
+
+def _upgrade_1_to_2(records: list[RawRecord]) -> list[RawRecord]:
+    """Version 1 records are version 2 records whose steps carry no LINK record: their links
+    are derived from the payloads when the world is opened for display
+    (`saves.world_file.WorldFile`) and stored by `upgrade_world` / `compact`."""
+    return records
+
+
 # version v -> function turning the parsed records of a version-v file into version v+1 ones.
-# Only version 1 exists; a version 2 would add {1: upgrade_1_to_2} here.
-MIGRATIONS: Mapping[int, Migration] = MappingProxyType({})
+MIGRATIONS: Mapping[int, Migration] = MappingProxyType({1: _upgrade_1_to_2})
 
 
 # ---- the result ------------------------------------------------------------------------
@@ -58,6 +79,9 @@ class LoadedWorld:
     ignored_tail_bytes: int = 0  # a torn last record (a crash while appending), not loaded
     orphan_chunk_ids: tuple[int, ...] = ()  # complete chunks no committed step references
     format_version: int = FORMAT_VERSION  # as written in the file (before any migration)
+    # step id -> the LoD links its append decided, as stored (None: a version-1 file, which
+    # stores none; `engine.scene.build_scene` derives them)
+    links: dict[int, StepLinks] | None = None
 
 
 # ---- the record index (shared by the loader and the appender) ---------------------------
@@ -109,6 +133,9 @@ class WorldIndex:
     json_bytes: int  # STEP/HEAD/META payload bytes
     end_committed: int  # end of the last STEP/HEAD/META record (or of the file header)
     torn_bytes: int  # bytes of a torn last record (not part of any record)
+    version: int = FORMAT_VERSION  # as written in the file
+    links: dict[int, LinkTable] = field(default_factory=dict)  # committed step -> its LINK
+    pending_links: dict[int, LinkTable] = field(default_factory=dict)  # LINK, no STEP yet
 
     def orphans(self) -> tuple[int, ...]:
         return tuple(sorted(set(self.chunks) - set(self.owner)))
@@ -129,10 +156,13 @@ def build_index(scan: Scan, limits: LoadLimits, migrations: Mapping[int, Migrati
     """Replay the records in file order: a step commits when its STEP record is complete."""
     records = migrate(scan.version, scan.records, migrations, current)
     index = WorldIndex(History(), {}, {}, {}, Budget(limits, file_bytes=scan.size), len(records),
-                       scan.json_bytes, FILE_HEADER.size, scan.torn_bytes)
+                       scan.json_bytes, FILE_HEADER.size, scan.torn_bytes, scan.version)
     for rec in records:
         if rec.tag == TAG_CHNK:
             _index_chunk(index, rec, limits)
+            continue
+        if rec.tag == TAG_LINK:
+            _index_link(index, rec.body)
             continue
         if rec.tag == TAG_STEP:
             _index_step(index, rec, limits)
@@ -169,6 +199,42 @@ def _index_step(index: WorldIndex, rec: RawRecord, limits: LoadLimits) -> None:
         index.history.add(step, move_head=move_head)
     except HistoryError as exc:  # parent not stored before it (so cycles are impossible)
         raise SaveFormatError(str(exc)) from None
+    if index.version >= 2:
+        _claim_links(index, step)
+
+
+def _index_link(index: WorldIndex, table: LinkTable) -> None:
+    """A LINK record: kept until its step's STEP record commits it. Its entries must name
+    chunks stored before it, with their splat counts."""
+    sid = table.step_id
+    if sid in index.history.steps or sid in index.pending_links:
+        raise SaveFormatError(f"links of step {sid} are stored twice or after the step")
+    for cid, n in zip(table.entries["chunk_id"].tolist(), table.entries["n"].tolist()):
+        entry = index.chunks.get(cid)
+        if entry is None:
+            raise SaveFormatError(f"links of step {sid} name chunk {cid}, not stored before them")
+        if entry[0].n != n:
+            raise SaveFormatError(f"links of step {sid} give chunk {cid} {n} splats, "
+                                  f"it has {entry[0].n}")
+    index.pending_links[sid] = table
+
+
+def _claim_links(index: WorldIndex, step: Step) -> None:
+    """A version-2 step commits with its LINK record: one entry for each of its own chunks,
+    and the others for chunks of earlier steps (the ones it covers)."""
+    table = index.pending_links.pop(step.id, None)
+    if table is None:
+        raise SaveFormatError(f"step {step.id} has no LINK record before it")
+    kinds = table.entries["kind"]
+    ids = table.entries["chunk_id"]
+    own = sorted(ids[kinds != KIND_CHILD].tolist())
+    if own != sorted(step.chunk_ids):
+        raise SaveFormatError(f"links of step {step.id} do not name exactly its own chunks")
+    for cid in ids[kinds == KIND_CHILD].tolist():
+        if index.owner.get(cid, step.id) == step.id:
+            raise SaveFormatError(f"links of step {step.id} cover chunk {cid}, which no "
+                                  "earlier step made")
+    index.links[step.id] = table
 
 
 def _index_head(index: WorldIndex, rec: RawRecord) -> None:
@@ -267,8 +333,29 @@ def _load(path: Path, limits: LoadLimits, migrations: Mapping[int, Migration],
     for cid in sorted(index.owner, key=lambda c: index.chunks[c][1].offset):
         desc, rec = index.chunks[cid]
         chunks[cid] = decode_chunk(desc, buf[rec.payload_offset:rec.end])
+    links = None
+    if index.version >= 2:
+        links = {sid: _links_in_buffer(table, buf) for sid, table in index.links.items()}
     return LoadedWorld(index.history, chunks, index.meta, path, index.torn_bytes,
-                       index.orphans(), version)
+                       index.orphans(), version, links)
+
+
+def _links_in_buffer(table: LinkTable, buf: np.ndarray) -> StepLinks:
+    """Every array of a LINK record from the whole file in memory, each checked."""
+    parents, children, bands = {}, {}, {}
+    for k, e in enumerate(table.entries):
+        cid, kind, n = int(e["chunk_id"]), int(e["kind"]), int(e["n"])
+        bands[cid] = (float(e["band_lo"]), float(e["band_hi"]))
+        arr = None
+        if kind != KIND_ROOT:
+            at = table.payload_offset + int(table.offsets[k])
+            arr = decode_link_array(memoryview(buf[at:at + 4 * n]), kind, n, int(e["crc"]),
+                                    f"links of step {table.step_id}")
+        if kind == KIND_CHILD:
+            children[cid] = arr
+        else:
+            parents[cid] = arr
+    return StepLinks(parents, children, bands)
 
 
 # ---- writing ---------------------------------------------------------------------------
@@ -302,6 +389,26 @@ def _encode_meta(meta: Mapping[str, Any], limits: LoadLimits) -> list[memoryview
     if record_nbytes(parts[1:]) > limits.max_meta_bytes:
         raise ValueError(f"meta is larger than {limits.max_meta_bytes} bytes")
     return parts
+
+
+def _encode_links(step: Step, chunks: Mapping[int, SplatChunk], links: StepLinks,
+                  limits: LoadLimits) -> tuple[LinkTable, list[memoryview]]:
+    """The LINK record of a step, proven readable by parsing its table back with the
+    reader's own checks (ValueError otherwise)."""
+    try:
+        rec = encode_record(TAG_LINK, encode_links(step.id, step.chunk_ids, chunks, links))
+        payload = b"".join(bytes(p) for p in rec[1:3])
+        length = record_nbytes(rec[1:])
+        table = parse_link_table(payload[:LINK_HEADER.size],
+                                 lambda n: payload[LINK_HEADER.size:LINK_HEADER.size + n],
+                                 length, FORMAT_VERSION, limits, f"links of step {step.id}")
+    except SaveFormatError as exc:
+        raise ValueError(f"links of step {step.id} cannot be saved: {exc}") from None
+    for cid, n in zip(table.entries["chunk_id"].tolist(), table.entries["n"].tolist()):
+        if table.entries["kind"][table.row(cid)] != KIND_CHILD and n != len(chunks[cid]):
+            raise ValueError(f"links of step {step.id}: chunk {cid} has {len(chunks[cid])} "
+                             f"splats, its links {n}")
+    return table, rec
 
 
 def _encode_chunks(step: Step, chunks: Mapping[int, SplatChunk], codec: str,
@@ -344,13 +451,16 @@ def _topological(history: History) -> list[Step]:
 
 def save_world(path: str | os.PathLike[str], history: History, chunks: Mapping[int, SplatChunk],
                meta: Mapping[str, Any] | None = None, *, codec: str = "raw",
-               limits: LoadLimits = LoadLimits()) -> None:
+               limits: LoadLimits = LoadLimits(),
+               links: Mapping[int, StepLinks] | None = None) -> None:
     """Write a new world file atomically: a temporary file in the same directory, fsync,
     `os.replace`, fsync of the directory. The old file (if any) stays intact until the rename.
+    `links`: every step's LoD links when known (e.g. `LoadedWorld.links`); derived from the
+    chunks otherwise (`engine.catalog.derive_links`).
     Raises ValueError for a history/chunk set that cannot be saved or loaded back."""
     _check_codec(codec)
     path = Path(path)
-    records = _encode_world(history, chunks, meta or {}, codec, limits)
+    records = _encode_world(history, chunks, meta or {}, codec, limits, links)
     with atomic_write(path) as fd:
         _write_all(fd, [memoryview(encode_file_header())])
         for rec in records:
@@ -358,7 +468,8 @@ def save_world(path: str | os.PathLike[str], history: History, chunks: Mapping[i
 
 
 def _encode_world(history: History, chunks: Mapping[int, SplatChunk], meta: Mapping[str, Any],
-                  codec: str, limits: LoadLimits) -> list[list[memoryview]]:
+                  codec: str, limits: LoadLimits,
+                  links: Mapping[int, StepLinks] | None = None) -> list[list[memoryview]]:
     order = _topological(history)
     if len(order) > limits.max_steps:
         raise ValueError(f"history has more than {limits.max_steps} steps")
@@ -372,16 +483,22 @@ def _encode_world(history: History, chunks: Mapping[int, SplatChunk], meta: Mapp
     if extra:
         raise ValueError(f"chunks {extra[:5]} are not referenced by any step")
     budget = Budget(limits, ValueError)
+    if links is None:
+        links = derive_links(history, chunks.__getitem__)
+    elif set(links) != set(history.steps):
+        raise ValueError("links are not given for exactly the history's steps")
     records = [_encode_meta(meta, limits)]
     for step in order:
         records += [rec for _, rec in _encode_chunks(step, chunks, codec, budget)]
+        records.append(_encode_links(step, chunks, links[step.id], limits)[1])
         records.append(_encode_step(step, False, limits))
     if history.head is not None:
         if history.head not in history.steps:
             raise ValueError(f"head {history.head} is not a step")
         records.append(encode_json_record(TAG_HEAD, head_to_json(history.head)))
     _check_totals(records, limits, FILE_HEADER.size, 0)
-    json_bytes = sum(record_nbytes(r[1:]) for r in records if bytes(r[0][:4]) != b"CHNK")
+    json_bytes = sum(record_nbytes(r[1:]) for r in records
+                     if bytes(r[0][:4]) not in (b"CHNK", b"LINK"))
     if json_bytes > limits.max_json_total_bytes:
         raise ValueError(f"world would hold more than {limits.max_json_total_bytes} bytes of "
                          "step/head/meta JSON")
@@ -400,7 +517,8 @@ def _check_totals(records: list[list[memoryview]], limits: LoadLimits, size: int
 @dataclass
 class WorldWriter:
     """Appends steps to an existing world file. Each append writes only that step's records:
-    its CHNK records, fsync, then the STEP record (the commit point), fsync.
+    its CHNK records and its LINK record, fsync, then the STEP record (the commit point),
+    fsync.
 
     Use `WorldWriter.open(path)`; holds an exclusive advisory lock until `close()`.
     Not thread-safe: use it from one thread (the frame loop's save point)."""
@@ -415,28 +533,43 @@ class WorldWriter:
     @classmethod
     def open(cls, path: str | os.PathLike[str], *, codec: str = "raw",
              limits: LoadLimits = LoadLimits(), wait_s: float = 0.0,
-             on_wait: Callable[[], None] | None = None) -> "WorldWriter":
+             on_wait: Callable[[], None] | None = None,
+             upgrade: bool = False) -> "WorldWriter":
         """Open for appending. Validates the record index (headers, checksums of every record
-        but the chunk arrays, ids, parents, head) and truncates what follows the last commit
-        record: a torn record, or chunks of a step that never committed. `wait_s`: how long
-        to wait for another writer's lock (`on_wait` is called once when waiting starts).
+        but the chunk and link arrays, ids, parents, head) and truncates what follows the last
+        commit record: a torn record, or chunks of a step that never committed. `wait_s`: how
+        long to wait for another writer's lock (`on_wait` is called once when waiting starts).
+        A file of an older format version is refused, or with `upgrade` first rewritten as
+        the current version (`saves.world_file.upgrade_world`, atomic, under the lock).
         Raises SaveFormatError (bad file), WorldBusyError (another writer), OSError."""
         _check_codec(codec)
         path = Path(path)
-        fd, _ = _open_regular(path, os.O_RDWR, limits.max_file_bytes)
-        try:
-            _lock(fd, wait_s, on_wait)
-            size = os.fstat(fd).st_size  # after the lock: another writer may have appended
-            if size > limits.max_file_bytes:
-                raise SaveFormatError(f"world file is {size} bytes (limit {limits.max_file_bytes})")
-            index = _index_for_append(fd, size, limits)
-            if index.end_committed < size:
-                os.ftruncate(fd, index.end_committed)
-                os.fsync(fd)
-            return cls(path, fd, index, codec, limits, index.end_committed)
-        except BaseException:
-            os.close(fd)
-            raise
+        for _ in range(8):  # the file may be replaced (an upgrade) while we wait for its lock
+            fd, _ = _open_regular(path, os.O_RDWR, limits.max_file_bytes)
+            try:
+                _lock(fd, wait_s, on_wait)
+                if not _same_file(fd, path):
+                    os.close(fd)
+                    continue
+                size = os.fstat(fd).st_size  # after the lock: another writer may have appended
+                if size > limits.max_file_bytes:
+                    raise SaveFormatError(f"world file is {size} bytes (limit "
+                                          f"{limits.max_file_bytes})")
+                index = _index_for_append(fd, size, limits, upgrade)
+                if index is None:  # an older version: rewrite it, then open the new file
+                    from saves.world_file import upgrade_world
+
+                    upgrade_world(path, limits=limits)
+                    os.close(fd)
+                    continue
+                if index.end_committed < size:
+                    os.ftruncate(fd, index.end_committed)
+                    os.fsync(fd)
+                return cls(path, fd, index, codec, limits, index.end_committed)
+            except BaseException:
+                os.close(fd)
+                raise
+        raise WorldBusyError("world file keeps being replaced while opening it for appending")
 
     # ---- queries ----------------------------------------------------------------------
     @property
@@ -454,28 +587,38 @@ class WorldWriter:
 
     # ---- appends ----------------------------------------------------------------------
     def append_step(self, step: Step, chunks: Mapping[int, SplatChunk], *,
-                    move_head: bool = True) -> None:
-        """Append `step` and the chunks it created (`chunks` keys == `step.chunk_ids`, all new).
+                    move_head: bool = True, links: StepLinks | None = None) -> None:
+        """Append `step` and the chunks it created (`chunks` keys == `step.chunk_ids`, all new)
+        with its LoD links: `links` when the caller computed them already (the app, from the
+        chunks it holds), else computed here from the older chunks the step's camera sees on
+        the path to its parent, read back from this file (`engine.catalog.link_on_path`).
         Returns once the step is durable. Raises ValueError (HistoryError, SplatValidationError)
         for a step that does not fit the history, leaving the file unchanged."""
         self._check_open()
         self._check_step(step, chunks)
+        if links is None:
+            links = link_on_path(self.index.history, IndexedReader(self.fd, self.index), step,
+                                 chunks)
+        self._check_links(step, links)
         budget = Budget(self.limits, ValueError, chunks=self.index.budget.chunks,
                         splats=self.index.budget.splats,
                         decoded_bytes=self.index.budget.decoded_bytes)
         encoded = _encode_chunks(step, chunks, self.codec, budget)
         chunk_records = [rec for _, rec in encoded]
+        table, link_record = _encode_links(step, chunks, links, self.limits)
         step_record = _encode_step(step, move_head, self.limits)
-        self._check_totals([*chunk_records, step_record], step_record)
+        self._check_totals([*chunk_records, link_record, step_record], step_record)
         offset = self.end
-        self._append(chunk_records, step_record)
+        self._append([*chunk_records, link_record], step_record)
         for desc, rec in encoded:
             length = record_nbytes(rec[1:])
             self.index.chunks[desc.id] = (desc, RawRecord(TAG_CHNK, offset, length, None))
             self.index.owner[desc.id] = step.id
             offset += record_nbytes(rec)
+        self.index.links[step.id] = dataclasses.replace(
+            table, payload_offset=offset + link_record[0].nbytes)
         self.index.budget = budget
-        self.index.n_records += len(chunk_records) + 1
+        self.index.n_records += len(chunk_records) + 2
         self.index.json_bytes += record_nbytes(step_record[1:])
         self.index.history.add(step, move_head=move_head)
 
@@ -538,6 +681,24 @@ class WorldWriter:
         if stored:
             raise ValueError(f"chunk ids {sorted(stored)[:5]} are already stored")
 
+    def _check_links(self, step: Step, links: StepLinks) -> None:
+        """Links given by a caller name the step's own chunks and chunks on its parent's path
+        (with their splat counts); ValueError otherwise (the file is not touched)."""
+        if set(links.parents) != set(step.chunk_ids):
+            raise ValueError(f"links of step {step.id} do not name exactly its chunks")
+        if not links.children:
+            return
+        on_path = {c for s in self.index.history.path(step.parent) for c in s.chunk_ids} \
+            if step.parent is not None else set()
+        for cid, s_child in links.children.items():
+            if cid not in on_path:
+                raise ValueError(f"links of step {step.id} cover chunk {cid}, which is not "
+                                 "on the path to its parent")
+            if len(s_child) != self.index.chunks[cid][0].n:
+                raise ValueError(f"links of step {step.id}: chunk {cid} has "
+                                 f"{self.index.chunks[cid][0].n} splats, its links "
+                                 f"{len(s_child)}")
+
     def _check_totals(self, records: list[list[memoryview]], json_record: list[memoryview]) -> None:
         _check_totals(records, self.limits, self.end, self.index.n_records)
         if self.index.json_bytes + record_nbytes(json_record[1:]) > self.limits.max_json_total_bytes:
@@ -592,18 +753,32 @@ def _lock(fd: int, wait_s: float = 0.0, on_wait: Callable[[], None] | None = Non
         time.sleep(LOCK_POLL_S)
 
 
-def _index_for_append(fd: int, size: int, limits: LoadLimits) -> WorldIndex:
+def _same_file(fd: int, path: Path) -> bool:
+    """Is `fd` still the file at `path` (not replaced by a rename meanwhile)?"""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    own = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
+def _index_for_append(fd: int, size: int, limits: LoadLimits,
+                      upgrade: bool = False) -> WorldIndex | None:
     """The index of a file about to be appended to, minus what follows the last commit record
-    (the caller truncates that away)."""
+    (the caller truncates that away). None for an older version when `upgrade` is asked."""
     src: Source = FileSource(fd, size)
     scan = scan_records(src, limits, verify_chunk_crc=False)
     if scan.version != FORMAT_VERSION:
-        raise SaveFormatError(f"world file is format version {scan.version}; load and save it "
-                              "again to upgrade before appending")
+        if upgrade:
+            return None
+        raise SaveFormatError(f"world file is format version {scan.version}; `wonderzoom "
+                              "compact` it to upgrade before appending")
     index = build_index(scan, limits)
     dropped = [cid for cid, (_, rec) in index.chunks.items() if rec.offset >= index.end_committed]
     for cid in dropped:
         del index.chunks[cid]
     index.budget.chunks -= len(dropped)
-    index.n_records -= len(dropped)
+    index.n_records -= len(dropped) + len(index.pending_links)
+    index.pending_links.clear()
     return index

@@ -38,6 +38,9 @@ class LoadLimits:
     # STEP/HEAD/META JSON of the whole file (it stays in memory as steps: parsed JSON takes up
     # to ~25x its text size, so this also bounds that memory). A step is ~1 KiB.
     max_json_total_bytes: int = 64 * MiB
+    # LINK entry tables of the whole file (96 bytes a chunk per step that makes or covers it;
+    # read when a world is opened and kept, as numpy rows)
+    max_link_table_bytes: int = 64 * MiB
     max_json_depth: int = 32  # nesting of objects/arrays
     max_string_chars: int = 4096  # any JSON string (prompts included)
     max_prompt_chars: int = 2000

@@ -37,7 +37,7 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Sequence, Union
+from typing import BinaryIO, Iterator, Sequence, Union
 
 import numpy as np
 
@@ -137,24 +137,41 @@ def export_ply(path: PathLike, chunks: Sequence[SplatChunk], with_levels: bool =
     """
     chunks = list(chunks)
     for i, chunk in enumerate(chunks):
-        if not isinstance(chunk, SplatChunk):
-            raise PlyError(f"chunk {i} is a {type(chunk).__name__}, not a SplatChunk")
-        try:
-            chunk.validate()
-        except SplatValidationError as e:
-            raise PlyError(f"chunk {i} is invalid: {e}") from None
+        _check_export_chunk(i, chunk)
+    return export_ply_stream(path, sum(len(c) for c in chunks), iter(chunks), with_levels)
+
+
+def _check_export_chunk(i: int, chunk: SplatChunk) -> None:
+    if not isinstance(chunk, SplatChunk):
+        raise PlyError(f"chunk {i} is a {type(chunk).__name__}, not a SplatChunk")
+    try:
+        chunk.validate()
+    except SplatValidationError as e:
+        raise PlyError(f"chunk {i} is invalid: {e}") from None
+
+
+def export_ply_stream(path: PathLike, total: int, chunks: Iterator[SplatChunk],
+                      with_levels: bool = False) -> int:
+    """`export_ply` of chunks that arrive one at a time (read from a world file on demand),
+    so memory holds one chunk, not the world: `total` is their splat count (the header comes
+    first), checked against what arrives. Returns `total`."""
     degree = EXPORT_SH_DEGREE
     m = SH_REST_COUNTS[degree]
-    total = sum(len(c) for c in chunks)
     header = _export_header(total, degree, with_levels)
-
     target = Path(os.fspath(path))
+    written = 0
     try:
         with atomic_write(target) as fd:
             write_all(fd, header)
-            for chunk in chunks:
+            for i, chunk in enumerate(chunks):
+                _check_export_chunk(i, chunk)
+                written += len(chunk)
+                if written > total:
+                    break
                 if len(chunk):
                     write_all(fd, _export_block(chunk, m, with_levels).tobytes())
+            if written != total:
+                raise PlyError(f"the chunks hold {written} splats, the header says {total}")
     except OSError as e:
         raise PlyError(f"cannot write {target}: {e.strerror or e}") from e
     return total

@@ -10,6 +10,7 @@ Does not own: what STEP/HEAD/META/CHNK records mean (`saves.steps`, `saves.chunk
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -24,13 +25,14 @@ from saves.errors import SaveFormatError
 from saves.limits import LoadLimits
 
 MAGIC = b"\x89WZS\r\n\x1a\n"  # PNG-style: catches text-mode transfers and truncation to 7 bits
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: LINK records (a step's LoD links); version-1 files still open
 FILE_HEADER = struct.Struct("<8sIIII")  # magic, version, flags, reserved, crc32(first 20 bytes)
 RECORD_HEADER = struct.Struct("<4sIQII")  # tag, flags, payload length, crc32(payload), crc32(first 20)
 ALIGN = 8  # every payload length is a multiple of 8, so every record starts 8-aligned
 
-TAG_META, TAG_CHNK, TAG_STEP, TAG_HEAD = "META", "CHNK", "STEP", "HEAD"
-TAGS = (TAG_META, TAG_CHNK, TAG_STEP, TAG_HEAD)
+TAG_META, TAG_CHNK, TAG_STEP, TAG_HEAD, TAG_LINK = "META", "CHNK", "STEP", "HEAD", "LINK"
+TAGS = (TAG_META, TAG_CHNK, TAG_STEP, TAG_HEAD, TAG_LINK)
+BULK_TAGS = (TAG_CHNK, TAG_LINK)  # records with arrays: their payloads are read on demand
 CHUNK_SUBHEADER_LEN = struct.Struct("<I")
 MAX_SAFE_INT = 1 << 63
 
@@ -209,12 +211,15 @@ class BufferSource:
 class FileSource:
     """Positioned reads of an open file (the appender's and `read_world_info`'s source: reads
     headers, not chunks). Small reads come from a read-ahead window, so a long run of small
-    records (a deep history) costs one system call per window, not two per record."""
+    records (a deep history) costs one system call per window, not two per record; after a
+    jump past a big payload (a chunk's arrays) the next read takes `small` bytes only, so
+    indexing a file of large chunks reads their headers, not megabytes around them."""
 
     fd: int
     size: int
     block: int = 1 << 22
     window: int = 1 << 18
+    small: int = 1 << 13
     _at: int = 0
     _buf: bytes = b""
 
@@ -224,7 +229,9 @@ class FileSource:
             return self._buf[start:start + n]
         if n >= self.window:
             return self._pread(offset, n)
-        self._at, self._buf = offset, self._pread(offset, min(self.window, self.size - offset))
+        jumped = offset - (self._at + len(self._buf)) > self.window
+        want = max(n, self.small) if jumped else self.window
+        self._at, self._buf = offset, self._pread(offset, min(want, self.size - offset))
         if len(self._buf) < n:
             raise SaveFormatError("world file changed size while it was being read")
         return self._buf[:n]
@@ -315,7 +322,7 @@ def scan_records(src: Source, limits: LoadLimits, verify_chunk_crc: bool = True)
     whose header or payload runs past the end of the file)."""
     version = read_file_header(src)
     records: list[RawRecord] = []
-    pos, json_total = FILE_HEADER.size, 0
+    pos, json_total, link_total = FILE_HEADER.size, 0, 0
     while src.size - pos >= RECORD_HEADER.size:
         tag, length, crc = _read_record_header(src, pos)
         payload = pos + RECORD_HEADER.size
@@ -323,8 +330,13 @@ def scan_records(src: Source, limits: LoadLimits, verify_chunk_crc: bool = True)
             break  # torn tail: a crash mid-record
         if len(records) >= limits.max_records:
             raise SaveFormatError(f"world file holds more than {limits.max_records} records")
-        record = _read_payload(src, pos, tag, length, crc, limits, verify_chunk_crc)
-        json_total += 0 if tag == TAG_CHNK else length
+        record = _read_payload(src, pos, tag, length, crc, limits, verify_chunk_crc, version)
+        if tag == TAG_LINK:
+            link_total += length - record.data_start  # the arrays are not kept
+            if link_total > limits.max_link_table_bytes:
+                raise SaveFormatError(f"world file holds more than "
+                                      f"{limits.max_link_table_bytes} bytes of link tables")
+        json_total += 0 if tag in BULK_TAGS else length
         if json_total > limits.max_json_total_bytes:
             raise SaveFormatError(f"world file holds more than {limits.max_json_total_bytes} "
                                   "bytes of step/head/meta JSON")
@@ -350,14 +362,28 @@ def _read_record_header(src: Source, pos: int) -> tuple[str, int, int]:
 
 
 def _read_payload(src: Source, pos: int, tag: str, length: int, stored_crc: int,
-                  limits: LoadLimits, verify_chunk_crc: bool) -> RawRecord:
-    """Check and parse one complete record's payload."""
+                  limits: LoadLimits, verify_chunk_crc: bool, version: int) -> RawRecord:
+    """Check and parse one complete record's payload. CHNK and LINK payloads are checksummed
+    whole only with `verify_chunk_crc` (a full load); otherwise only their headers (the CHNK
+    sub-header, the LINK entry table with its own checksum) are read now."""
     payload = pos + RECORD_HEADER.size
     where = f"{tag} record at byte {pos}"
-    if tag != TAG_CHNK:
+    if tag not in BULK_TAGS:
         cap = limits.max_meta_bytes if tag == TAG_META else limits.max_json_bytes
         if length > cap:
             raise SaveFormatError(f"{where} is {length} bytes (limit {cap})")
+    if tag == TAG_LINK:
+        from saves.links import LINK_HEADER, parse_link_table  # (saves.links uses this module)
+
+        if verify_chunk_crc and src.crc(payload, length) != stored_crc:
+            raise SaveFormatError(f"{where} is corrupt (checksum mismatch)")
+        head = src.read(payload, LINK_HEADER.size) if length >= LINK_HEADER.size else b""
+        table = parse_link_table(
+            head, lambda n: src.read(payload + LINK_HEADER.size, n) if n else b"", length,
+            version, limits, where)
+        table = dataclasses.replace(table, payload_offset=payload)
+        return RawRecord(tag, pos, length, table,
+                         data_start=LINK_HEADER.size + table.entries.nbytes)
     if tag != TAG_CHNK:  # one read: the checksum and the parse use the same bytes
         data = src.read(payload, length)
         if zlib.crc32(data) != stored_crc:

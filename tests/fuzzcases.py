@@ -27,7 +27,7 @@ from engine.splats import SplatChunk
 from saves import (LoadLimits, SaveFormatError, WorldWriter, load_world, read_world_info,
                    save_world)
 from saves.chunks import ARRAY_NAMES, encode_chunk, expected_shape
-from saves.records import FILE_HEADER, RECORD_HEADER, encode_file_header, pad_to
+from saves.records import FILE_HEADER, FORMAT_VERSION, RECORD_HEADER, encode_file_header, pad_to
 from tests.factories import random_camera, random_chunk
 
 Record = tuple[str, bytes]  # (tag, payload)
@@ -48,7 +48,10 @@ def text_payload(text: str) -> bytes:
 
 
 def join_records(records: list[Record], header: bytes | None = None) -> bytes:
-    out = [encode_file_header() if header is None else header]
+    """A file of hand-made records. They are version-1 records (no LINK records, which
+    version 2 requires before every STEP), so the file says version 1; version-2 files come
+    from the real writer (`base_worlds`) and `linked_cases`."""
+    out = [encode_file_header(1) if header is None else header]
     for tag, payload in records:
         out.append(_raw_record(tag.encode("latin-1"), payload))
     return b"".join(out)
@@ -493,7 +496,7 @@ def crafted_cases() -> tuple[tuple[str, bytes, str], ...]:
             chunk0[1], lambda h: h["arrays"][0].update(dtype="O"))), "refused"),
         ("wrong magic", _header(magic=b"WZSAVE01") + join_records(base, b""), "refused"),
         ("pickle file", b"\x80\x05\x95" + b"\0" * 64, "refused"),
-        ("newer version", _header(2) + join_records(base, b""), "refused"),
+        ("newer version", _header(FORMAT_VERSION + 1) + join_records(base, b""), "refused"),
         ("version 0", _header(0) + join_records(base, b""), "refused"),
         ("header flags", _header(1, flags=1) + join_records(base, b""), "refused"),
         ("record flags", join_records([meta]) + _raw_record(b"META", b"{}      ", flags=4),

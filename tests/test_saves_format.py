@@ -112,7 +112,7 @@ def test_round_trip_branched_history(tmp_path: Path, codec: str) -> None:
     assert_world_equal(world, history, chunks)
     assert world.meta == {"app": "WonderZoom", "version": "0.1"}
     assert world.ignored_tail_bytes == 0 and world.orphan_chunk_ids == ()
-    assert world.format_version == FORMAT_VERSION == 1
+    assert world.format_version == FORMAT_VERSION == 2
     assert world.history.path()[-1].id == 2
     assert world.history.chunk_ids_at(3) == history.chunk_ids_at(3)
     assert not [p for p in tmp_path.iterdir() if p.name != "w.wzs"]  # no temporary left over
@@ -336,10 +336,11 @@ def test_migration_hook_upgrades_records(world_file) -> None:
             out.append(rec)
         return out
 
-    world = fmt._load(path, LoadLimits(), {1: upgrade}, current=2)
+    newer = FORMAT_VERSION + 1  # as if this file were a version behind
+    world = fmt._load(path, LoadLimits(), {FORMAT_VERSION: upgrade}, current=newer)
     assert world.history.steps[1].prompt == history.steps[1].prompt.upper()
     with pytest.raises(SaveFormatError, match="no upgrade"):
-        fmt._load(path, LoadLimits(), {}, current=2)
+        fmt._load(path, LoadLimits(), {}, current=newer)
 
 
 # ---- refusals --------------------------------------------------------------------------
