@@ -76,9 +76,12 @@ class RealESRGANUpscaler(_Upscaler):
 
     def upscale(self, rgb: np.ndarray, width: int, height: int) -> np.ndarray:
         x = rgb
-        # enlarge by 4 until within rounding of the target size (one pass for a 4x zoom; the
-        # low-resolution view is rounded, so allow a few percent short), then resample
-        while x.shape[1] < 0.9 * width or x.shape[0] < 0.9 * height:
+        # enlarge by 4 (any zoom of more than ~1.1x), then again only while at least 2x is
+        # still missing, and resample the rest: a second pass costs 16x the first, 43 s
+        # instead of 1 s to fill the last 1.25x of a 5x zoom at 480 px on 2 cores
+        if x.shape[1] < 0.9 * width or x.shape[0] < 0.9 * height:
+            x = self.net(x)
+        while x.shape[1] * 2 <= width and x.shape[0] * 2 <= height:
             x = self.net(x)
         return np.clip(resize(x, width, height), 0.0, 1.0)
 
