@@ -5,6 +5,9 @@ the world carries none, e.g. an import), the zoom-sweep target (a depth pick on 
 frame) and its end scale (the finest native scale near the target), and writing frames as
 PNG (a small zlib encoder: no imaging library needed) and optionally as mp4 (imageio with
 ffmpeg, when installed).
+In a streamed world these read only what they need: the start camera and the sweep's end
+scale come from the chunks' metadata and the few chunks near the target, and
+`render_resident` waits (a tool may) until the chunks a frame shows are in RAM.
 Does not own: loading worlds (`saves/`, wired by `cli.render`), the camera-path file format
 (`engine.render.camera_path`) or drawing (`engine.render.streaming`).
 """
@@ -12,6 +15,7 @@ Does not own: loading worlds (`saves/`, wired by `cli.render`), the camera-path 
 from __future__ import annotations
 
 import struct
+import time
 import zlib
 from pathlib import Path
 from typing import Sequence
@@ -22,12 +26,14 @@ from engine.atomic import atomic_write, write_all
 from engine.camera import Camera
 from engine.render.camera_path import CameraPathError, default_camera, zoom_sweep
 from engine.render.reference import RenderOutput
-from engine.scene import ChunkHandle, ChunkStore, level_entities
+from engine.render.visibility import chunk_table, visible_chunks
+from engine.scene import ChunkBounds, ChunkHandle, ChunkStore, level_entities
 from engine.world import World
 from engine.zoom import surface_point
 
 SAMPLE_SPLATS = 200_000  # enough centres to frame a world
 NEAR_TARGET_PX = 16.0  # splats within this many of their own native pixels count as "there"
+RESIDENT_WAIT_S = 120.0  # `render_resident` gives up waiting for chunks after this long
 
 
 def world_chunks(world: World) -> list:
@@ -47,6 +53,13 @@ def start_camera(world: World, width: int, height: int) -> Camera:
     for _, node in levels:
         if node.camera is not None:
             return node.camera.reframed(width, height)
+    if world.resource(ChunkStore).streaming:  # the boxes' centres, one per 1000 splats
+        boxes = [b for _, (b,) in world.query(ChunkBounds) if b.count]
+        if not boxes:
+            raise CameraPathError("the world holds no splats to look at")
+        points = np.concatenate([np.repeat(0.5 * (b.lo + b.hi)[None], max(1, b.count // 1000), 0)
+                                 for b in boxes])
+        return default_camera(points, width, height)
     chunks = world_chunks(world)
     total = sum(len(c) for c in chunks)
     if total == 0:
@@ -72,16 +85,20 @@ def sweep_target(frame: RenderOutput, camera: Camera, uv: tuple[float, float] | 
 
 def finest_scale_near(world: World, point: np.ndarray) -> float:
     """The smallest native scale among splats at `point` (within NEAR_TARGET_PX of their own
-    native pixels): where a zoom toward `point` reaches the deepest level there."""
+    native pixels): where a zoom toward `point` reaches the deepest level there. Only the
+    chunks whose box reaches the point are read."""
     best = np.inf
     overall = np.inf
     point = np.asarray(point, np.float64)
-    for chunk in world_chunks(world):
-        lo, hi = chunk.bounds()
-        overall = min(overall, float(chunk.s_native.min()))
-        reach = NEAR_TARGET_PX * float(chunk.s_native.max())
-        if np.any(point < lo - reach) or np.any(point > hi + reach):
+    near = []
+    for _, (handle, box) in world.query(ChunkHandle, ChunkBounds):
+        if not box.count:
             continue
+        overall = min(overall, box.s_native_lo)
+        reach = NEAR_TARGET_PX * box.s_native_hi
+        if not (np.any(point < box.lo - reach) or np.any(point > box.hi + reach)):
+            near.append(handle.chunk_id)
+    for chunk, _ in world.resource(ChunkStore).load_now(near).values():
         dist = np.linalg.norm(chunk.world_positions() - point, axis=1)
         near = dist <= NEAR_TARGET_PX * chunk.s_native
         if near.any():
@@ -97,11 +114,33 @@ def zoom_sweep_path(renderer, world: World, start: Camera, frames: int,
     under `uv`, down to `s_end` or else the finest level there (`renderer`: a
     `StreamingRenderer`, used for the depth pick)."""
     if target is None:
-        frame = renderer.render_offscreen(world, start)
+        frame = render_resident(renderer, world, start)
         target = sweep_target(frame, start, uv)
     if s_end is None:
         s_end = finest_scale_near(world, target)
     return zoom_sweep(start, target, s_end, frames)
+
+
+def render_resident(renderer, world: World, camera: Camera,
+                    next_camera: Camera | None = None) -> RenderOutput:
+    """`renderer.render_offscreen` of the whole view: in a streamed world, frames are drawn
+    again until no chunk the view shows is still loading (the store's I/O thread reads them
+    meanwhile; `next_camera`'s are asked for too, so the next frame's load overlaps this
+    one). A chunk refused as damaged or left out by the RAM budget is simply not drawn.
+    For tools that record frames (`render`, benchmarks): the app never waits."""
+    store = world.resource(ChunkStore)
+    deadline = time.monotonic() + RESIDENT_WAIT_S
+    while True:
+        out = renderer.render_offscreen(world, camera)
+        if next_camera is not None and store.streaming:
+            table = chunk_table(world)
+            if len(table):
+                store.request(table.chunk_id[visible_chunks(table, next_camera)].tolist(),
+                              prefetch=True)
+        if renderer.last_stats.chunks_pending == 0 or store.pending() == 0 \
+                or time.monotonic() > deadline:
+            return out
+        store.wait(1.0)
 
 
 def to_uint8(rgb: np.ndarray) -> np.ndarray:

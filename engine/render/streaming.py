@@ -1,8 +1,14 @@
 """The streaming splat renderer: what the app draws every frame, at any zoom depth.
 
 Owns the frame's renderer stages, in this order (`StreamingRenderer._frame`):
+0. the chunk loads the store's I/O thread finished are taken (`ChunkStore.poll`; a chunk
+   refused as damaged is left out and reported in `ChunkStore.failures`);
 1. visible chunk set: chunks whose AABB is in the frustum and whose LoD band overlaps the
    s_render range they can take in view (`engine.render.visibility`, all chunks at once);
+   the store is asked for them (and, on the screen, prefetches the finer and coarser
+   levels around where the camera heads: the view zoomed 2x in, extrapolated along the
+   camera's motion, and 2x out); a chunk not in RAM yet is simply not drawn — its parent
+   level is, as the modulation falls back to what is resident;
 2. residency: visible chunks become GPU-resident on demand, uploads capped per frame, least
    recently used chunks evicted under the byte budget (`engine.render.residency`); a chunk
    still uploading is simply not drawn yet;
@@ -40,7 +46,7 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import moderngl
@@ -116,6 +122,10 @@ class ResortPolicy:
         return Guard(angle=2.0 * angle, log_scale=angle + self.max_zoom)
 
 
+PREFETCH_ZOOM = 2.0  # prefetch the view zoomed this much in (finer levels) and out (coarser)
+PREFETCH_FRAMES = 6  # ... and the view this many frames ahead along the camera's motion
+
+
 @dataclass
 class FrameStats:
     chunks_visible: int  # chunk-level visible set (frustum and LoD band)
@@ -139,6 +149,8 @@ class FrameStats:
     # GPU path: time inside its dispatch, barrier and draw calls, part of draw_ms (a software
     # GL runs the GPU's work there; a GPU only queues it): draw_ms - launch_ms is our own work
     launch_ms: float = 0.0
+    chunks_loading: int = 0  # chunks the store's I/O thread is reading (visible or prefetched)
+    ram_bytes: int = 0  # decoded chunk bytes in the store's RAM pool (pinned ones not counted)
 
 
 class StreamingRenderer:
@@ -193,7 +205,9 @@ class StreamingRenderer:
         self._targets: OffscreenTargets | None = None
         self._frame_no = 0
         self._last_frame_start = 0.0
+        self._last_screen_camera: Camera | None = None  # the motion prefetch extrapolates
         self.last_stats: FrameStats | None = None
+        self._world: World | None = None
         self.last_list: DrawList | None = None  # the list drawn last (tests, picking)
         self._gpu: GpuDrivenPath | None = None
         self._gpu_support: GpuSupport | None = None
@@ -336,7 +350,7 @@ class StreamingRenderer:
                complete: bool) -> FrameStats:
         t_start = time.perf_counter()
         self._frame_no += 1
-        wanted, visible = self._wanted(world, camera, complete)
+        wanted, visible = self._wanted(world, camera, complete, prefetch=not with_depth)
         t_upload = time.perf_counter()
         cap = None if complete else self.budget.upload_bytes_per_frame
         uploaded = self.residency.update(self._frame_no, wanted, cap)
@@ -368,7 +382,7 @@ class StreamingRenderer:
             prepare_ms=(t_draw - t_start) * 1e3, draw_ms=(t_end - t_draw) * 1e3,
             sorted_this_frame=sorted_now, chunks_pending=len(visible) - len(items),
             splats_quads=0 if quads_packed is None else len(quads_packed), draw_calls=calls,
-            sort_ms=sort_ms, upload_ms=upload_ms)
+            sort_ms=sort_ms, upload_ms=upload_ms, **self._store_stats(world))
         self.last_stats = stats
         self.last_list = draw_list
         return stats
@@ -399,22 +413,32 @@ class StreamingRenderer:
             chunks_pending=len(visible) - len(items),
             splats_quads=self._gpu.candidates if calls and self._gpu.quads_last_frame else 0,
             draw_calls=calls, upload_ms=upload_ms, path="gpu",
-            launch_ms=self._gpu.launch_s * 1e3)
+            launch_ms=self._gpu.launch_s * 1e3, **self._store_stats(self._world))
         self.last_stats = stats
         self.last_list = None
         return stats
 
-    def _wanted(self, world: World, camera: Camera, complete: bool
+    def _wanted(self, world: World, camera: Camera, complete: bool, prefetch: bool = False
                 ) -> tuple[list[Wanted], set[int]]:
-        """The visible chunk set, and of it the chunks whose layout is prepared (with the
-        renderer's derived arrays), in world order (oldest level first: a coarse level
-        uploads before the finer one that covers it)."""
+        """The visible chunk set (all of it: `FrameStats.chunks_pending` counts those not
+        drawn), and of it the chunks in RAM whose layout is prepared (with the renderer's
+        derived arrays), in world order (oldest level first: a coarse level uploads before
+        the finer one that covers it)."""
+        self._world = world
+        store = world.resource(ChunkStore)
+        store.begin_frame()
+        store.poll()
+        if store.streaming:  # what the RAM pool let go leaves the GPU and the caches too
+            for cid in [c for c in self.residency.chunks if c not in store]:
+                self.residency.evict(cid)
         table = chunk_table(world)
         if len(table) == 0:
             return [], set()
         visible = visible_chunks(table, camera) if self.modulation else table.count > 0
-        store = world.resource(ChunkStore)
         index = world.try_resource(LodIndex)
+        store.request(table.chunk_id[visible].tolist())
+        if prefetch and store.streaming:
+            store.request(self._prefetch_ids(table, camera, visible), prefetch=True)
         now = time.perf_counter()
         interval = min(now - self._last_frame_start, 1.0) if self._last_frame_start else 0.0
         self._last_frame_start = now
@@ -424,10 +448,10 @@ class StreamingRenderer:
         wanted = []
         ids = set()
         for cid in table.chunk_id[visible].tolist():
+            ids.add(cid)
             chunk = store.get(cid)
             if chunk is None or len(chunk) == 0:
                 continue
-            ids.add(cid)
             layout = self._layouts.get(cid)
             if layout is None or layout.chunk is not chunk:
                 if not complete and prepared_any and time.perf_counter() > deadline:
@@ -453,8 +477,47 @@ class StreamingRenderer:
         self._bands.pop(cid, None)
         return layout
 
+    def _prefetch_ids(self, table, camera: Camera, visible: np.ndarray) -> list[int]:
+        """Chunks not visible now that the view zoomed in, ahead along the camera's motion,
+        or zoomed out would show: finer levels first (where a zoom heads), coarser last."""
+        views = [camera.with_fov_scale(PREFETCH_ZOOM)]
+        last, self._last_screen_camera = self._last_screen_camera, camera
+        if last is not None and (last.width, last.height) == (camera.width, camera.height):
+            step = camera.T_world_camera[:3, 3] - last.T_world_camera[:3, 3]
+            zoom = camera.focal / last.focal
+            if np.any(step) or zoom != 1.0:
+                # the move ahead is capped at half the nearest depth seen: never through it
+                reach = 0.5 * (self._screen.list.nearest if self._screen.list is not None
+                               and self._screen.list.nearest > 0 else np.inf)
+                ahead = PREFETCH_FRAMES * step
+                norm = float(np.linalg.norm(ahead))
+                if norm > reach:
+                    ahead *= reach / norm
+                T = camera.T_world_camera.copy()
+                T[:3, 3] += ahead
+                views.append(replace(camera, T_world_camera=T).with_fov_scale(
+                    min(max(zoom ** PREFETCH_FRAMES, 0.25), 4.0)))
+        views.append(camera.with_fov_scale(1.0 / PREFETCH_ZOOM))
+        out: list[int] = []
+        taken = visible.copy()
+        for view in views:
+            more = visible_chunks(table, view) & ~taken
+            taken |= more
+            out.extend(table.chunk_id[more].tolist())
+        return out
+
+    @staticmethod
+    def _store_stats(world: World | None) -> dict:
+        store = world.try_resource(ChunkStore) if world is not None else None
+        if store is None:
+            return {}
+        return {"chunks_loading": store.pending(), "ram_bytes": store.used_bytes}
+
     def _forget_unused(self, visible: set[int]) -> None:
         keep = visible | set(self.residency.chunks)
+        store = self._world.try_resource(ChunkStore) if self._world is not None else None
+        if store is not None and store.streaming:  # a layout holds its chunk: none past the pool
+            keep = {cid for cid in keep if cid in store}
         for cache in (self._layouts, self._bands, self._attributes):
             for cid in [c for c in cache if c not in keep]:
                 del cache[cid]
