@@ -48,12 +48,44 @@ def load(path: str):
     return load_world(world_path(path))
 
 
+def open_file(path: str):
+    """The world at `path` opened by its index (`saves.world_file.WorldFile`: history, chunk
+    metadata and links checked; payloads read and checked when a chunk is needed), in time
+    and memory that do not grow with the world: `render`, `export`, `compact`, `zoom`,
+    `play`. The caller closes it."""
+    from saves.world_file import open_world
+
+    return open_world(world_path(path))
+
+
+RAM_ENV = "WONDERZOOM_RAM_MB"
+
+
+def add_ram_argument(p) -> None:
+    p.add_argument("--ram-mb", type=int, default=None, metavar="MB",
+                   help="RAM for decoded chunks streamed from the world file (default 256, "
+                        "or $WONDERZOOM_RAM_MB); what does not fit is read again when needed")
+
+
+def ram_budget(arg: int | None) -> int:
+    """`--ram-mb`, else $WONDERZOOM_RAM_MB, else the engine's default: bytes."""
+    from engine.chunkstore import DEFAULT_RAM_BYTES
+
+    text = str(arg) if arg is not None else os.environ.get(RAM_ENV, "").strip()
+    if not text:
+        return DEFAULT_RAM_BYTES
+    if not text.isdigit() or not 16 <= int(text) <= 1 << 20:
+        raise UserError(f"RAM budget {printable(text)}: expected a whole number of MB, 16 or more")
+    return int(text) << 20
+
+
 WRITER_WAIT_S = 120.0  # another program appending to the same world: wait this long for it
 
 
 def open_writer(path: Path):
     """`saves.WorldWriter` on `path`, waiting (with a note on stderr) while another program
-    appends to it, so minutes of generation are not thrown away by a collision."""
+    appends to it, so minutes of generation are not thrown away by a collision. A world of
+    an older format version is upgraded first (rewritten atomically)."""
     import sys
 
     from saves import WorldWriter
@@ -61,7 +93,7 @@ def open_writer(path: Path):
     def note() -> None:
         print(f"waiting for another program writing {printable(str(path))} ...", file=sys.stderr)
 
-    return WorldWriter.open(path, wait_s=WRITER_WAIT_S, on_wait=note)
+    return WorldWriter.open(path, wait_s=WRITER_WAIT_S, on_wait=note, upgrade=True)
 
 
 def load_info(path: str):

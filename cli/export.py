@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cli.common import load, step_arg
+from cli.common import load, open_file, step_arg
 from engine.errors import UserError
 from engine.history import printable
 
@@ -37,19 +37,24 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{printable(args.ply)}: the output must end in .ply")
     if args.web is not None and args.with_levels:
         raise UserError("--with-levels goes with --ply (a web export always keeps the levels)")
-    loaded = load(args.world)
-    step = step_arg(loaded.history, args.step)
     if args.web is not None:
         from ui.web.export import export_web
 
+        loaded = load(args.world)
+        step = step_arg(loaded.history, args.step)
         r = export_web(loaded.history, loaded.chunks, args.web, step, title=Path(args.world).name)
         print(f"wrote {r.splats:,} splats of step {step} to {printable(str(r.folder))}/ "
               f"({r.bytes_per_splat:.2f} bytes a splat); view it with: wonderzoom serve "
               f"{printable(str(r.folder))}")
         return 0
-    from saves.ply import export_ply
+    from saves.ply import export_ply_stream
 
-    n = export_ply(args.ply, [loaded.chunks[c] for c in loaded.history.chunk_ids_at(step)],
-                   with_levels=args.with_levels)
+    # one chunk at a time from the file: memory does not grow with the world
+    with open_file(args.world) as world:
+        step = step_arg(world.history, args.step)
+        ids = world.history.chunk_ids_at(step)
+        total = sum(world.chunk_meta(c).count for c in ids)
+        n = export_ply_stream(args.ply, total, (world.read_chunk(c) for c in ids),
+                              with_levels=args.with_levels)
     print(f"wrote {n:,} splats of step {step} to {printable(args.ply)}")
     return 0

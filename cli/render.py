@@ -7,7 +7,8 @@ import argparse
 import json
 from pathlib import Path
 
-from cli.common import add_renderer_argument, load, parse_pixel, renderer_choice, step_arg
+from cli.common import (add_ram_argument, add_renderer_argument, open_file, parse_pixel,
+                        ram_budget, renderer_choice, step_arg)
 from engine.atomic import atomic_write, write_all
 from engine.errors import UserError
 
@@ -36,6 +37,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--mp4", action="store_true", help="also write render.mp4 (needs imageio-ffmpeg)")
     p.add_argument("--fps", type=float, default=30.0, help="mp4 frame rate (default 30)")
     add_renderer_argument(p)
+    add_ram_argument(p)
     return p
 
 
@@ -58,9 +60,10 @@ def zoom_chain_point(history, step: int):
 def run(args: argparse.Namespace) -> int:
     from engine.render.camera_path import load_camera_path
     from engine.render.gl import create_headless_context
-    from engine.render.headless import (start_camera, to_uint8, write_png, zoom_sweep_path)
+    from engine.render.headless import (render_resident, start_camera, to_uint8, write_png,
+                                        zoom_sweep_path)
     from engine.render.streaming import StreamingRenderer
-    from engine.scene import build_scene
+    from engine.scene import ChunkStore, build_streamed_scene, close_scene
 
     for name in ("width", "height"):
         value = getattr(args, name)
@@ -73,34 +76,46 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise UserError(f"{out_dir}: exists and is not a folder")
-    loaded = load(args.world)
-    step = step_arg(loaded.history, args.step)
-    cameras = None
-    if args.camera_path is not None:
-        cameras = load_camera_path(args.camera_path, args.width, args.height, args.frames)
-    world = build_scene(loaded.history, loaded.chunks, step)
-    ctx = create_headless_context()
+    budget = ram_budget(args.ram_mb)
+    source = open_file(args.world)  # the index alone: chunks are read as frames need them
     try:
-        renderer = StreamingRenderer(ctx, path=path_choice)
-    except BaseException:
-        ctx.release()
-        raise
-    try:
-        if cameras is None:
-            start = start_camera(world, args.width or 640, args.height or 480)
-            point, scale = (None, None) if at is not None else zoom_chain_point(loaded.history, step)
-            cameras = zoom_sweep_path(renderer, world, start, args.frames or 60, at,
-                                      target=point, s_end=scale)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        written = []
-        for i, camera in enumerate(cameras):
-            frame = renderer.render_offscreen(world, camera)
-            written.append(out_dir / f"frame_{i:04d}.png")
-            write_png(written[-1], to_uint8(frame.rgb))
-        drawn_by = renderer.path
+        step = step_arg(source.history, args.step)
+        cameras = None
+        if args.camera_path is not None:
+            cameras = load_camera_path(args.camera_path, args.width, args.height, args.frames)
+        world = build_streamed_scene(source.history, source.source, step, budget_bytes=budget)
+        try:
+            ctx = create_headless_context()
+            try:
+                renderer = StreamingRenderer(ctx, path=path_choice)
+            except BaseException:
+                ctx.release()
+                raise
+            try:
+                if cameras is None:
+                    start = start_camera(world, args.width or 640, args.height or 480)
+                    point, scale = ((None, None) if at is not None
+                                    else zoom_chain_point(source.history, step))
+                    cameras = zoom_sweep_path(renderer, world, start, args.frames or 60, at,
+                                              target=point, s_end=scale)
+                out_dir.mkdir(parents=True, exist_ok=True)
+                written = []
+                for i, camera in enumerate(cameras):
+                    ahead = cameras[i + 1] if i + 1 < len(cameras) else None
+                    frame = render_resident(renderer, world, camera, ahead)
+                    written.append(out_dir / f"frame_{i:04d}.png")
+                    write_png(written[-1], to_uint8(frame.rgb))
+                drawn_by = renderer.path
+                refused = list(world.resource(ChunkStore).failures)
+            finally:
+                renderer.release()
+                ctx.release()
+        finally:
+            close_scene(world)
     finally:
-        renderer.release()
-        ctx.release()
+        source.close()
+    for failure in refused[:5]:
+        print(f"note: {failure.message}")
     with atomic_write(out_dir / "cameras.json") as fd:
         write_all(fd, json.dumps({"version": 1, "cameras": [c.to_dict() for c in cameras]})
                   .encode())

@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from cli.common import load, now, open_writer, parse_at, parse_view, world_path
+from cli.common import now, open_file, open_writer, parse_at, parse_view, world_path
 from cli.cluster import choose as choose_service
 from cli.cluster import make_service, run_on_service
 from cli.genargs import (add_generation_arguments, check_generation_args, config_from_args,
@@ -33,14 +33,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from generation.pipeline import request_at_pixel
-
     path = world_path(args.world)
     check_generation_args(args)
     if not (math.isfinite(args.factor) and 1.0 < args.factor <= 64.0):
         raise UserError(f"--factor {args.factor:g}: must be in (1, 64]")
-    loaded = load(args.world)
-    history = loaded.history
+    source = open_file(args.world)  # the index: only what the pick and C_i see is read
+    history = source.history
     if history.head is None:
         raise UserError(f"{path}: the world has no steps yet")
     view = parse_view(args.view, history)
@@ -48,8 +46,7 @@ def run(args: argparse.Namespace) -> int:
     choice = choose_service(args.config, args.cluster)
     config = None if choice.is_ray else config_from_args(args, "zoom")
     seed = history.next_id() if args.seed is None else args.seed
-    request = request_at_pixel(history, loaded.chunks, view, pixel, args.prompt,
-                               factor=args.factor, seed=seed)
+    request = streamed_request(source, view, pixel, args.prompt, args.factor, seed)
     if choice.is_ray:  # the level grows on the cluster's workers, with their model config
         service = make_service(choice, args.config, overrides_from_args(args, "zoom"))
         try:
@@ -66,6 +63,24 @@ def run(args: argparse.Namespace) -> int:
           f"{info.get('edit') or 'no structure'}; context: {info.get('caption', '')}")
     print_timings("zoom: seconds per stage", dict(result.timings))
     return 0
+
+
+def streamed_request(source, view, pixel, prompt: str, factor: float, seed: int):
+    """`request_at_pixel` on a world opened by its index (`cli.common.open_file`, closed
+    here): of a huge world only the chunks the pick's crop and the new camera's view see are
+    read."""
+    from engine.scene import build_streamed_scene, close_scene
+    from generation.pipeline import request_at_pixel
+
+    try:
+        world = build_streamed_scene(source.history, source.source)
+        try:
+            return request_at_pixel(source.history, None, view, pixel, prompt, factor=factor,
+                                    seed=seed, world=world)
+        finally:
+            close_scene(world)
+    finally:
+        source.close()
 
 
 def grow_zoom(request, config, path: Path, quiet: bool = False, title: str = ""):
