@@ -32,8 +32,9 @@ from typing import Any, Callable, Mapping
 
 from engine.errors import UserError
 from engine.messages import ProgressEvent, ZoomResult
-from generation.cluster_bridge import (Beat, BridgeArgs, Cancel, Down, Hello, Placement,
-                                       StopPool, Submit, bridge_main, is_loopback, log_path)
+from generation.cluster_bridge import (Beat, BridgeArgs, Cancel, Delivered, Down, Hello,
+                                       Placement, StopPool, Submit, bridge_main, is_loopback,
+                                       log_path)
 from generation.cluster_wire import (DEFAULT_POOL, PoolSpec, Request, Result, ResultCodec,
                                      Versions, WorkerInfo, clean_line, local_versions)
 from generation.new_request import NewRequest, NewResult
@@ -203,6 +204,13 @@ class RayGenerationService:
             elif isinstance(item, ProgressEvent):
                 if item.request_id in self._active:
                     self._out.append(item)
+            elif isinstance(item, Delivered):
+                req = self._active.pop(item.result.request_id, None)
+                if req is None:
+                    item.level.free()
+                else:
+                    self._out.append(dataclasses.replace(item.result, chunks=item.level.take(),
+                                                         request=req))
             elif isinstance(item, (ZoomResult, NewResult)):
                 req = self._active.pop(item.request_id, None)
                 if req is not None:
@@ -217,6 +225,18 @@ class RayGenerationService:
             elif isinstance(item, Down):
                 self._lost(clean_line(item.error))
                 return
+
+    def _drain_unread(self) -> None:
+        """Free the shared memory of results nobody will read (the bridge is going away)."""
+        while self._outbox is not None:
+            try:
+                item = self._outbox.get(timeout=0.05)
+            except (queue.Empty, OSError, ValueError, EOFError):
+                return
+            except Exception:
+                return
+            if isinstance(item, Delivered):
+                item.level.free()
 
     def _lost(self, error: str) -> None:
         """Every request in flight fails with `error`; the next submit connects afresh."""
@@ -242,6 +262,7 @@ class RayGenerationService:
             if proc.is_alive():
                 proc.kill()
                 proc.join(timeout=3.0)
+        self._drain_unread()
         for q in (self._inbox, self._outbox):
             if q is not None:
                 q.cancel_join_thread()

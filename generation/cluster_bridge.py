@@ -6,7 +6,8 @@ runs other versions (one line, before anything of ours is created there), findin
 the pool's dispatcher, forwarding the app's submits and cancels, long-polling the dispatcher
 for progress and results, fetching each result's chunk stream from the object store and
 turning it into a checked `ZoomResult` / `NewResult` with the codec (here, so the frame
-loop's process never pays for it), heartbeats while the cluster answers, and, when anything
+loop's process never pays for it) whose arrays reach the app through one shared-memory
+block (`SharedLevel`), heartbeats while the cluster answers, and, when anything
 of that fails, one `Down` line to the app, after which it exits.
 Why a separate process: a Ray driver whose cluster disappears is terminated by Ray itself
 (~60 s after the head stops answering), and Ray's threads, imports and deserialisation have
@@ -80,6 +81,78 @@ class Placement:
     request_id: int
     worker: WorkerInfo
     order: int  # the pool's start order across all its clients
+
+
+ARRAYS = ("positions", "rotations", "log_scales", "opacity_logits", "sh_dc", "s_native",
+          "sh_rest")  # float32 arrays of a SplatChunk
+
+
+@dataclass(frozen=True)
+class SharedLevel:
+    """A checked level in one shared-memory block: the pipe to the app carries only this
+    (a 60 MB level through the pipe held the app's `poll` for ~0.5 s; a copy out of shared
+    memory takes ~20 ms)."""
+
+    name: str
+    chunks: tuple  # per chunk: (level, origin (3 floats), ((array, shape, offset), ...))
+
+    @classmethod
+    def put(cls, chunks: Any) -> "SharedLevel":
+        import numpy as np
+        from multiprocessing import shared_memory
+
+        layout, offset = [], 0
+        for c in chunks:
+            arrays = []
+            for name in ARRAYS:
+                a = getattr(c, name)
+                arrays.append((name, tuple(a.shape), offset))
+                offset += a.nbytes
+            layout.append((int(c.level), tuple(float(x) for x in c.origin), tuple(arrays)))
+        shm = shared_memory.SharedMemory(create=True, size=max(offset, 1))
+        try:
+            for c, (_, _, arrays) in zip(chunks, layout):
+                for name, shape, at in arrays:
+                    a = getattr(c, name)
+                    np.ndarray(shape, np.float32, shm.buf, at)[...] = a
+        finally:
+            shm.close()
+        return cls(shm.name, tuple(layout))
+
+    def take(self) -> dict:
+        """The chunks, copied out; the block is freed."""
+        import numpy as np
+        from multiprocessing import shared_memory
+
+        from engine.splats import SplatChunk
+
+        shm = shared_memory.SharedMemory(name=self.name)
+        try:
+            out = {}
+            for i, (level, origin, arrays) in enumerate(self.chunks):
+                data = {name: np.ndarray(shape, np.float32, shm.buf, at).copy()
+                        for name, shape, at in arrays}
+                out[i] = SplatChunk(origin=np.array(origin, np.float64), level=level, **data)
+            return out
+        finally:
+            shm.close()
+            shm.unlink()
+
+    def free(self) -> None:
+        from multiprocessing import shared_memory
+
+        try:
+            shm = shared_memory.SharedMemory(name=self.name)
+        except FileNotFoundError:
+            return
+        shm.close()
+        shm.unlink()
+
+
+@dataclass(frozen=True)
+class Delivered:
+    result: Any  # a ZoomResult / NewResult whose chunks wait in `level`
+    level: SharedLevel
 
 
 @dataclass(frozen=True)
@@ -317,8 +390,17 @@ class _Bridge:
 
     def _result(self, rid: int, meta: str, stream: Any) -> None:
         entry = self.live.pop(rid, None)
-        if entry is not None:
-            self.outbox.put(unpack_result(entry[0], meta, stream, self.args.spec.codec))
+        if entry is None:
+            return
+        result = unpack_result(entry[0], meta, stream, self.args.spec.codec)
+        del stream  # the object store's copy can go
+        if result.ok:
+            import dataclasses
+
+            level = SharedLevel.put(list(result.chunks.values()))
+            self.outbox.put(Delivered(dataclasses.replace(result, chunks={}), level))
+        else:
+            self.outbox.put(result)
 
 
 def token_available() -> bool:

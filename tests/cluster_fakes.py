@@ -6,7 +6,8 @@ Test hooks travel in `request.settings` (keys starting with '_' are ignored by t
 `_gate` (a file the runner waits for, as in tests/gen_fakes.py), `_hold_s` (seconds the
 "model" stage holds, standing in for a GPU call), `_splats` (size of the result),
 `_malformed` ("nan" or "shape": a broken result the app must refuse), `_ignore_cancel` (a
-model that does not stop when asked). The result's backend says which process ran it.
+model that does not stop when asked). The result's backend says which process ran it
+and when it finished (wall clock: the benchmark times the way back to the app).
 """
 
 from __future__ import annotations
@@ -56,6 +57,6 @@ def run(request: ZoomRequest, config, progress, cancel) -> ZoomResult:
     elif bad == "shape":
         object.__setattr__(chunk, "rotations", chunk.rotations[:, :3].copy())
     return ZoomResult(request.request_id, True, chunks={0: chunk},
-                      backend={"name": "fake", "pid": os.getpid()},
+                      backend={"name": "fake", "pid": os.getpid(), "done_at": time.time()},
                       timings={"total": hold})
 
