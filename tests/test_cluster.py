@@ -505,13 +505,16 @@ def running_a_request(sid: int) -> bool:
 
 
 def test_cli_new_and_zoom_on_a_ray_head_then_the_head_stops(tmp_path):
+    """`new` as a driver on a node of the cluster (HOST:PORT), `zoom` through Ray Client
+    (ray://HOST:PORT, as from a laptop), then a `zoom` whose cluster disappears."""
     from saves import load_world
 
-    port = free_port()
+    port, client_port = free_port(), free_port()
     env = child_env(**LOOPBACK, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
     ray_bin = str(Path(sys.executable).with_name("ray"))
     head = subprocess.Popen(
         [ray_bin, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1",
+         "--ray-client-server-port", str(client_port),
          "--num-cpus", "1", "--include-dashboard=false", "--disable-usage-stats",
          "--object-store-memory", str(200 << 20), "--block"],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -538,7 +541,8 @@ def test_cli_new_and_zoom_on_a_ray_head_then_the_head_stops(tmp_path):
         out = wz("new", str(tmp_path / "photo.png"), "-o", str(world), "--cluster", addr,
                  "--size", "48", "--iterations", "2", "--set", "aux_views_new=1", "--quiet")
         assert out.returncode == 0, out.stderr
-        out = wz("zoom", str(world), "--at", "24,16", "--prompt", "a ladybug", "--cluster", addr,
+        out = wz("zoom", str(world), "--at", "24,16", "--prompt", "a ladybug",
+                 "--cluster", f"ray://127.0.0.1:{client_port}",  # Ray Client, as from a laptop
                  "--size", "48", "--iterations", "2", "--set", "aux_views_zoom=1", "--quiet")
         assert out.returncode == 0, out.stderr
         steps = load_world(world).history.steps
