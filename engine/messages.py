@@ -51,6 +51,8 @@ class ProgressEvent:
     stage: str  # e.g. "observe", "super-resolve", "optimize"
     fraction: float  # progress of the whole request in [0, 1]
     elapsed_s: float = 0.0
+    working_size: tuple[int, int] | None = None  # the level's size in pixels, once known
+    size_rule: str = ""  # why that size, e.g. "CPU limit" (`generation.sizes`)
 
 
 @dataclass(frozen=True)

@@ -34,14 +34,17 @@ class GenerationConfig:
     backend: str = "builtin"  # default backend of every stage
     backends: Mapping[str, str] = field(default_factory=dict)  # per-stage override
     # scene E0 from an image
-    new_long_side: int = 384  # working size: the image is resized so its long side is this
+    # working sizes (long side, pixels): 0 = the size the level is shown at, within what the
+    # machine affords (`generation.sizes`: the window's / 1280 on a GPU; at most 640 for new
+    # and 480 for a zoom on a CPU); the image is resized so its long side is this
+    new_long_side: int = 0
     new_fov_deg: float = 55.0  # field of view across the long side of C_0
     depth_ratio: float = 3.0  # far / near of the monocular depth prior
     new_iterations: int = 12
     aux_views_new: int = 4
     aux_angle_new_deg: float = 5.0  # orbit of E0's auxiliary cameras around the scene centre
     # a zoom step
-    zoom_long_side: int = 320  # C_i is re-sampled to this long side (same pose and field of view)
+    zoom_long_side: int = 0  # C_i is re-sampled to this long side (same pose and field of view)
     zoom_iterations: int = 10
     aux_views_zoom: int = 4
     aux_angle_zoom_deg: float = 12.0  # orbit of the auxiliary cameras around the zoom target
@@ -119,6 +122,8 @@ class GenerationConfig:
     def check(self) -> None:
         for name, lo, hi in _RANGES:
             v = getattr(self, name)
+            if name in _AUTO_ZERO and v == 0 and not isinstance(v, bool):
+                continue  # 0: the automatic working size
             if not (isinstance(v, (int, float)) and math.isfinite(v) and lo <= v <= hi):
                 raise ConfigError(f"setting {name}={v!r} is outside [{lo}, {hi}]")
         for stage in (*self.backends, *self.stage_options):
@@ -132,6 +137,7 @@ class GenerationConfig:
 
 
 
+_AUTO_ZERO = ("new_long_side", "zoom_long_side")
 _RANGES = (
     ("new_long_side", 16, 4096), ("zoom_long_side", 16, 4096), ("new_fov_deg", 5.0, 150.0),
     ("depth_ratio", 1.0, 100.0), ("new_iterations", 0, 10_000), ("zoom_iterations", 0, 10_000),

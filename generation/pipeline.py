@@ -35,6 +35,7 @@ from engine.splats import SplatChunk
 from engine.world import World
 from engine.zoom import Scene, crop_camera, pick_surface, world_scene, zoom_request
 from generation.config import GenerationConfig
+from generation.sizes import DISPLAY_LONG_SIDE, WorkingSize, working_long_side
 from generation.stages import aux_views as aux_stage
 from generation.stages import context as context_stage
 from generation.stages import depth as depth_stage
@@ -158,8 +159,10 @@ def run_new(image: np.ndarray,  # [H, W, 3] uint8, any size
     load_backends()  # the model backends register themselves (their weights load lazily)
     run = _Runner(progress, cancel)
     threads = _set_threads(config)
+    size = working_long_side("new", max(np.shape(image)[:2]), config.new_long_side,
+                             device=config.device)
     with run.stage("load"):
-        rgb = resize_long_side(np.asarray(image, np.uint8), config.new_long_side)
+        rgb = resize_long_side(np.asarray(image, np.uint8), size.long_side)
         rgb = rgb.astype(np.float64) / 255.0
         H, W = rgb.shape[:2]
         cam = image_camera(W, H, config.new_fov_deg)
@@ -186,7 +189,8 @@ def run_new(image: np.ndarray,  # [H, W, 3] uint8, any size
     level = SplatChunk.concatenate(list(opt.chunks))
     chunks = tuple(split_level(level, config.max_chunk_splats))
     backend = _backend_info(config, seed, NEW_STAGES, extra={
-        "splats": len(level), "working_size": [W, H], "final_loss": _num(opt.final_loss),
+        "splats": len(level), "working_size": [W, H], "size_rule": size.rule,
+        "final_loss": _num(opt.final_loss),
         "depth": "layout prior" if config.backend_for("depth") == "builtin" else
         config.backend_for("depth")})
     return NewWorld(cam, chunks, rgb, depth, run.total(), backend, prompt,
@@ -276,6 +280,14 @@ def provisional_links(camera: Camera, depth: np.ndarray, rgb: np.ndarray, scene:
     return tuple((older[i], index.links[i]) for i in range(len(scene)))
 
 
+def working_camera(request: ZoomRequest, config: GenerationConfig) -> tuple[Camera, WorkingSize]:
+    """C_i at the size the level is made at (`generation.sizes`): the request camera's own
+    size where the machine affords it, the CPU limit or the configured size otherwise."""
+    shown = max(request.camera.width, request.camera.height)
+    size = working_long_side("zoom", shown, config.zoom_long_side, device=config.device)
+    return request.camera.resampled_long_side(size.long_side), size
+
+
 def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
              progress: Progress | None = None, cancel: Cancel | None = None) -> ZoomRun:
     """One zoom step for `request` (C_i, the picked point, prompt, seed, the old world)."""
@@ -288,7 +300,7 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
     scene = _scene(request)
     if not scene:
         raise ZoomInputError("the request carries no existing world to zoom into")
-    cam = request.camera.resampled_long_side(config.zoom_long_side)
+    cam, size = working_camera(request, config)
     point = np.asarray(request.point, np.float64).reshape(3)
     H, W = cam.height, cam.width
     seed = int(request.seed)
@@ -350,6 +362,7 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
     backend = _backend_info(config, seed, ZOOM_STAGES, extra={
         "caption": ctx.caption, "edit": ed.label, "understood": list(ed.understood),
         "factor": round(factor, 4), "splats": len(level), "working_size": [W, H],
+        "size_rule": size.rule,
         "sr_model": sr.model, "mask": msk.source, "depth_fit": [_num(dep.scale), _num(dep.shift)],
         "tone_shift_255": [round(float(v) * 255, 2) for v in  # mean tone correction per channel
                            hm.correction.reshape(-1, 3).mean(axis=0)],
@@ -366,7 +379,8 @@ def request_at_pixel(history: History, chunks: Mapping[int, SplatChunk] | None, 
     `wonderzoom zoom --at U,V` sends): the point is picked from the median depth of the old
     world rendered around the pixel, the rest is `engine.zoom.zoom_request`. `world`: the
     scene at the head when the caller built it (a streamed one: only the chunks the pick's
-    crop and the new camera see are read), else it is built from `chunks`."""
+    crop and the new camera see are read), else it is built from `chunks`. C_i has the size
+    `play` shows the level at (`DISPLAY_LONG_SIDE` across)."""
     if world is None:
         world = build_scene(history, chunks)
     pairs, _ = world_scene(world, crop_camera(view, pixel))
@@ -375,7 +389,7 @@ def request_at_pixel(history: History, chunks: Mapping[int, SplatChunk] | None, 
         raise ZoomInputError(f"--at {pixel[0]:g},{pixel[1]:g}: nothing of the world is "
                                 "there in this view")
     return zoom_request(request_id, history, world, view, point, prompt, factor=factor,
-                        seed=seed)
+                        seed=seed, long_side=DISPLAY_LONG_SIDE)
 
 
 def zoom(request: ZoomRequest, config: GenerationConfig | None = None,

@@ -80,13 +80,15 @@ def _worker_main(runner_path: str, settings: dict[str, Any], threads: int,
             return
         start = time.monotonic()
         drain_cancels()
+        size, rule = _working_size(req, config)
 
         def progress(stage: str, fraction: float, _req: ZoomRequest = req) -> None:
             from generation.pipeline import ZOOM_STAGES, overall_fraction
 
             overall = overall_fraction(ZOOM_STAGES, stage, fraction) if stage in ZOOM_STAGES \
                 else fraction
-            events.put(ProgressEvent(_req.request_id, stage, overall, time.monotonic() - start))
+            events.put(ProgressEvent(_req.request_id, stage, overall, time.monotonic() - start,
+                                     size, rule))
 
         def cancel(_rid: int = req.request_id) -> bool:
             drain_cancels()
@@ -102,6 +104,19 @@ def _worker_main(runner_path: str, settings: dict[str, Any], threads: int,
                                 error=f"{type(exc).__name__}: {text[0] if text else ''}"[:300])
         # the parent re-attaches its own request (no need to ship the old world back)
         events.put(dataclasses.replace(result, request=None))
+
+
+def _working_size(request: ZoomRequest, config: Any) -> tuple[tuple[int, int] | None, str]:
+    """The size the pipeline will make the request's level at, and why (the HUD says it)."""
+    if config is None:  # a custom runner without settings: its own business
+        return None, ""
+    try:
+        from generation.pipeline import working_camera
+
+        cam, size = working_camera(request, config)
+    except Exception:  # a malformed request: the pipeline will say what is wrong with it
+        return None, ""
+    return (cam.width, cam.height), size.rule
 
 
 class GenerationService:

@@ -211,6 +211,10 @@ def test_real_stages_cancel_then_succeed(small_world):
         assert r.ok, r.error
         stages = {e.stage for e in ev if isinstance(e, ProgressEvent)}
         assert {"observe", "super_resolve", "edit", "depth", "aux_views", "optimize"} <= stages
+        # every progress event says the size the level is made at, and why (the HUD shows it)
+        sizes = {(e.working_size, e.size_rule) for e in ev if isinstance(e, ProgressEvent)}
+        assert sizes == {((48, 32), "set")}
+        assert r.backend["working_size"] == [48, 32] and r.backend["size_rule"] == "set"
         assert all(c.level == 1 and len(c) > 0 for c in r.chunks.values())
         for c in r.chunks.values():
             c.validate()

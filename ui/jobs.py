@@ -33,6 +33,8 @@ class Job:
     stage: str = "queued"
     fraction: float = 0.0
     elapsed_s: float = 0.0
+    working_size: tuple[int, int] | None = None  # the level's size, once the generator says
+    size_rule: str = ""
 
 
 class Jobs:
@@ -63,6 +65,8 @@ class Jobs:
                 job = self.active.get(event.request_id)
                 if job is not None:
                     job.stage, job.fraction, job.elapsed_s = event.stage, event.fraction, event.elapsed_s
+                    if event.working_size is not None:
+                        job.working_size, job.size_rule = event.working_size, event.size_rule
             elif isinstance(event, ZoomResult):
                 job = self.active.pop(event.request_id, None)
                 if event.request is None and job is not None:  # a generator that drops it
@@ -81,7 +85,11 @@ class Jobs:
         if not self.active:
             return "", None
         job = min(self.active.values(), key=lambda j: j.request.request_id)
-        text = (f"growing \"{job.request.prompt[:40]}\": {job.stage} {job.fraction:.0%} "
+        size = ""
+        if job.working_size is not None:
+            w, h = job.working_size
+            size = f" at {w}\u00d7{h}" + (f" ({job.size_rule})" if job.size_rule else "")
+        text = (f"growing \"{job.request.prompt[:40]}\"{size}: {job.stage} {job.fraction:.0%} "
                 f"({job.elapsed_s:.1f} s)")
         if len(self.active) > 1:
             text += f" · {len(self.active) - 1} queued"

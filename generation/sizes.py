@@ -1,0 +1,59 @@
+"""How many pixels a new level is made of: as many as the screen shows it with, within what
+the machine affords.
+
+Owns: the working-size rule of `new` and `zoom` (`working_long_side`). A level made at N
+pixels across and shown N pixels across at its native scale draws one splat per screen pixel;
+made smaller, every splat is magnified (a 320-px level in a 1280-px window: 4x4 pixels each).
+- with an accelerator (CUDA), a level is made at the size it is shown at: a zoom at its
+  request camera's size (the window's in `play`; `DISPLAY_LONG_SIDE`, `play`'s default window,
+  for `wonderzoom zoom`), scene E0 at `DISPLAY_LONG_SIDE` (never above the photo's own size);
+- on a CPU alone, at most `CPU_ZOOM_LONG_SIDE` / `CPU_NEW_LONG_SIDE`: the largest sizes whose
+  `bench/generation.py` figures stay within the targets (zoom <= 30 s, new <= 45 s on 2 cores;
+  docs/benchmarks.md);
+- a size set explicitly (`--size`, `zoom_long_side` / `new_long_side` > 0) wins.
+Does not own: resampling cameras (`engine.camera`) or the other settings (`generation.config`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DISPLAY_LONG_SIDE = 1280  # `play`'s default window is 1280x720 (`render` draws the same views)
+CPU_ZOOM_LONG_SIDE = 480  # ~25 s a zoom on 2 cores (320: ~12 s, 640: ~45 s), see the module doc
+CPU_NEW_LONG_SIDE = 640  # ~30 s for scene E0 on 2 cores
+
+
+@dataclass(frozen=True)
+class WorkingSize:
+    long_side: int
+    rule: str  # why: "set", "shown size" or "CPU limit" (the HUD and `info` say it)
+
+
+def accelerated(device: str = "auto") -> bool:
+    """Will the pipeline run on CUDA with this device setting?"""
+    if device == "cpu":
+        return False
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return False
+    return bool(torch.cuda.is_available())
+
+
+def working_long_side(kind: str, shown: int, configured: int = 0,
+                      fast: bool | None = None, device: str = "auto") -> WorkingSize:
+    """The long side a level of `kind` ("new" or "zoom") is made at, when it will be shown
+    `shown` pixels across (the request camera's long side for a zoom, the photo's long side
+    for `new`, which is never enlarged). `configured` > 0 wins; `fast`: an accelerator is
+    there (None: ask torch about `device`)."""
+    if kind not in ("new", "zoom"):
+        raise ValueError(f"kind must be 'new' or 'zoom', got {kind!r}")
+    if configured > 0:
+        return WorkingSize(int(configured), "set")
+    target = int(shown) if kind == "zoom" else min(int(shown), DISPLAY_LONG_SIDE)
+    if fast is None:
+        fast = accelerated(device)
+    cap = CPU_ZOOM_LONG_SIDE if kind == "zoom" else CPU_NEW_LONG_SIDE
+    if fast or target <= cap:
+        return WorkingSize(max(16, target), "shown size")
+    return WorkingSize(cap, "CPU limit")
