@@ -74,6 +74,24 @@ def warm_backends(config: Any) -> None:
         registry(stage).get(backend, **options)
 
 
+def _renice(niceness: int) -> None:
+    """Every thread of this process at `niceness` (> 0 when the pool shares the machine with
+    the app: the frame loop then wins contended time slices). Linux keeps a nice value per
+    thread, and a Ray actor runs its methods on several threads."""
+    if niceness <= 0:
+        return
+    try:
+        tids = [int(t) for t in os.listdir("/proc/self/task")]
+    except OSError:  # not Linux: the calling thread only
+        tids = [0]
+    for tid in tids:
+        try:
+            if os.getpriority(os.PRIO_PROCESS, tid) < niceness:
+                os.setpriority(os.PRIO_PROCESS, tid, niceness)
+        except (AttributeError, OSError):
+            pass
+
+
 class VersionMismatchError(UserError, RuntimeError):
     """A worker whose package, protocol, Python or Ray differs from the client's."""
 
@@ -104,11 +122,7 @@ class GenerationWorker:
         threads = spec.threads
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[var] = str(threads)
-        if spec.niceness > 0:
-            try:  # it shares the machine with the app: the frame loop wins contended slices
-                os.nice(spec.niceness)
-            except (AttributeError, OSError):
-                pass
+        _renice(spec.niceness)
         import generation.pipeline  # noqa: F401  (torch & co: imported once, here)
 
         self._runners = {ZoomRequest: _load_runner(spec.runner),
@@ -121,6 +135,7 @@ class GenerationWorker:
                                                        "num_threads": threads})
         if spec.warm:
             warm_backends(self._config)
+        _renice(spec.niceness)  # the threads the backends started too
         self._dispatcher = ray.get_actor(pool_actor_name(self.pool), namespace=NAMESPACE)
         self._info = WorkerInfo(self.name, os.getpid(), ray.get_runtime_context().get_node_id(),
                                 socket.gethostname(), time.monotonic() - start,
@@ -154,6 +169,7 @@ class GenerationWorker:
             with self._lock:
                 return key in self._cancelled
 
+        _renice(self.spec.niceness)  # Ray runs methods on a pool of threads
         try:
             runner = self._runners.get(type(request))
             if runner is None:
