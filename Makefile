@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/frame_loop.py --json
 	$(BIN)/python bench/generation.py --json
 	$(BIN)/python bench/quality.py --json
+	$(BIN)/python bench/cluster.py --json
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis *.egg-info ui/web/node_modules

@@ -212,7 +212,18 @@ def transfer(address: str, splats: int = 1_000_000) -> dict:
             "result_s": round(statistics.median(secs), 3)}
 
 
-def frame_times(address: str, frames: int, size: str) -> dict:
+def frame_times(address: str, frames: int, size: str, local: bool = False) -> dict:
+    """p99 (and p50) frame-time ratios of a busy / an idle phase with the Ray pool growing a
+    zoom; with `local`, the same with the local worker process in the same run (context: the
+    machine is shared, so only ratios of one run compare)."""
+    out = _frame_times(address, frames, size, "ray")
+    if local:
+        loc = _frame_times(address, frames, size, "local")
+        out.update({k.replace("_ray", "_local"): v for k, v in loc.items() if "ratio" in k})
+    return out
+
+
+def _frame_times(address: str, frames: int, size: str, kind: str) -> dict:
     os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
@@ -224,9 +235,14 @@ def frame_times(address: str, frames: int, size: str) -> dict:
     from ui.app import App, AppConfig
 
     w, h = (int(v) for v in size.split("x"))
-    service = ray_service(address, "bench-frames", runner="generation.pipeline:zoom",
-                          workers=1, num_cpus=1,
-                          overrides={"zoom_iterations": 10000})  # still running at the end
+    busy_settings = {"zoom_iterations": 10000}  # still running when the measurement ends
+    if kind == "ray":
+        service = ray_service(address, "bench-frames", runner="generation.pipeline:zoom",
+                              workers=1, num_cpus=1, overrides=busy_settings)
+    else:
+        from generation.service import GenerationService
+
+        service = GenerationService(busy_settings)
     app = App(open_world_state(str(ensure_sample_world(quiet=True))),
               config=AppConfig(width=w, height=h, fps_cap=None, vsync=False),
               generator=service)
@@ -266,7 +282,8 @@ def frame_times(address: str, frames: int, size: str) -> dict:
         failed = [text for _, text, error in app.messages.items if error]
         if not ended_early:
             app.jobs.cancel_all()
-        service.stop_pool()
+        if kind == "ray":
+            service.stop_pool()
     finally:
         app.close()
     p = lambda xs, q: float(np.percentile(xs, q))  # noqa: E731
@@ -284,6 +301,8 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--size", default="960x540")
     parser.add_argument("--requests", type=int, default=6, help="per scaling run")
+    parser.add_argument("--compare-local", action="store_true",
+                        help="also measure the frame-time ratios with the local worker process")
     args = parser.parse_args()
     head, address = start_head(num_cpus=4)  # logical CPUs: room for every pool of the bench
     out: dict = {"machine": f"{os.cpu_count()} CPUs, local Ray instance (ray start, 127.0.0.1)",
@@ -295,7 +314,7 @@ def main() -> int:
         out.update({"scaling_2": round(two / one, 3), "rps_1": round(one, 3),
                     "rps_2": round(two, 3)})
         out.update(transfer(address))
-        out.update(frame_times(address, args.frames, args.size))
+        out.update(frame_times(address, args.frames, args.size, args.compare_local))
     finally:
         stop_head(head)
     out["loadavg_1m_end"] = round(os.getloadavg()[0], 2)  # other work on the machine skews it
