@@ -11,8 +11,8 @@ import os
 import sys
 from pathlib import Path
 
-from cli.common import load, parse_size
-from cli.common import add_renderer_argument, renderer_choice
+from cli.common import open_file, parse_size
+from cli.common import add_ram_argument, add_renderer_argument, ram_budget, renderer_choice
 from cli.genargs import add_cluster_argument, add_config_argument
 
 HEADLESS_FRAMES = 90
@@ -39,6 +39,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--no-vsync", action="store_true", help="do not wait for the display refresh")
     p.add_argument("--out", default="out/play", help="folder for screenshots (default out/play)")
     add_renderer_argument(p)
+    add_ram_argument(p)
     p.add_argument("--generator", choices=("builtin", "procedural"), default="builtin",
                    help="what grows new levels: the builtin pipeline (default) or a fast "
                         "procedural stand-in that only adds texture")
@@ -56,10 +57,16 @@ def has_display() -> bool:
 
 
 def open_world_state(path: str):
+    """The world at `path` for the app, opened by its index (the first frame does not wait
+    for the payloads): chunks stream from the file, levels grown in the session stay in
+    memory in front of it."""
+    from engine.catalog import MemorySource
     from ui.session import WorldState
 
-    loaded = load(path)
-    return WorldState(loaded.history, loaded.chunks, Path(path), Path(path).name)
+    world = open_file(path)
+    return WorldState(world.history, {}, Path(path), Path(path).name,
+                      source=MemorySource(world.source),
+                      first_free_chunk_id=world.first_free_chunk_id, on_close=world.close)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,7 +117,8 @@ def play(state, size, args, bindings, generator, headless: bool) -> int:
     autopilot = ZoomAutopilot(frames, out_dir) if headless and args.frames is None else None
     config = AppConfig(width=size[0], height=size[1], fps_cap=args.fps_cap or None,
                        vsync=not args.no_vsync, screenshot_dir=out_dir,
-                       renderer=renderer_choice(args.renderer))
+                       renderer=renderer_choice(args.renderer),
+                       ram_bytes=ram_budget(args.ram_mb))
     try:
         app = App(state, config=config, bindings=bindings, generator=generator,
                   saver=Autosaver(state.path), open_world=open_world_state, on_frame=autopilot)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from engine.history import History, Step
+from engine.lod import StepLinks
 from engine.splats import SplatChunk
 from saves.format import WorldWriter, save_world
 
@@ -57,14 +58,17 @@ class Autosaver:
         self._jobs.put(job)
 
     # ---- requests (return at once) ------------------------------------------------------
-    def append_step(self, step: Step, chunks: Mapping[int, SplatChunk]) -> None:
+    def append_step(self, step: Step, chunks: Mapping[int, SplatChunk],
+                    links: StepLinks | None = None) -> None:
+        """Append a grown step; `links`: its LoD links when the app decided them already
+        (else the writer links it from the file). An older-version file is upgraded first."""
         path = self.path
 
         def job() -> str:
             if path is None:
                 raise RuntimeError("no world file to save into (press Ctrl+S)")
-            with WorldWriter.open(path, wait_s=WRITER_WAIT_S) as writer:
-                writer.append_step(step, chunks)
+            with WorldWriter.open(path, wait_s=WRITER_WAIT_S, upgrade=True) as writer:
+                writer.append_step(step, chunks, links=links)
             return f"autosaved step {step.id} to {path.name}"
 
         self._put(job)
@@ -75,7 +79,7 @@ class Autosaver:
             return
 
         def job() -> str:
-            with WorldWriter.open(path, wait_s=WRITER_WAIT_S) as writer:
+            with WorldWriter.open(path, wait_s=WRITER_WAIT_S, upgrade=True) as writer:
                 writer.set_head(step_id)
             return f"head is step {step_id}"
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import zlib
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -70,6 +70,11 @@ class WorldFile:
     def chunk_ids(self) -> frozenset[int]:
         """Every chunk a committed step made."""
         return frozenset(self.index.owner)
+
+    @property
+    def first_free_chunk_id(self) -> int:
+        """An id past every chunk stored (committed or not): where new chunks may start."""
+        return max(self.index.chunks, default=-1) + 1
 
     @property
     def source(self) -> IndexedReader:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import math
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
@@ -26,6 +27,8 @@ import numpy as np
 import pygame
 
 from engine.camera import Camera
+from engine.catalog import link_on_path
+from engine.chunkstore import DEFAULT_RAM_BYTES
 from engine.clock import Clock
 from engine.controller import FlyController
 from engine.errors import first_line
@@ -34,7 +37,8 @@ from engine.loop import DRAW_NOTHING, DRAW_WORLD, FrameContext, FrameLoop
 from engine.messages import MAX_PROMPT_CHARS, Observation, ZoomResult
 from engine.render.reference import RenderOutput
 from engine.render.streaming import StreamingRenderer
-from engine.scene import ChunkHandle, ChunkStore, LevelNode, append_level, build_scene
+from engine.scene import (ChunkBounds, ChunkStore, LevelNode, append_level, build_scene,
+                          build_streamed_scene, close_scene)
 from engine.splats import SplatChunk
 from engine.world import World
 from engine.zoom import pick_surface, probe_depth, zoom_request
@@ -54,7 +58,8 @@ FOCUS_PROBE_FRAMES = 20  # re-measure the depth at the screen centre this often
 
 
 class Saver(Protocol):
-    def append_step(self, step: Step, chunks: Mapping[int, SplatChunk]) -> None: ...
+    def append_step(self, step: Step, chunks: Mapping[int, SplatChunk],
+                    links: Any = None) -> None: ...
     def set_head(self, step_id: int) -> None: ...
     def save_as(self, path: Any, history: History, chunks: Mapping[int, SplatChunk],
                 meta: Any = None) -> None: ...
@@ -72,6 +77,7 @@ class AppConfig:
     screenshot_dir: Path = Path("screenshots")
     new_world_dir: Path = Path(".")
     renderer: str = "auto"  # render path: auto | cpu | gpu (`engine.render.gpu_driven`)
+    ram_bytes: int = DEFAULT_RAM_BYTES  # a streamed world's RAM pool for decoded chunks
 
 
 @dataclass
@@ -86,10 +92,12 @@ class Messages:
         return [(t, e) for (when, t, e) in self.items if now - when < MESSAGE_SECONDS]
 
 
-def default_camera(chunks: list[SplatChunk], width: int, height: int) -> tuple[Camera, float]:
-    """A camera looking at the splats' bounding box from -z (for worlds without one)."""
-    lo = np.min([c.bounds()[0] for c in chunks], axis=0)
-    hi = np.max([c.bounds()[1] for c in chunks], axis=0)
+def default_camera(boxes: list[tuple[np.ndarray, np.ndarray]], width: int, height: int
+                   ) -> tuple[Camera, float]:
+    """A camera looking at the chunks' bounding boxes ((lo, hi) each) from -z (for worlds
+    without a camera)."""
+    lo = np.min([b[0] for b in boxes], axis=0)
+    hi = np.max([b[1] for b in boxes], axis=0)
     centre, radius = (lo + hi) / 2, max(float(np.linalg.norm(hi - lo)) / 2, 1e-9)
     distance = radius / math.tan(math.radians(25)) * 1.1
     eye = centre - np.array([0.0, 0.0, distance])
@@ -130,6 +138,11 @@ class App:
         self.redraw = RedrawTracker()
         self._image: moderngl.Framebuffer | None = None  # the last image of the world
         self._probed: tuple | None = None  # the view the focus depth was last measured in
+        # a streamed world links a grown level off the frame (it reads the older chunks its
+        # camera sees): (future links, step, its chunks), oldest first
+        self._linking: list[tuple[Future, Step, dict[int, SplatChunk]]] = []
+        self._link_thread: ThreadPoolExecutor | None = None
+        self._world_step: int | None = None  # the step the scene shows the path to
 
         self.window = Window((self.config.width, self.config.height), state.title,
                              vsync=self.config.vsync)
@@ -153,8 +166,12 @@ class App:
 
     # ---- setup --------------------------------------------------------------------------
     def _build_world(self) -> World:
+        self._world_step = self.state.history.head
         if self.state.history.head is None:
             return World()
+        if self.state.source is not None:  # the chunks' metadata only: data streams in
+            return build_streamed_scene(self.state.history, self.state.source,
+                                        budget_bytes=self.config.ram_bytes)
         return build_scene(self.state.history, self.state.chunks)
 
     def _initial_controller(self) -> FlyController:
@@ -162,14 +179,21 @@ class App:
         history = self.state.history
         path = history.path() if history.head is not None else []
         w, h = self.window.size
-        chunks = [self.state.chunks[c] for c in history.chunk_ids_at()] if path else []
+        boxes = [(b.lo, b.hi) for _, (b,) in self.world.query(ChunkBounds) if b.count]
         if path and path[0].camera is not None:
             cam = path[0].camera.reframed(w, h, keep="fov_x")
-            depth = (float(np.median(cam.points_to_camera(chunks[0].world_positions())[:, 2]))
-                     if chunks else 1.0)
+            root = [c for c in path[0].chunk_ids if c in self.state.chunks]
+            if root:
+                points = self.state.chunks[root[0]].world_positions()
+            else:  # streamed: the root level's box centres
+                points = np.array([0.5 * (self.state.source.meta(c).lo
+                                          + self.state.source.meta(c).hi)
+                                   for c in path[0].chunk_ids]) if path[0].chunk_ids else None
+            depth = (float(np.median(cam.points_to_camera(points)[:, 2]))
+                     if points is not None and len(points) else 1.0)
             return FlyController(cam, depth)
-        if chunks:
-            cam, distance = default_camera(chunks, w, h)
+        if boxes:
+            cam, distance = default_camera(boxes, w, h)
             return FlyController(cam, distance)
         return FlyController(Camera.look_at([0, 0, -3.0], [0, 0, 0.0], width=w, height=h), 3.0)
 
@@ -204,8 +228,13 @@ class App:
     def close(self) -> None:
         if self.jobs is not None:
             self.jobs.generator.close()
+        self._finish_linking(wait=True)
+        if self._link_thread is not None:
+            self._link_thread.shutdown(wait=True)
         if self.saver is not None:
             self.saver.flush()
+        close_scene(self.world)
+        self.state.close()
         self.renderer.release()
         self.hud.release()
         if self._image is not None:
@@ -280,6 +309,7 @@ class App:
         if self.jobs is not None:
             for result in self.jobs.poll():
                 self._hot_load(result, now)
+        self._finish_linking(now=now)
         if self.saver is not None:
             for outcome in self.saver.poll():
                 self.messages.add(now, outcome.message, not outcome.ok)
@@ -319,6 +349,9 @@ class App:
             # chunks still on their way (or arriving this frame): the next frame draws again
             self.redraw.drew_world(self._view_key(),
                                    busy=stats.chunks_pending > 0 or stats.bytes_uploaded > 0)
+            store = self.world.try_resource(ChunkStore)
+            while store is not None and store.failures:  # damaged on disk: refused alone
+                self.messages.add(ctx.clock.now(), store.failures.popleft().message, True)
         self.ctx.copy_framebuffer(self.ctx.screen, image)
         self.ctx.screen.use()
         self.ctx.viewport = (0, 0, *self.window.size)
@@ -359,14 +392,13 @@ class App:
 
     def _current_level(self) -> int:
         """The level whose native scale is nearest the pixel scale at the focus."""
-        store = self.world.try_resource(ChunkStore)
         best, best_gap = 0, math.inf
         for e, (node,) in self.world.query(LevelNode):
-            if e not in self._level_scales:
-                ids = [self.world.get(c, ChunkHandle).chunk_id for c in self.world.children(e)
-                       if self.world.has(c, ChunkHandle)]
-                scales = [store.get(i).s_native for i in ids] if store else []
-                self._level_scales[e] = float(np.median(np.concatenate(scales))) if scales else math.nan
+            if e not in self._level_scales:  # from the chunks' metadata: nothing is read
+                boxes = [self.world.get(c, ChunkBounds) for c in self.world.children(e)
+                         if self.world.has(c, ChunkBounds)]
+                self._level_scales[e] = _weighted_median(
+                    [b.s_native_mid for b in boxes if b.count], [b.count for b in boxes if b.count])
             gap = abs(math.log(self._level_scales[e] / self.controller.pixel_scale))
             if gap < best_gap:
                 best, best_gap = node.level, gap
@@ -432,7 +464,8 @@ class App:
         observe = self._observe if self.jobs.generator.needs_observation else None
         request = zoom_request(rid, self.state.history, self.world, self.controller.camera,
                                self.poi, prompt, factor=ZOOM_REQUEST_FACTOR, seed=rid,
-                               long_side=REQUEST_SIZE, observe=observe)
+                               long_side=REQUEST_SIZE, observe=observe,
+                               load=False)  # a streamed world sends what it holds: no disk wait
         self.jobs.submit(request)
         self.messages.add(now, f"growing \"{prompt}\"…")
         return rid
@@ -450,22 +483,57 @@ class App:
             return
         on_head = self.state.history.head == result.request.parent_step
         step, chunks = self.state.add_grown_step(result)  # in the history now: ids never clash
+        if self.state.streamed:  # linked on a thread (it reads older chunks), shown when done
+            if self._link_thread is None:
+                self._link_thread = ThreadPoolExecutor(1, thread_name_prefix="link-level")
+            history = History(dict(self.state.history.steps), self.state.history.head)
+            future = self._link_thread.submit(link_on_path, history, self.state.source, step,
+                                              chunks)
+            self._linking.append((future, step, chunks))
+            return
         if on_head:
             append_level(self.world, step, chunks)  # the scene follows at the apply point
         else:  # the user moved in history meanwhile: it is a branch, shown from its tip
             self._rebuild()
+        self._grown(step, chunks, None, now)
+
+    def _grown(self, step: Step, chunks: dict[int, SplatChunk], links, now: float) -> None:
         self.hot_loaded_steps.append(step.id)
         if self.saver is not None:
-            self.saver.append_step(step, chunks)
+            self.saver.append_step(step, chunks, links=links)
         self.messages.add(now, f"grew \"{step.prompt}\": {sum(map(len, chunks.values())):,} splats")
+
+    def _finish_linking(self, now: float | None = None, wait: bool = False) -> None:
+        """Show the grown levels whose links are decided, oldest first (`wait`: block for
+        all, e.g. before a scene is rebuilt from the history)."""
+        while self._linking and (wait or self._linking[0][0].done()):
+            future, step, chunks = self._linking.pop(0)
+            now = self.loop.clock.now() if now is None else now
+            try:
+                links = future.result()
+            except Exception as exc:  # e.g. an older chunk damaged on disk
+                self.messages.add(now, f"could not link \"{step.prompt}\": {first_line(exc)}",
+                                  True)
+                continue
+            self.state.add_links(step, links)
+            if self._world_step == step.parent and self.state.history.head == step.id:
+                append_level(self.world, step, chunks, links)
+                self._world_step = step.id
+            elif self.state.history.head == step.id:
+                self._rebuild()
+            self._grown(step, chunks, links, now)
 
     # ---- history, files -----------------------------------------------------------------
     def _rebuild(self) -> None:
+        if self.state.streamed and any(not self.state.has_links(s.id)
+                                       for s in self.state.history.path()):
+            self._finish_linking(wait=True)  # the path shows a level still being linked
         path = self.renderer.path  # what `auto` settled on (no second probe)
         self.renderer.release()
         self.renderer = StreamingRenderer(self.ctx, path=path)
         self.redraw.forget()
-        self.world = build_scene(self.state.history, self.state.chunks)
+        close_scene(self.world)
+        self.world = self._build_world()
         self.loop.world = self.world
         self._level_scales.clear()
 
@@ -499,7 +567,7 @@ class App:
         if self.state.path is None:
             stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
             self.state.path = self.config.new_world_dir / f"wonderzoom-{stamp}.wzs"
-            self.saver.save_as(self.state.path, self.state.history, self.state.chunks)
+            self.saver.save_as(self.state.path, self.state.history, self.state.all_chunks())
         else:
             self.saver.set_head(self.state.history.head)  # everything else is already appended
         self.messages.add(now, f"saving to {self.state.path}")
@@ -512,11 +580,23 @@ class App:
         except Exception as exc:  # a hostile or corrupt file: say so, keep the current world
             self.messages.add(now, f"could not open {Path(path).name}: {first_line(exc)}", True)
             return
-        self.state = state
+        self._finish_linking(wait=True)
+        if self.saver is not None:
+            self.saver.flush()  # the old world's writes, before its file is let go
+        old, self.state = self.state, state
         if self.saver is not None:
             self.saver.path = state.path
         self.poi = None
         self._rebuild()
+        old.close()
         self.controller = self._initial_controller()
         self.window.set_title(state.title)
         self.messages.add(now, f"opened {state.title}")
+
+
+def _weighted_median(values: list[float], weights: list[int]) -> float:
+    if not values:
+        return math.nan
+    order = np.argsort(values)
+    cum = np.cumsum(np.asarray(weights, np.float64)[order])
+    return float(np.asarray(values)[order][np.searchsorted(cum, 0.5 * cum[-1])])

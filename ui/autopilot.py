@@ -21,7 +21,7 @@ from ui.session import WorldState
 def deepest_point(state: WorldState) -> np.ndarray:
     """World point [3] the head step's camera looks at (the centre of the deepest level)."""
     step = state.history.steps[state.history.head]
-    pts = np.concatenate([state.chunks[c].world_positions() for c in step.chunk_ids])
+    pts = np.concatenate([state.chunk(c).world_positions() for c in step.chunk_ids])
     if step.camera is None:
         return pts.mean(axis=0)
     depth = float(np.median(step.camera.points_to_camera(pts)[:, 2]))
@@ -32,8 +32,7 @@ def deepest_point(state: WorldState) -> np.ndarray:
 def notches_to_deepest(state: WorldState, wheel_step: float = 1.25, past: float = 1.5) -> float:
     """Wheel notches that zoom from the root level's scale to `past`x beyond the deepest."""
     path = state.history.path()
-    scales = [float(np.median(np.concatenate([state.chunks[c].s_native for c in s.chunk_ids])))
-              for s in (path[0], path[-1])]
+    scales = [state.level_scale(s) for s in (path[0], path[-1])]
     return math.log(max(scales[0] / scales[1], 1.0) * past) / math.log(wheel_step)
 
 
