@@ -212,18 +212,38 @@ def transfer(address: str, splats: int = 1_000_000) -> dict:
             "result_s": round(statistics.median(secs), 3)}
 
 
-def frame_times(address: str, frames: int, size: str, local: bool = False) -> dict:
-    """p99 (and p50) frame-time ratios of a busy / an idle phase with the Ray pool growing a
-    zoom; with `local`, the same with the local worker process in the same run (context: the
-    machine is shared, so only ratios of one run compare)."""
-    out = _frame_times(address, frames, size, "ray")
-    if local:
-        loc = _frame_times(address, frames, size, "local")
-        out.update({k.replace("_ray", "_local"): v for k, v in loc.items() if "ratio" in k})
+def frame_times(address: str, frames: int, size: str, local: bool = False,
+                rounds: int = 2) -> dict:
+    """Frame-time ratios (busy / idle, p99 and p50) of headless `play` on the sample world
+    while the Ray pool grows a zoom; with `local`, the same with the local worker process,
+    alternating with the Ray rounds (the machine is shared: only phases close in time
+    compare). Each round measures its own idle phase right before its busy one."""
+    from generation.service import GenerationService
+
+    busy = {"zoom_iterations": 10000}  # still running when the measurement ends
+    ray = ray_service(address, "bench-frames", runner="generation.pipeline:zoom", workers=1,
+                      num_cpus=1, overrides=busy)
+    kinds = ("ray", "local") if local else ("ray",)
+    per: dict = {k: [] for k in kinds}
+    try:
+        for _ in range(rounds):
+            for kind in kinds:
+                service = ray if kind == "ray" else GenerationService(busy)
+                per[kind].append(_round(service, frames, size, close=kind == "local"))
+    finally:
+        ray.stop_pool()
+        ray.close()
+    out: dict = {"frames": frames, "size": size}
+    for kind, rows in per.items():
+        for q in ("p99", "p50"):
+            ratios = [r[f"busy_{q}_ms"] / r[f"idle_{q}_ms"] for r in rows]
+            out[f"{q}_ratio_{kind}"] = round(statistics.median(ratios), 3)
+            out[f"{q}_ratios_{kind}"] = [round(x, 3) for x in ratios]
+        out[f"rounds_{kind}"] = rows
     return out
 
 
-def _frame_times(address: str, frames: int, size: str, kind: str) -> dict:
+def _round(service, frames: int, size: str, close: bool) -> dict:
     os.environ.setdefault("SDL_VIDEODRIVER", "offscreen")
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
@@ -234,18 +254,29 @@ def _frame_times(address: str, frames: int, size: str, kind: str) -> dict:
     from cli.sample import ensure_sample_world
     from ui.app import App, AppConfig
 
-    w, h = (int(v) for v in size.split("x"))
-    busy_settings = {"zoom_iterations": 10000}  # still running when the measurement ends
-    if kind == "ray":
-        service = ray_service(address, "bench-frames", runner="generation.pipeline:zoom",
-                              workers=1, num_cpus=1, overrides=busy_settings)
-    else:
-        from generation.service import GenerationService
+    class Keep:  # the app closes its generator; the Ray pool's client lives on between rounds
+        needs_observation = False
 
-        service = GenerationService(busy_settings)
+        def __init__(self, inner) -> None:
+            self.inner = inner
+
+        def submit(self, request) -> None:
+            self.inner.submit(request)
+
+        def poll(self) -> list:
+            return self.inner.poll()
+
+        def cancel(self, request_id: int) -> None:
+            self.inner.cancel(request_id)
+
+        def close(self) -> None:
+            if close:
+                self.inner.close()
+
+    w, h = (int(v) for v in size.split("x"))
     app = App(open_world_state(str(ensure_sample_world(quiet=True))),
               config=AppConfig(width=w, height=h, fps_cap=None, vsync=False),
-              generator=service)
+              generator=Keep(service))
 
     def measure() -> list[float]:
         times = []
@@ -276,23 +307,21 @@ def _frame_times(address: str, frames: int, size: str, kind: str) -> dict:
         end = time.monotonic() + 180
         while rid in app.jobs.active and app.jobs.active[rid].stage == "queued" \
                 and time.monotonic() < end:
-            app.step()  # the pool starts its worker (imports torch, builds the backends)
+            app.step()  # the worker starts (imports torch, builds the backends)
         busy = measure()
         ended_early = rid not in app.jobs.active
         failed = [text for _, text, error in app.messages.items if error]
-        if not ended_early:
-            app.jobs.cancel_all()
-        if kind == "ray":
-            service.stop_pool()
+        app.jobs.cancel_all()
+        end = time.monotonic() + 60
+        while rid in app.jobs.active and time.monotonic() < end:
+            app.step()  # the worker is free again before the next phase
     finally:
         app.close()
     p = lambda xs, q: float(np.percentile(xs, q))  # noqa: E731
-    return {"p99_ratio_ray": round(p(busy, 99) / p(idle, 99), 3),
-            "p50_ratio_ray": round(p(busy, 50) / p(idle, 50), 3),
-            "idle_p99_ms": round(p(idle, 99), 2), "busy_p99_ms": round(p(busy, 99), 2),
+    return {"idle_p99_ms": round(p(idle, 99), 2), "busy_p99_ms": round(p(busy, 99), 2),
             "idle_p50_ms": round(p(idle, 50), 2), "busy_p50_ms": round(p(busy, 50), 2),
-            "frames": frames, "size": size, "zoom_ended_before_measurement": ended_early,
-            "zoom_errors": failed}
+            "zoom_ended_before_measurement": ended_early, "zoom_errors": failed,
+            "loadavg_1m": round(os.getloadavg()[0], 2)}
 
 
 def main() -> int:
@@ -301,6 +330,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--size", default="960x540")
     parser.add_argument("--requests", type=int, default=6, help="per scaling run")
+    parser.add_argument("--rounds", type=int, default=2, help="idle/busy rounds per kind")
     parser.add_argument("--compare-local", action="store_true",
                         help="also measure the frame-time ratios with the local worker process")
     args = parser.parse_args()
@@ -314,7 +344,8 @@ def main() -> int:
         out.update({"scaling_2": round(two / one, 3), "rps_1": round(one, 3),
                     "rps_2": round(two, 3)})
         out.update(transfer(address))
-        out.update(frame_times(address, args.frames, args.size, args.compare_local))
+        out.update(frame_times(address, args.frames, args.size, args.compare_local,
+                               args.rounds))
     finally:
         stop_head(head)
     out["loadavg_1m_end"] = round(os.getloadavg()[0], 2)  # other work on the machine skews it
