@@ -250,6 +250,57 @@ def test_an_unchanged_view_is_not_redrawn_but_a_change_is(app_env):
     assert img[H // 2 - 20:H // 2 + 20, W // 2 - 20:W // 2 + 20].astype(float).std() > 5
 
 
+class Capture:
+    """A generator that only keeps what it is sent (it renders the old world itself)."""
+
+    needs_observation = False
+
+    def __init__(self) -> None:
+        self.requests: list = []
+
+    def submit(self, request) -> None:
+        self.requests.append(request)
+
+    def poll(self) -> list:
+        return []
+
+    def cancel(self, request_id: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_zoom_is_asked_for_at_the_window_s_size_and_the_hud_says_the_level_s_size(tmp_path):
+    """C_i has the window's size (the generator makes the level at the size it is shown at
+    where the machine affords it); the progress line and the grown message say the size."""
+    from engine.messages import ProgressEvent
+    from ui.app import size_note
+    from ui.jobs import Job, Jobs
+
+    path = _world_file(tmp_path)
+    loaded = load_world(path)
+    capture = Capture()
+    app = App(WorldState(loaded.history, loaded.chunks, path, path.name),
+              config=AppConfig(width=W, height=H, fps_cap=30, vsync=False), generator=capture,
+              clock=FakeClock())
+    try:
+        app.run(2)
+        _pick_and_prompt(app)
+        (request,) = capture.requests
+        assert (request.camera.width, request.camera.height) == (W, H)
+    finally:
+        app.close()
+    jobs = Jobs(capture)
+    jobs.active[7] = Job(request)
+    capture.poll = lambda: [ProgressEvent(7, "optimize", 0.5, 3.0, (480, 270), "CPU limit")]
+    jobs.poll()
+    assert 'at 480\u00d7270 (CPU limit): optimize 50%' in jobs.progress_line()[0]
+    assert size_note({"working_size": [480, 270], "size_rule": "CPU limit"}, (1280, 720)) == \
+        " at 480\u00d7270 (CPU limit; window 1280\u00d7720)"
+    assert size_note({}, (1280, 720)) == ""
+
+
 class TwoAtOnce:
     """A generator that holds its results until both requests are in, then delivers both
     in one poll: two results arriving in the same frame."""

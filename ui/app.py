@@ -52,7 +52,10 @@ from ui.window import Window
 
 BACKGROUND = (0.05, 0.06, 0.08)
 ZOOM_REQUEST_FACTOR = 4.0  # a zoom step looks at the picked point with a 4x narrower view
-REQUEST_SIZE = 320  # long side of C_i, the camera of a zoom request (the pipeline's working size)
+# C_i, a zoom request's camera, has the window's size: the generator makes the level at the size
+# it is shown at where the machine affords it (`generation.sizes`); generators that need the
+# app to render C_i's view (the procedural stand-in) get it at most this large
+OBSERVATION_LONG_SIDE = 480
 MESSAGE_SECONDS = 6.0
 FOCUS_PROBE_FRAMES = 20  # re-measure the depth at the screen centre this often
 
@@ -102,6 +105,17 @@ def default_camera(boxes: list[tuple[np.ndarray, np.ndarray]], width: int, heigh
     distance = radius / math.tan(math.radians(25)) * 1.1
     eye = centre - np.array([0.0, 0.0, distance])
     return Camera.look_at(eye, centre, fov_y_deg=50, width=width, height=height), distance
+
+
+def size_note(backend: Mapping[str, Any], window: tuple[int, int]) -> str:
+    """The size a step's level was made at, as " at 480x270 (CPU limit; window 1280x720)",
+    from its backend record (the pipeline's `working_size` and `size_rule`); "" if unknown."""
+    size = backend.get("working_size")
+    if not (isinstance(size, (list, tuple)) and len(size) == 2):
+        return ""
+    rule = backend.get("size_rule")
+    why = f"{rule}; " if isinstance(rule, str) and rule else ""
+    return f" at {size[0]}\u00d7{size[1]} ({why}window {window[0]}\u00d7{window[1]})"
 
 
 class App:
@@ -464,7 +478,9 @@ class App:
         observe = self._observe if self.jobs.generator.needs_observation else None
         request = zoom_request(rid, self.state.history, self.world, self.controller.camera,
                                self.poi, prompt, factor=ZOOM_REQUEST_FACTOR, seed=rid,
-                               long_side=REQUEST_SIZE, observe=observe,
+                               long_side=(min(max(self.window.size), OBSERVATION_LONG_SIDE)
+                                          if observe else None),
+                               observe=observe,
                                load=False)  # a streamed world sends what it holds: no disk wait
         self.jobs.submit(request)
         self.messages.add(now, f"growing \"{prompt}\"…")
@@ -501,7 +517,8 @@ class App:
         self.hot_loaded_steps.append(step.id)
         if self.saver is not None:
             self.saver.append_step(step, chunks, links=links)
-        self.messages.add(now, f"grew \"{step.prompt}\": {sum(map(len, chunks.values())):,} splats")
+        self.messages.add(now, f"grew \"{step.prompt}\": {sum(map(len, chunks.values())):,} splats"
+                          + size_note(step.backend or {}, self.window.size))
 
     def _finish_linking(self, now: float | None = None, wait: bool = False) -> None:
         """Show the grown levels whose links are decided, oldest first (`wait`: block for
