@@ -587,13 +587,14 @@ class WorldWriter:
 
     # ---- appends ----------------------------------------------------------------------
     def append_step(self, step: Step, chunks: Mapping[int, SplatChunk], *,
-                    move_head: bool = True, links: StepLinks | None = None) -> None:
+                    move_head: bool = True, links: StepLinks | None = None) -> StepLinks:
         """Append `step` and the chunks it created (`chunks` keys == `step.chunk_ids`, all new)
         with its LoD links: `links` when the caller computed them already (the app, from the
         chunks it holds), else computed here from the older chunks the step's camera sees on
         the path to its parent, read back from this file (`engine.catalog.link_on_path`).
-        Returns once the step is durable. Raises ValueError (HistoryError, SplatValidationError)
-        for a step that does not fit the history, leaving the file unchanged."""
+        Returns the links stored, once the step is durable. Raises ValueError (HistoryError,
+        SplatValidationError) for a step that does not fit the history, leaving the file
+        unchanged."""
         self._check_open()
         self._check_step(step, chunks)
         if links is None:
@@ -621,6 +622,7 @@ class WorldWriter:
         self.index.n_records += len(chunk_records) + 2
         self.index.json_bytes += record_nbytes(step_record[1:])
         self.index.history.add(step, move_head=move_head)
+        return links
 
     def set_head(self, step_id: int) -> None:
         """Make `step_id` current (undo / checkout): appends one small HEAD record."""

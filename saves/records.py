@@ -332,7 +332,7 @@ def scan_records(src: Source, limits: LoadLimits, verify_chunk_crc: bool = True)
             raise SaveFormatError(f"world file holds more than {limits.max_records} records")
         record = _read_payload(src, pos, tag, length, crc, limits, verify_chunk_crc, version)
         if tag == TAG_LINK:
-            link_total += length - record.data_start  # the arrays are not kept
+            link_total += record.data_start  # the entry table (the arrays are not kept)
             if link_total > limits.max_link_table_bytes:
                 raise SaveFormatError(f"world file holds more than "
                                       f"{limits.max_link_table_bytes} bytes of link tables")

@@ -111,7 +111,10 @@ class WorldFile:
 
     def __del__(self) -> None:
         if getattr(self, "fd", -1) >= 0:
-            self.close()
+            try:
+                self.close()
+            except Exception:  # interpreter shutdown: os may be gone already
+                pass
 
 
 def open_world(path: str | os.PathLike[str], limits: LoadLimits = LoadLimits()) -> WorldFile:
