@@ -37,6 +37,7 @@ LOD_WIDTH = 3
 BYTES_PER_SPLAT = 4 * (MAIN_WIDTH + LOD_WIDTH)
 PAGE_BYTES = PAGE_SPLATS * BYTES_PER_SPLAT
 NO_LINK = np.float32(1e30)
+STALE_FRAMES = 8  # a resident chunk no frame wanted this long is evicted before the arena grows
 
 
 def splat_attributes(layout: ChunkLayout) -> np.ndarray:
@@ -99,11 +100,13 @@ class PagedArena:
         return len(self._free) + self.max_pages - self.capacity
 
     def allocate(self, count: int) -> np.ndarray | None:
-        """`count` free pages (growing the buffers if needed), or None if over the budget."""
+        """`count` free pages (growing the buffers if needed), or None if over the budget.
+        The buffers grow by a quarter (or what is missing): on a software GL they are host
+        memory, and doubling would hold up to twice the chunks drawn."""
         if count > self.pages_free_or_growable:
             return None
         if count > len(self._free):
-            self._grow(min(self.max_pages, max(2 * self.capacity,
+            self._grow(min(self.max_pages, max(self.capacity + self.capacity // 4,
                                                self.capacity + count - len(self._free))))
         return np.array([heapq.heappop(self._free) for _ in range(count)], np.int64)
 
@@ -277,12 +280,18 @@ class Residency:
     # ---- internals ------------------------------------------------------------------------
     def _allocate(self, entry: ResidentChunk, frame: int, attributes: np.ndarray | None) -> bool:
         need = entry.page_count
-        if need > self.arena.pages_free_or_growable:
+        # Chunks no frame wanted for STALE_FRAMES give their pages back before the arena
+        # grows (the arena never shrinks: it stays near the pages recent frames drew, not the
+        # budget); then, at the budget, any chunk not wanted this frame, least recent first.
+        for stale, room in ((frame - STALE_FRAMES, lambda: len(self.arena._free)),
+                            (frame, lambda: self.arena.pages_free_or_growable)):
+            if need <= room():
+                continue
             victims = sorted((e for e in self.chunks.values()
-                              if e.last_used < frame and e.pages is not None),
+                              if e.last_used < stale and e.pages is not None),
                              key=lambda e: e.last_used)
             for victim in victims:
-                if need <= self.arena.pages_free_or_growable:
+                if need <= room():
                     break
                 self.evict(victim.chunk_id)
         pages = self.arena.allocate(need)
