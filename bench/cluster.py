@@ -139,7 +139,7 @@ def zoom_request(rid: int, world):
                        seed=7, settings=dict(SMALL), scene=scene, level=1, context=("a cup",))
 
 
-# ---- the figures ----------------------------------------------------------------------------------
+# ---- the figures -----------------------------------------------------------------------
 def overhead(address: str) -> dict:
     from generation.service import GenerationService
 

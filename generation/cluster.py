@@ -39,7 +39,7 @@ from generation.cluster_wire import (DEFAULT_POOL, PoolSpec, Request, Result, Re
                                      Versions, WorkerInfo, clean_line, local_versions)
 from generation.new_request import NewRequest, NewResult
 from generation.service import DEFAULT_RUNNER, DEFAULT_TIMEOUT_S
-from generation.service_config import LOCAL_ADDRESS, ServiceConfig, check_address
+from generation.service_config import ServiceConfig, check_address
 
 DEFAULT_NEW_RUNNER = "generation.new_request:grow"
 SHARED_MACHINE_NICENESS = 10  # workers of a pool on the app's own machine yield to the frame
@@ -96,7 +96,6 @@ class RayGenerationService:
         self._out: list[ProgressEvent | Result] = []
         self.placements: dict[int, WorkerInfo] = {}  # where each request ran (tests, HUD)
         self.start_order: dict[int, int] = {}  # when, in the pool's order over all clients
-        self.connects = 0  # bridges started (tests read it)
         self._closed = False
 
     @classmethod
@@ -129,7 +128,8 @@ class RayGenerationService:
             if not self._proc.is_alive():
                 self._drain()  # a Down or a result may have arrived just before the exit
                 if self._proc is not None:
-                    self._lost(f"the Ray bridge process exited (exit code {self._proc.exitcode})")
+                    self._lost(f"lost the Ray cluster at {self.address} (its driver process "
+                               f"exited with code {self._proc.exitcode})")
             elif self._active and self._hello is None and \
                     now - self._started_at > self.connect_timeout_s:
                 self._lost(f"could not connect to the Ray cluster at {self.address} within "
@@ -187,7 +187,6 @@ class RayGenerationService:
         self._proc = self._ctx.Process(target=bridge_main, name="wonderzoom-ray-bridge",
                                        daemon=True, args=(args, self._inbox, self._outbox))
         self._proc.start()
-        self.connects += 1
         self._started_at = self.clock()
         self._hello = None
 

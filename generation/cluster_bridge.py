@@ -38,10 +38,10 @@ from generation.cluster_wire import (NAMESPACE, Finished, PoolSpec, Request, Sta
 from generation.service_config import CLIENT_SCHEME, LOCAL_ADDRESS
 
 POLL_WAIT_S = 0.5  # the dispatcher answers a poll at once with events, else after this
-LOOP_S = 0.02  # how often the app's commands are read
+LOOP_S = 0.05  # how often the app's commands are read (a submit waits at most this long)
 BEAT_EVERY_S = 0.5
 REACH_TIMEOUT_S = 5.0
-BRIDGE_NICENESS = 5
+BRIDGE_NICENESS = 10  # background work, like the local worker: the frame loop comes first
 MAX_LOG_BYTES = 8 << 20
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps 127.0.0.1 (binds loopback)
 AUTH_MODE_ENV, AUTH_TOKEN_ENV, AUTH_TOKEN_PATH_ENV = \
