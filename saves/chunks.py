@@ -124,72 +124,89 @@ def encode_chunk(chunk_id: int, chunk: SplatChunk, codec: str = "raw",
 
 # ---- decoding --------------------------------------------------------------------------
 def _int(value: Any, what: str, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+    if type(value) is not int or not lo <= value <= hi:  # (a JSON true/false is a bool)
         raise SaveFormatError(f"{what} must be an integer in [{lo}, {hi}]")
     return value
 
 
 def parse_chunk_header(body: Any, payload_len: int, data_start: int,
                        limits: LoadLimits) -> ChunkDesc:
-    """Validate a CHNK sub-header against its record and the limits (allocates nothing big)."""
-    if not isinstance(body, Mapping) or set(body) != HEADER_KEYS:
+    """Validate a CHNK sub-header against its record and the limits (allocates nothing big).
+    Every field of the schema is checked here (types, ranges, finite numbers, allow-listed
+    strings compared, never kept), so the sub-header's JSON needs no generic walk; messages
+    are only formatted on failure: indexing a world of thousands of chunks stays fast."""
+    if type(body) is not dict or body.keys() != HEADER_KEYS:
         raise SaveFormatError(f"chunk sub-header must have exactly the fields "
                               f"{', '.join(sorted(HEADER_KEYS))}")
     cid = _int(body["id"], "chunk id", 0, MAX_ID)
-    what = f"chunk {cid}"
-    level = _int(body["level"], f"{what} level", 0, 1023)
-    n = _int(body["n"], f"{what} splat count", 0, limits.max_splats_per_chunk)
-    degree = _int(body["sh_degree"], f"{what} sh_degree", 0, len(SH_REST_COUNTS) - 1)
+    level, n, degree = body["level"], body["n"], body["sh_degree"]
+    if type(level) is not int or not 0 <= level <= 1023:
+        _int(level, f"chunk {cid} level", 0, 1023)
+    if type(n) is not int or not 0 <= n <= limits.max_splats_per_chunk:
+        _int(n, f"chunk {cid} splat count", 0, limits.max_splats_per_chunk)
+    if type(degree) is not int or not 0 <= degree < len(SH_REST_COUNTS):
+        _int(degree, f"chunk {cid} sh_degree", 0, len(SH_REST_COUNTS) - 1)
     origin = body["origin"]
-    if (not isinstance(origin, list) or len(origin) != 3
-            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in origin)):
-        raise SaveFormatError(f"{what} origin must be 3 numbers")
+    if type(origin) is not list or len(origin) != 3 \
+            or not all(type(x) is int or type(x) is float for x in origin):
+        raise SaveFormatError(f"chunk {cid} origin must be 3 numbers")
+    try:
+        finite = all(math.isfinite(float(x)) for x in origin)
+    except OverflowError:  # an integer literal past float range
+        finite = False
+    if not finite:
+        raise SaveFormatError(f"chunk {cid} origin is not finite")
     arrays = body["arrays"]
-    if not isinstance(arrays, list) or len(arrays) != len(ARRAY_NAMES):
-        raise SaveFormatError(f"{what} must list exactly {len(ARRAY_NAMES)} arrays")
+    if type(arrays) is not list or len(arrays) != len(ARRAY_NAMES):
+        raise SaveFormatError(f"chunk {cid} must list exactly {len(ARRAY_NAMES)} arrays")
     descs = {}
     for entry in arrays:
-        desc = _parse_array(entry, n, degree, payload_len, data_start, limits, what)
+        desc = _parse_array(entry, n, degree, payload_len, data_start, limits, cid)
         if desc.name in descs:
-            raise SaveFormatError(f"{what} lists array {desc.name} twice")
+            raise SaveFormatError(f"chunk {cid} lists array {desc.name} twice")
         descs[desc.name] = desc
     ordered = sorted(descs.values(), key=lambda a: a.offset)
     for a, b in zip(ordered, ordered[1:]):
         if a.offset + a.nbytes > b.offset:
-            raise SaveFormatError(f"{what} arrays {a.name} and {b.name} overlap")
+            raise SaveFormatError(f"chunk {cid} arrays {a.name} and {b.name} overlap")
     return ChunkDesc(cid, level, tuple(float(x) for x in origin), n, degree,
                      tuple(descs[name] for name in ARRAY_NAMES))
 
 
 def _parse_array(entry: Any, n: int, degree: int, payload_len: int, data_start: int,
-                 limits: LoadLimits, what: str) -> ArrayDesc:
-    if not isinstance(entry, Mapping) or set(entry) != ARRAY_KEYS:
-        raise SaveFormatError(f"{what}: array entries must have exactly the fields "
+                 limits: LoadLimits, cid: int) -> ArrayDesc:
+    if type(entry) is not dict or entry.keys() != ARRAY_KEYS:
+        raise SaveFormatError(f"chunk {cid}: array entries must have exactly the fields "
                               f"{', '.join(sorted(ARRAY_KEYS))}")
     name = entry["name"]
     if name not in ARRAY_NAMES:
-        raise SaveFormatError(f"{what}: unknown array {ascii(name)[:60]}")
-    where = f"{what} array {name}"
+        raise SaveFormatError(f"chunk {cid}: unknown array {ascii(name)[:60]}")
     if entry["dtype"] != DTYPE:
-        raise SaveFormatError(f"{where}: dtype must be {DTYPE}")
+        raise SaveFormatError(f"chunk {cid} array {name}: dtype must be {DTYPE}")
     codec = entry["codec"]
     if codec not in CODECS:
-        raise SaveFormatError(f"{where}: unknown codec {ascii(codec)[:60]}")
+        raise SaveFormatError(f"chunk {cid} array {name}: unknown codec {ascii(codec)[:60]}")
     shape = expected_shape(name, n, degree)
     if entry["shape"] != list(shape):
-        raise SaveFormatError(f"{where}: shape {ascii(entry['shape'])[:60]} does not match "
-                              f"n={n}, sh_degree={degree}")
-    raw_nbytes = _int(entry["raw_nbytes"], f"{where} raw_nbytes", 0, 1 << 62)
+        raise SaveFormatError(f"chunk {cid} array {name}: shape {ascii(entry['shape'])[:60]} "
+                              f"does not match n={n}, sh_degree={degree}")
+    raw_nbytes, offset, nbytes = entry["raw_nbytes"], entry["offset"], entry["nbytes"]
+    if type(raw_nbytes) is not int or not 0 <= raw_nbytes <= 1 << 62:
+        _int(raw_nbytes, f"chunk {cid} array {name} raw_nbytes", 0, 1 << 62)
     if raw_nbytes != math.prod(shape) * ITEMSIZE:
-        raise SaveFormatError(f"{where}: raw_nbytes {raw_nbytes} does not match its shape")
-    offset = _int(entry["offset"], f"{where} offset", data_start, payload_len)
-    nbytes = _int(entry["nbytes"], f"{where} nbytes", 0, payload_len - offset)
+        raise SaveFormatError(f"chunk {cid} array {name}: raw_nbytes {raw_nbytes} does not "
+                              "match its shape")
+    if type(offset) is not int or not data_start <= offset <= payload_len:
+        _int(offset, f"chunk {cid} array {name} offset", data_start, payload_len)
+    if type(nbytes) is not int or not 0 <= nbytes <= payload_len - offset:
+        _int(nbytes, f"chunk {cid} array {name} nbytes", 0, payload_len - offset)
     if offset % ALIGN:
-        raise SaveFormatError(f"{where}: offset {offset} is not 8-aligned")
+        raise SaveFormatError(f"chunk {cid} array {name}: offset {offset} is not 8-aligned")
     if codec == "raw" and nbytes != raw_nbytes:
-        raise SaveFormatError(f"{where}: stored size {nbytes} differs from its raw size")
+        raise SaveFormatError(f"chunk {cid} array {name}: stored size {nbytes} differs from "
+                              "its raw size")
     if codec != "raw" and raw_nbytes > max(nbytes, 1) * limits.max_decompression_ratio:
-        raise SaveFormatError(f"{where}: claims a compression ratio above "
+        raise SaveFormatError(f"chunk {cid} array {name}: claims a compression ratio above "
                               f"{limits.max_decompression_ratio:g}")
     return ArrayDesc(name, shape, codec, offset, nbytes, raw_nbytes)
 

@@ -398,5 +398,6 @@ def _read_payload(src: Source, pos: int, tag: str, length: int, stored_crc: int,
     (sub_len,) = CHUNK_SUBHEADER_LEN.unpack(bytes(src.read(payload, n_len)))
     if sub_len > min(limits.max_chunk_header_bytes, length - n_len):
         raise SaveFormatError(f"{where} declares a {sub_len}-byte sub-header")
-    body = parse_json(src.read(payload + n_len, sub_len), limits, where)
+    # (no generic walk: `saves.chunks.parse_chunk_header` checks every field of its schema)
+    body = parse_json(src.read(payload + n_len, sub_len), limits, where, walk=False)
     return RawRecord(tag, pos, length, body, data_start=n_len + sub_len)
