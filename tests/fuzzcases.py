@@ -22,12 +22,16 @@ from typing import Any, Callable
 
 import numpy as np
 
+from engine.catalog import plan_path
 from engine.history import History, Step
 from engine.splats import SplatChunk
+from engine.synthetic import levels_history, nested_plane_world
 from saves import (LoadLimits, SaveFormatError, WorldWriter, load_world, read_world_info,
                    save_world)
 from saves.chunks import ARRAY_NAMES, encode_chunk, expected_shape
+from saves.links import ENTRY, LINK_HEADER
 from saves.records import FILE_HEADER, FORMAT_VERSION, RECORD_HEADER, encode_file_header, pad_to
+from saves.world_file import open_world
 from tests.factories import random_camera, random_chunk
 
 Record = tuple[str, bytes]  # (tag, payload)
@@ -550,6 +554,115 @@ def crafted_cases() -> tuple[tuple[str, bytes, str], ...]:
     return tuple(cases)
 
 
+# ---- LINK records (format version 2) ------------------------------------------------------
+@lru_cache(maxsize=1)
+def linked_world() -> bytes:
+    """A small version-2 world whose zoom steps store real links (arrays of both kinds)."""
+    history, chunks = levels_history(nested_plane_world(levels=3, factor=4.0, size=24),
+                                     max_chunk_splats=200)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "linked.wzs"
+        save_world(path, history, chunks, {"app": "fuzz"})
+        return path.read_bytes()
+
+
+def _links(records: list[Record]) -> list[int]:
+    return [k for k, (tag, _) in enumerate(records) if tag == "LINK"]
+
+
+def _table(payload: bytes) -> tuple[int, np.ndarray, bytes]:
+    step, count, _ = LINK_HEADER.unpack_from(payload)
+    start = LINK_HEADER.size
+    return step, np.frombuffer(payload[start:start + count * ENTRY.itemsize], ENTRY).copy(), \
+        payload[start + count * ENTRY.itemsize:]
+
+
+def _link_payload(step: int, entries: np.ndarray, arrays: bytes, count: int | None = None) -> bytes:
+    """A LINK payload with a correct table checksum (whatever the table says)."""
+    table = entries.tobytes()
+    return (LINK_HEADER.pack(step, len(entries) if count is None else count, zlib.crc32(table))
+            + table + arrays)
+
+
+def _with_link(mutate: Callable[[int, np.ndarray, bytes], bytes], which: int = -1) -> bytes:
+    records = split_records(linked_world())
+    k = _links(records)[which]
+    step, entries, arrays = _table(records[k][1])
+    records[k] = ("LINK", mutate(step, entries, arrays))
+    return join_records(records, encode_file_header())
+
+
+def _entry_set(field: str, value: Any, row: int = 0) -> Callable[[int, np.ndarray, bytes], bytes]:
+    def mutate(step: int, entries: np.ndarray, arrays: bytes) -> bytes:
+        entries[row][field] = value
+        return _link_payload(step, entries, arrays)
+    return mutate
+
+
+def _poison_array(value: float, kind: int) -> Callable[[int, np.ndarray, bytes], bytes]:
+    """Write `value` into the first array of an entry of `kind` (2: s_parent, 3: s_child),
+    with every checksum made right."""
+    def mutate(step: int, entries: np.ndarray, arrays: bytes) -> bytes:
+        row = int(np.flatnonzero(entries["kind"] == kind)[0])
+        sizes = [4 * int(e["n"]) if e["kind"] != 1 else 0 for e in entries]
+        at = sum(size + (-size) % 8 for size in sizes[:row])
+        data = bytearray(arrays)
+        data[at:at + 4] = np.array([value], "<f4").tobytes()
+        entries[row]["crc"] = zlib.crc32(bytes(data[at:at + sizes[row]]))
+        return _link_payload(step, entries, bytes(data))
+    return mutate
+
+
+@lru_cache(maxsize=1)
+def linked_cases() -> tuple[tuple[str, bytes, str], ...]:
+    base = linked_world()
+    records = split_records(base)
+    links = _links(records)
+    v2 = encode_file_header()
+
+    def moved(k_from: int, k_to: int) -> bytes:
+        out = list(records)
+        out.insert(k_to, out.pop(k_from))
+        return join_records(out, v2)
+
+    step_after = next(k for k in range(links[-1], len(records)) if records[k][0] == "STEP")
+    cases = [
+        ("linked world", base, "loaded"),
+        ("no LINK before a step", join_records(
+            [r for k, r in enumerate(records) if k != links[-1]], v2), "refused"),
+        ("LINK after its STEP", moved(links[-1], step_after), "refused"),
+        ("LINK twice", join_records(records[:links[-1] + 1] + [records[links[-1]]]
+                                    + records[links[-1] + 1:], v2), "refused"),
+        ("LINK in a version-1 file", join_records(records, encode_file_header(1)), "refused"),
+        ("bad table checksum", _with_link(
+            lambda step, e, a: LINK_HEADER.pack(step, len(e), 0) + e.tobytes() + a), "refused"),
+        ("huge entry count", _with_link(
+            lambda step, e, a: _link_payload(step, e, a, count=1 << 31)), "refused"),
+        ("entry count past the record", _with_link(
+            lambda step, e, a: _link_payload(step, e, a, count=len(e) + 1)), "refused"),
+        ("unknown entry kind", _with_link(_entry_set("kind", 7)), "refused"),
+        ("wrong splat count", _with_link(_entry_set("n", 3)), "refused"),
+        ("NaN band", _with_link(_entry_set("band_lo", math.nan)), "refused"),
+        ("negative band", _with_link(_entry_set("band_hi", -1.0)), "refused"),
+        ("Inf box", _with_link(_entry_set("hi", [math.inf, 0, 0])), "refused"),
+        ("box inside out", _with_link(_entry_set("lo", [1e9, 1e9, 1e9])), "refused"),
+        ("a chunk that does not exist", _with_link(_entry_set("chunk_id", 9999)), "refused"),
+        ("step id of another step", _with_link(
+            lambda step, e, a: _link_payload(step + 100, e, a)), "refused"),
+        ("arrays short of the record", _with_link(
+            lambda step, e, a: _link_payload(step, e, a + b"\0" * 8)), "refused"),
+        ("NaN s_parent (checksums right)", _with_link(_poison_array(math.nan, 2)), "refused"),
+        ("zero s_parent (checksums right)", _with_link(_poison_array(0.0, 2)), "refused"),
+        ("negative s_child (checksums right)", _with_link(_poison_array(-1.0, 3)), "refused"),
+        ("Inf s_child (checksums right)", _with_link(_poison_array(math.inf, 3)), "refused"),
+        ("array checksum wrong", _with_link(
+            lambda step, e, a: _link_payload(step, e, bytes([a[0] ^ 1]) + a[1:])), "refused"),
+        ("entries out of order", _with_link(
+            lambda step, e, a: _link_payload(step, e[::-1].copy(), a)), "refused"),
+    ]
+    return tuple(cases)
+
+
 def deep_chain(n: int, camera: bool = False) -> bytes:
     """A chain of `n` steps (each the child of the one before), one chunk at the root."""
     meta, chunk0, _ = minimal_world()
@@ -631,11 +744,34 @@ class Outcome:
     peak_bytes: int  # traced Python + numpy allocations during the load
 
 
+def streamed_reads(path: Path, limits: LoadLimits) -> bool:
+    """The streaming reader on the file: open it by its index, then read every chunk and
+    its links on the path to the head, as a streamed world would. True if every read worked;
+    a damaged chunk raises SaveFormatError (refused alone)."""
+    with open_world(path, limits) as world:
+        history = world.history
+        if history.head is None:
+            return True
+        source = world.source
+        plan = plan_path(history, source)
+        ok = True
+        for cid, child in plan.child_step.items():
+            source.meta(cid)
+            try:
+                source.read_chunk(cid)
+                source.read_links(cid, child)
+            except SaveFormatError:
+                ok = False
+        return ok
+
+
 def run_case(data: bytes, path: Path, limits: LoadLimits = LoadLimits(),
              trace: bool = True) -> Outcome:
-    """Both readers on the file — `read_world_info` (info, history, checkout) and `load_world`
-    — then the history queries every command makes (drawing the tree, levels); they must
-    agree on whether the file is refused."""
+    """The three readers on the file — `read_world_info` (info, history, checkout),
+    `load_world`, and `open_world` with every chunk of the head's path read on demand (the
+    streamed app, render, export) — then the history queries every command makes (drawing
+    the tree, levels); they must agree on whether the file is refused: the index readers
+    refuse what `read_world_info` refuses, and a file `load_world` loads streams whole."""
     path.write_bytes(data)
     if trace:
         tracemalloc.start()
@@ -649,12 +785,20 @@ def run_case(data: bytes, path: Path, limits: LoadLimits = LoadLimits(),
         except SaveFormatError:
             indexed = False
         try:
+            streamed = streamed_reads(path, limits)
+        except SaveFormatError:
+            streamed = None
+        try:
             world = load_world(path, limits)
             kind, detail = "loaded", f"{len(world.history)} steps, {len(world.chunks)} chunks"
             if not indexed:
                 kind, detail = "other", "read_world_info refused a file load_world loads"
+            elif not streamed:
+                kind, detail = "other", "the streamed reader refused a file load_world loads"
         except SaveFormatError as exc:
             kind, detail = "refused", str(exc)
+        if indexed and streamed is None and read_world_info(path, limits).format_version >= 2:
+            kind, detail = "other", "open_world refused an index read_world_info accepts"
     except BaseException as exc:  # noqa: BLE001 - the point is to catch everything
         kind, detail = "other", f"{type(exc).__name__}: {exc}"
     seconds = time.perf_counter() - t0

@@ -1,6 +1,7 @@
 """Crash safety: a writer process appending steps is killed (SIGKILL at random moments, or
-`os._exit` in the middle of a record); the file must always load to the state before or after
-some step of the intended sequence, and appending must work again afterwards."""
+`os._exit` in the middle of a record, a LINK record included); the file must always load to
+the state before or after some step of the intended sequence — its chunks and the LoD links
+each step stored — and appending must work again afterwards."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from engine.catalog import derive_links
 from engine.history import History, Step
 from saves import LoadedWorld, WorldWriter, load_world, save_world
+from saves.chunks import encode_chunk
+from saves.records import RECORD_HEADER, encode_record, record_nbytes
 from tests.factories import random_camera, random_chunk
 from tests.procs import child_env
 
@@ -118,6 +122,7 @@ def check_state(world: LoadedWorld, at_least: int, known: int = -1) -> int:
     assert k >= at_least, f"step {at_least} was reported committed but is missing (have {k})"
     assert world.history.head == (k if k >= 0 else None)
     assert sorted(world.chunks) == list(range(2 * k + 2))
+    check_links(world, k, known)
     for i in range(max(known + 1, 0), k + 1):
         step, chunks = intended_step(i)
         got = world.history.steps[i]
@@ -130,6 +135,30 @@ def check_state(world: LoadedWorld, at_least: int, known: int = -1) -> int:
                 assert getattr(world.chunks[cid], name).tobytes() == \
                     getattr(chunk, name).tobytes(), (cid, name)
     return k
+
+
+def check_links(world: LoadedWorld, k: int, known: int = -1) -> None:
+    """Every committed step stored its links, and they are the links the intended sequence
+    derives (each step linked from the older chunks its camera sees on its path)."""
+    assert world.links is not None and sorted(world.links) == list(range(k + 1))
+    if k <= known:
+        return
+    history, chunks = History(), {}
+    for i in range(k + 1):
+        step, made = intended_step(i)
+        history.add(step)
+        chunks.update(made)
+    expected = derive_links(history, chunks.__getitem__)
+    for i in range(max(known + 1, 0), k + 1):
+        got, want = world.links[i], expected[i]
+        assert got.bands == want.bands and set(got.children) == set(want.children)
+        for cid, s_parent in want.parents.items():
+            if s_parent is None:
+                assert got.parents[cid] is None
+            else:
+                np.testing.assert_array_equal(got.parents[cid], s_parent)
+        for cid, s_child in want.children.items():
+            np.testing.assert_array_equal(got.children[cid], s_child)
 
 
 @pytest.fixture
@@ -157,7 +186,8 @@ def test_sigkill_at_random_moments(world_path: Path) -> None:
         assert proc.returncode == -signal.SIGKILL
         world = load_world(world_path)
         new_k = check_state(world, max(last, k), k)
-        assert new_k <= last + 1, "a step committed that the writer never finished"
+        # (a slow append may commit nothing before the kill: k is then the bound)
+        assert new_k <= max(last, k) + 1, "a step committed that the writer never finished"
         k = new_k
     with WorldWriter.open(world_path) as writer:  # truncates a torn tail, appends again
         step, chunks = intended_step(k + 1)
@@ -189,3 +219,25 @@ def test_exit_in_the_middle_of_a_record(world_path: Path) -> None:
         step, chunks = intended_step(k + 1)
         writer.append_step(step, chunks)
     check_state(load_world(world_path), k + 1, k)
+
+
+def test_exit_inside_the_link_record(world_path: Path) -> None:
+    """The writer dies after a step's chunks, part way into its LINK record (the new link
+    data): the file loads as the state before that step; appending then works."""
+    with WorldWriter.open(world_path) as writer:  # steps 0 and 1 committed
+        for i in range(2):
+            writer.append_step(*intended_step(i))
+    step, chunks = intended_step(2)
+    chunk_bytes = sum(record_nbytes(encode_record("CHNK", encode_chunk(cid, chunk)))
+                      for cid, chunk in chunks.items())
+    for into_link in (0, RECORD_HEADER.size + 20, RECORD_HEADER.size + 300):
+        proc = spawn(world_path, chunk_bytes + into_link)
+        wait_ready(proc)
+        assert reported(proc) == -1  # nothing committed by this child
+        assert proc.returncode == CRASH_EXIT
+        world = load_world(world_path)
+        check_state(world, 1, 1)
+        assert world.history.head == 1
+    with WorldWriter.open(world_path) as writer:  # the torn step is cut away
+        writer.append_step(step, chunks)
+    check_state(load_world(world_path), 2, 1)

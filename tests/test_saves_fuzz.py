@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from saves import LoadLimits, SaveFormatError, load_world
 from saves.records import encode_file_header
-from tests.fuzzcases import base_worlds, crafted_cases, fuzz_case, run_case
+from tests.fuzzcases import base_worlds, crafted_cases, fuzz_case, linked_cases, run_case
 
 MAX_SECONDS = 10.0  # a hang guard per case (under tracemalloc, which slows allocations), not a speed target
 MAX_PEAK_BYTES = 48 << 20  # crafted files are small; nothing may inflate them much
@@ -33,6 +33,13 @@ def _check(name: str, outcome, expect: str = "either") -> None:
 def test_crafted_hostile_file(case, tmp_path: Path) -> None:
     name, data, expect = case
     _check(name, run_case(data, tmp_path / "hostile.wzs"), expect)
+
+
+@pytest.mark.parametrize("case", linked_cases(), ids=lambda c: c[0])
+def test_hostile_link_records(case, tmp_path: Path) -> None:
+    """Version-2 LINK records (a step's LoD links): tables, arrays and their places."""
+    name, data, expect = case
+    _check(name, run_case(data, tmp_path / "linked.wzs"), expect)
 
 
 @pytest.mark.parametrize("first", range(0, N_RANDOM, BATCH))
