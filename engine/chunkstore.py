@@ -36,7 +36,7 @@ from engine.lod import LodIndex, LodLinks
 from engine.splats import SplatChunk
 
 DEFAULT_RAM_BYTES = 256 << 20  # decoded chunks + their links held in RAM (see docs/streaming.md)
-PREFETCH_GRACE_FRAMES = 30  # a prefetch never evicts a chunk a frame asked for this recently
+PREFETCH_GRACE_FRAMES = 4  # a prefetch never evicts a chunk a frame asked for this recently
 TRIM_AFTER_BYTES = 64 << 20  # evicted this much since the last time: give free memory back
 PRIORITY_VISIBLE, PRIORITY_PREFETCH = 0, 1
 

@@ -37,7 +37,7 @@ LOD_WIDTH = 3
 BYTES_PER_SPLAT = 4 * (MAIN_WIDTH + LOD_WIDTH)
 PAGE_BYTES = PAGE_SPLATS * BYTES_PER_SPLAT
 NO_LINK = np.float32(1e30)
-STALE_FRAMES = 8  # a resident chunk no frame wanted this long is evicted before the arena grows
+STALE_FRAMES = 2  # a resident chunk no frame wanted this long is evicted before the arena grows
 
 
 def splat_attributes(layout: ChunkLayout) -> np.ndarray:

@@ -67,7 +67,7 @@ from engine.render.residency import (LOD_WIDTH, MAIN_WIDTH, PAGE_BYTES, PagedAre
 from engine.render.visibility import (PAGE_BITS, ChunkBands, ChunkLayout, DrawItem, DrawList,
                                       Guard, View, build_draw_list, chunk_bands, chunk_layout,
                                       chunk_table, visible_chunks)
-from engine.scene import ChunkStore, flat_scene
+from engine.scene import ChunkStore, LoadState, flat_scene
 from engine.splats import SplatChunk
 from engine.synthetic import nested_plane_world
 from engine.world import World
@@ -150,6 +150,9 @@ class FrameStats:
     # GL runs the GPU's work there; a GPU only queues it): draw_ms - launch_ms is our own work
     launch_ms: float = 0.0
     chunks_loading: int = 0  # chunks the store's I/O thread is reading (visible or prefetched)
+    # visible chunks that are not on their way: refused as damaged, or not started because
+    # the RAM pool is full of chunks the view needs more (not counted in chunks_pending)
+    chunks_unavailable: int = 0
     ram_bytes: int = 0  # decoded chunk bytes in the store's RAM pool (pinned ones not counted)
 
 
@@ -208,6 +211,7 @@ class StreamingRenderer:
         self._last_screen_camera: Camera | None = None  # the motion prefetch extrapolates
         self.last_stats: FrameStats | None = None
         self._world: World | None = None
+        self._unavailable = 0  # this frame's visible chunks neither in RAM nor on their way
         self.last_list: DrawList | None = None  # the list drawn last (tests, picking)
         self._gpu: GpuDrivenPath | None = None
         self._gpu_support: GpuSupport | None = None
@@ -380,7 +384,8 @@ class StreamingRenderer:
             splats_drawn=draw_list.count, splats_resident=self.residency.splats_ready,
             bytes_resident=self.residency.bytes_resident, bytes_uploaded=uploaded,
             prepare_ms=(t_draw - t_start) * 1e3, draw_ms=(t_end - t_draw) * 1e3,
-            sorted_this_frame=sorted_now, chunks_pending=len(visible) - len(items),
+            sorted_this_frame=sorted_now,
+            chunks_pending=len(visible) - len(items) - self._unavailable,
             splats_quads=0 if quads_packed is None else len(quads_packed), draw_calls=calls,
             sort_ms=sort_ms, upload_ms=upload_ms, **self._store_stats(world))
         self.last_stats = stats
@@ -410,7 +415,7 @@ class StreamingRenderer:
             bytes_resident=self.residency.bytes_resident, bytes_uploaded=uploaded,
             prepare_ms=(t_draw - t_start) * 1e3, draw_ms=(t_end - t_draw) * 1e3,
             sorted_this_frame=self._gpu.computed_last_frame,
-            chunks_pending=len(visible) - len(items),
+            chunks_pending=len(visible) - len(items) - self._unavailable,
             splats_quads=self._gpu.candidates if calls and self._gpu.quads_last_frame else 0,
             draw_calls=calls, upload_ms=upload_ms, path="gpu",
             launch_ms=self._gpu.launch_s * 1e3, **self._store_stats(self._world))
@@ -425,6 +430,7 @@ class StreamingRenderer:
         derived arrays), in world order (oldest level first: a coarse level uploads before
         the finer one that covers it)."""
         self._world = world
+        self._unavailable = 0
         store = world.resource(ChunkStore)
         store.begin_frame()
         store.poll()
@@ -450,7 +456,10 @@ class StreamingRenderer:
         for cid in table.chunk_id[visible].tolist():
             ids.add(cid)
             chunk = store.get(cid)
-            if chunk is None or len(chunk) == 0:
+            if chunk is None:
+                self._unavailable += store.state(cid) in (LoadState.FAILED, LoadState.UNLOADED)
+                continue
+            if len(chunk) == 0:
                 continue
             layout = self._layouts.get(cid)
             if layout is None or layout.chunk is not chunk:
@@ -506,12 +515,12 @@ class StreamingRenderer:
             out.extend(table.chunk_id[more].tolist())
         return out
 
-    @staticmethod
-    def _store_stats(world: World | None) -> dict:
+    def _store_stats(self, world: World | None) -> dict:
         store = world.try_resource(ChunkStore) if world is not None else None
         if store is None:
             return {}
-        return {"chunks_loading": store.pending(), "ram_bytes": store.used_bytes}
+        return {"chunks_loading": store.pending(), "ram_bytes": store.used_bytes,
+                "chunks_unavailable": self._unavailable}
 
     def _forget_unused(self, visible: set[int]) -> None:
         keep = visible | set(self.residency.chunks)
