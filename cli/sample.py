@@ -14,7 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 
 PHOTO = Path(__file__).with_name("assets") / "coffee.jpg"
-RECIPE = "coffee-v2"  # change when the recipe changes: the cache then grows it anew
+# change when the recipe changes: the cache then grows it anew (v3: the default working sizes
+# follow the screen and new levels are harmonized with their parents, issue 21)
+RECIPE = "coffee-v3"
 NEW_PROMPT = "an espresso cup on a wooden table"
 FIRST_ZOOM_AT = (0.48, 0.36)  # fraction of the root view: the crema in the cup
 ZOOMS = ("a red flower", "a ladybug", "a dew drop")
@@ -58,7 +60,7 @@ def grow_sample(path: Path, quiet: bool = False) -> None:
 
     path.parent.mkdir(parents=True, exist_ok=True)
     if not quiet:
-        print(f"Growing the sample world once (a photo and {len(ZOOMS)} zooms, about a minute "
+        print(f"Growing the sample world once (a photo and {len(ZOOMS)} zooms, a few minutes "
               f"on 2 cores); it is kept in {path}")
     work = path.with_name(f".{path.name}.{os.getpid()}.growing.wzs")
     try:
