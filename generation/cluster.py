@@ -26,6 +26,7 @@ import dataclasses
 import importlib.util
 import math
 import multiprocessing as mp
+import os
 import queue
 import time
 from typing import Any, Callable, Mapping
@@ -84,7 +85,9 @@ class RayGenerationService:
             runner=runner, new_runner=new_runner, codec=codec,
             versions=versions or local_versions(),
             warm=(runner == DEFAULT_RUNNER) if warm is None else bool(warm),
-            niceness=SHARED_MACHINE_NICENESS if is_loopback(self.address) else 0)
+            niceness=SHARED_MACHINE_NICENESS if is_loopback(self.address) else 0,
+            app_session=os.getsid(0) if is_loopback(self.address) and hasattr(os, "getsid")
+            else 0)
         self._ctx = mp.get_context("spawn")
         self._proc: Any = None
         self._inbox: Any = None

@@ -74,12 +74,21 @@ def warm_backends(config: Any) -> None:
         registry(stage).get(backend, **options)
 
 
-def _renice(niceness: int) -> None:
+def _renice(niceness: int, app_session: int = 0) -> None:
     """Every thread of this process at `niceness` (> 0 when the pool shares the machine with
     the app: the frame loop then wins contended time slices). Linux keeps a nice value per
-    thread, and a Ray actor runs its methods on several threads."""
+    thread, and a Ray actor runs its methods on several threads. With autogroup scheduling a
+    nice value only weighs inside its session: when Ray runs in another session than the app
+    (`ray start` in another terminal), a zoom took a whole core from the app, so that
+    session's scheduling group is niced too (never the app's own: `--cluster local`)."""
     if niceness <= 0:
         return
+    if app_session and hasattr(os, "getsid") and os.getsid(0) != app_session:
+        try:
+            with open("/proc/self/autogroup", "w") as f:
+                f.write(str(niceness))
+        except OSError:  # no autogroup scheduling here
+            pass
     try:
         tids = [int(t) for t in os.listdir("/proc/self/task")]
     except OSError:  # not Linux: the calling thread only
@@ -122,7 +131,7 @@ class GenerationWorker:
         threads = spec.threads
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
             os.environ[var] = str(threads)
-        _renice(spec.niceness)
+        _renice(spec.niceness, spec.app_session)
         import generation.pipeline  # noqa: F401  (torch & co: imported once, here)
 
         self._runners = {ZoomRequest: _load_runner(spec.runner),
@@ -135,7 +144,7 @@ class GenerationWorker:
                                                        "num_threads": threads})
         if spec.warm:
             warm_backends(self._config)
-        _renice(spec.niceness)  # the threads the backends started too
+        _renice(spec.niceness, spec.app_session)  # the threads the backends started too
         self._dispatcher = ray.get_actor(pool_actor_name(self.pool), namespace=NAMESPACE)
         self._info = WorkerInfo(self.name, os.getpid(), ray.get_runtime_context().get_node_id(),
                                 socket.gethostname(), time.monotonic() - start,
@@ -169,7 +178,7 @@ class GenerationWorker:
             with self._lock:
                 return key in self._cancelled
 
-        _renice(self.spec.niceness)  # Ray runs methods on a pool of threads
+        _renice(self.spec.niceness, self.spec.app_session)  # methods run on a thread pool
         try:
             runner = self._runners.get(type(request))
             if runner is None:

@@ -124,7 +124,8 @@ class PoolSpec:
     codec: ResultCodec
     versions: Versions  # the creating client's: a worker that differs refuses to start
     warm: bool = True  # build the stage backends of the worker's model config at start
-    niceness: int = 0  # >0 when the pool shares a machine with the app (`--cluster local`)
+    niceness: int = 0  # >0 when the pool shares a machine with the app (a loopback address)
+    app_session: int = 0  # then the app's session id (its scheduling group is left alone)
 
     @property
     def threads(self) -> int:
