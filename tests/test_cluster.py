@@ -97,10 +97,13 @@ def cluster():
     os.environ.update(LOOPBACK)
     os.environ.update(NO_AUTH)
     os.environ["PYTHONPATH"] = child_env()["PYTHONPATH"]  # the workers import tests.*
-    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    # the address given outright: Ray read RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when it was
+    # imported, before this fixture ran
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False,
+                                                      "node_ip_address": "127.0.0.1"})
     try:
         for _ in range(2):
-            c.add_node(num_cpus=2)
+            c.add_node(num_cpus=2, node_ip_address="127.0.0.1")
         yield c
     finally:
         c.shutdown()
@@ -184,6 +187,18 @@ def test_progress_in_order_and_results_from_warm_workers(fakes, tmp_path):
     pids = {fakes.placements[rid].pid for rid in (1, 2, 3)}
     assert len(pids) == 2  # two warm workers; the third request reused one of them
     assert {res[rid].backend["pid"] for rid in (1, 2, 3)} == pids
+    ray_pids = {p for p in session_pids(os.getsid(0)) if is_ray_process(p)}
+    assert pids <= ray_pids  # the cluster runs in this session: check all of its sockets
+    ports = listening_ports(ray_pids)
+    assert ports and all(p.startswith(("127.0.0.1:", "[::ffff:127.0.0.1]:")) for p in ports)
+
+
+def is_ray_process(pid: int) -> bool:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+    return b"ray::" in cmd or b"/ray/" in cmd or b"wonderzoom-ray" in cmd
 
 
 def test_cancel_a_queued_and_a_running_request(fakes, tmp_path):
@@ -451,7 +466,7 @@ def test_a_node_removed_mid_request_is_a_failed_result_then_the_next_works(clust
         r = results(wait_for(fakes, has_results(112)))[112]
         assert r.ok and fakes.placements[112].node_id != node.node_id
     finally:
-        cluster.add_node(num_cpus=2)
+        cluster.add_node(num_cpus=2, node_ip_address="127.0.0.1")
 
 
 # ---- the command line against `ray start --head` ---------------------------------------------
@@ -469,8 +484,7 @@ def listening_ports(pids: set[int]) -> list[str]:
 
 
 def session_pids(sid: int) -> set[int]:
-    """The processes of a session: a `ray start` run with `start_new_session` and every
-    process Ray started for it (its workers get process groups of their own)."""
+    """The processes of a session (the test cluster runs in the test's own)."""
     pids = set()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
@@ -482,20 +496,39 @@ def session_pids(sid: int) -> set[int]:
     return pids
 
 
-def kill_session(sid: int) -> None:
+def tree_pids(root: int) -> set[int]:
+    """`root` and every process below it: a `ray start --block` and all Ray started for it
+    (its workers get process groups of their own)."""
+    parent: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                parent[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    found, grew = {root}, True
+    while grew:
+        new = {p for p, pp in parent.items() if pp in found} - found
+        found |= new
+        grew = bool(new)
+    return found
+
+
+def kill_tree(root: int) -> None:
     """What `ray stop --force` does, to this Ray instance only (a plain `ray stop` would also
     stop every other Ray on the machine)."""
-    for pid in session_pids(sid):
+    for pid in tree_pids(root):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
 
 
-def running_a_request(sid: int) -> bool:
+def running_a_request(root: int) -> bool:
     """A worker of that Ray instance is inside `GenerationWorker.run` (Ray names the process
     after the method it runs)."""
-    for pid in session_pids(sid):
+    for pid in tree_pids(root):
         try:
             if b"GenerationWorker.run" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 return True
@@ -517,7 +550,7 @@ def test_cli_new_and_zoom_on_a_ray_head_then_the_head_stops(tmp_path):
          "--ray-client-server-port", str(client_port),
          "--num-cpus", "1", "--include-dashboard=false", "--disable-usage-stats",
          "--object-store-memory", str(200 << 20), "--block"],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # in the test's session
     try:
         end = time.monotonic() + 120
         while True:  # up when its GCS port answers
@@ -549,7 +582,7 @@ def test_cli_new_and_zoom_on_a_ray_head_then_the_head_stops(tmp_path):
         assert len(steps) == 2 and steps[1].prompt == "a ladybug" and steps[1].parent == 0
         assert steps[1].backend["name"] == "builtin"
         # everything this Ray started listens on the loopback interface only
-        ports = listening_ports(session_pids(head.pid))
+        ports = listening_ports(tree_pids(head.pid))
         assert ports and all(p.startswith(("127.0.0.1:", "[::ffff:127.0.0.1]:")) for p in ports)
 
         before = world.read_bytes()
@@ -563,7 +596,7 @@ def test_cli_new_and_zoom_on_a_ray_head_then_the_head_stops(tmp_path):
             assert proc.poll() is None and time.monotonic() < end, proc.communicate()
             time.sleep(0.1)
         time.sleep(1.0)  # well inside the optimiser
-        kill_session(head.pid)  # the whole Ray instance goes away mid-request
+        kill_tree(head.pid)  # the whole Ray instance goes away mid-request
         t = time.monotonic()
         _, err = proc.communicate(timeout=120)
         lines = err.strip().splitlines()
@@ -572,5 +605,5 @@ def test_cli_new_and_zoom_on_a_ray_head_then_the_head_stops(tmp_path):
         assert time.monotonic() - t < 60
         assert world.read_bytes() == before
     finally:
-        kill_session(head.pid)
+        kill_tree(head.pid)
         head.wait(30)
