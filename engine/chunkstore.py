@@ -37,7 +37,8 @@ from engine.splats import SplatChunk
 
 DEFAULT_RAM_BYTES = 256 << 20  # decoded chunks + their links held in RAM (see docs/streaming.md)
 PREFETCH_GRACE_FRAMES = 4  # a prefetch never evicts a chunk a frame asked for this recently
-TRIM_AFTER_BYTES = 64 << 20  # evicted this much since the last time: give free memory back
+TRIM_AFTER_BYTES = 32 << 20  # evicted this much since the last time: give free memory back
+TRIM_EVERY_FRAMES = 30  # ... and this often while streaming (frames free big temporaries too)
 PRIORITY_VISIBLE, PRIORITY_PREFETCH = 0, 1
 
 Loader = Callable[[int], tuple[SplatChunk, LodLinks | None]]  # blocking, thread-safe
@@ -94,6 +95,7 @@ class ChunkStore:
         self._done: list[tuple[int, bool, object]] = []
         self._seq = 0
         self._started: set[int] = set()  # being read now
+        self._trim = False  # the I/O thread gives free heap memory back when it is next idle
         self._wanted_tick: dict[int, int] = {}
         self._thread: threading.Thread | None = None
         self._stop = False
@@ -149,9 +151,12 @@ class ChunkStore:
         """A new frame: loads queued for chunks no frame asked for since the last one are
         dropped (the camera moved on) before they start."""
         self.tick += 1
-        if self._evicted_bytes >= TRIM_AFTER_BYTES:
+        if self._thread is not None and (self._evicted_bytes >= TRIM_AFTER_BYTES
+                                         or self.tick % TRIM_EVERY_FRAMES == 0):
             self._evicted_bytes = 0
-            return_free_memory()
+            with self._cond:  # done on the I/O thread: the frame does not pay for it
+                self._trim = True
+                self._cond.notify()
         stale = [cid for cid in self._queued if self._wanted_tick.get(cid, -1) < self.tick - 1]
         if stale:
             with self._cond:
@@ -282,10 +287,16 @@ class ChunkStore:
         started = self._started
         while True:
             with self._cond:
-                while not self._stop and not self._heap:
+                while not self._stop and not self._heap and not self._trim:
                     self._cond.wait()
                 if self._stop:
                     return
+                trim, self._trim = self._trim, False
+            if trim:
+                return_free_memory()  # (ctypes lets go of the GIL meanwhile)
+            with self._cond:
+                if not self._heap:
+                    continue
                 priority, order, _, cid = heapq.heappop(self._heap)
                 if self._queued.get(cid) != (priority, order):
                     continue  # superseded by a better key, or dropped
@@ -348,9 +359,9 @@ _MALLOC_TRIM = _libc_trim()  # a constant function pointer, looked up once (not 
 
 
 def return_free_memory() -> None:
-    """Give the heap's free pages back to the OS (glibc: `malloc_trim(0)`, ~20 ms on a GB
-    heap; a no-op elsewhere). Evicted chunks are freed into the C heap, where they would
-    otherwise keep the process's resident size at the pool's high-water mark plus
-    fragmentation, long after the pool let them go."""
+    """Give the heap's free pages back to the OS (glibc: `malloc_trim(0)`, 10-20 ms on a GB
+    heap; a no-op elsewhere). Evicted chunks and each frame's big temporaries are freed into
+    the C heap, where they would otherwise keep the process's resident size at its
+    high-water mark plus fragmentation (190 MB of it after flying the 64M world)."""
     if _MALLOC_TRIM is not None:
         _MALLOC_TRIM(0)

@@ -183,10 +183,16 @@ class Wanted:
 
 
 class Residency:
-    """Which chunks are on the GPU; uploads on demand under a per-frame byte cap."""
+    """Which chunks are on the GPU; uploads on demand under a per-frame byte cap.
 
-    def __init__(self, arena: PagedArena) -> None:
+    `host_memory`: the arena lives in host RAM (a software GL): chunks no frame wanted for
+    STALE_FRAMES are evicted every frame, so the arena (which never shrinks) grows only to
+    what recent frames drew, not to the LRU's reach. On a GPU they stay until their pages are
+    needed (a view that comes back needs no upload)."""
+
+    def __init__(self, arena: PagedArena, host_memory: bool = False) -> None:
         self.arena = arena
+        self.host_memory = host_memory
         self.chunks: dict[int, ResidentChunk] = {}
         self.evictions = 0
 
@@ -230,6 +236,10 @@ class Residency:
             entry.last_used = frame
         for chunk_id in [c for c, e in self.chunks.items() if e.pages is None and e.last_used < frame]:
             del self.chunks[chunk_id]  # wanted once, never allocated, not wanted now
+        if self.host_memory:
+            for chunk_id in [c for c, e in self.chunks.items()
+                             if e.last_used < frame - STALE_FRAMES]:
+                self.evict(chunk_id)
         budget = [None if cap_bytes is None else int(cap_bytes)]
         uploaded = 0
 

@@ -5,10 +5,10 @@ Owns the frame's renderer stages, in this order (`StreamingRenderer._frame`):
    refused as damaged is left out and reported in `ChunkStore.failures`);
 1. visible chunk set: chunks whose AABB is in the frustum and whose LoD band overlaps the
    s_render range they can take in view (`engine.render.visibility`, all chunks at once);
-   the store is asked for them (and, on the screen, prefetches the finer and coarser
-   levels around where the camera heads: the view zoomed 2x in, extrapolated along the
-   camera's motion, and 2x out); a chunk not in RAM yet is simply not drawn — its parent
-   level is, as the modulation falls back to what is resident;
+   the store is asked for them (and, on the screen, prefetches the levels around where the
+   camera heads: the view ahead along its motion, and the view zoomed 2x in — finer levels —
+   when it zooms in, 2x out — coarser levels — when it zooms out, both when it is still); a
+   chunk not in RAM yet is simply not drawn — its parent level is;
 2. residency: visible chunks become GPU-resident on demand, uploads capped per frame, least
    recently used chunks evicted under the byte budget (`engine.render.residency`); a chunk
    still uploading is simply not drawn yet;
@@ -191,7 +191,8 @@ class StreamingRenderer:
         self._quads = SplatRenderer(ctx)
         self._quads.lod_mode = LOD_MODES[self.lod_mode]
         self.arena = PagedArena(ctx, max_pages=max(budget.gpu_bytes // PAGE_BYTES, 0))
-        self.residency = Residency(self.arena)
+        # on a software GL the arena is host RAM: it then only holds what recent frames drew
+        self.residency = Residency(self.arena, host_memory=self.flush_splats > 0)
         self._index = ctx.buffer(reserve=4 << 16, dynamic=True)
         self._index_capacity = 1 << 16
         self._vaos: dict[int, moderngl.VertexArray] = {}  # program glo -> VAO
@@ -487,10 +488,14 @@ class StreamingRenderer:
         return layout
 
     def _prefetch_ids(self, table, camera: Camera, visible: np.ndarray) -> list[int]:
-        """Chunks not visible now that the view zoomed in, ahead along the camera's motion,
-        or zoomed out would show: finer levels first (where a zoom heads), coarser last."""
-        views = [camera.with_fov_scale(PREFETCH_ZOOM)]
+        """Chunks not visible now that the camera will likely show next, where it heads:
+        zooming in (moving forward or narrowing), the view ahead along its motion and the
+        view zoomed 2x in (finer levels); zooming out, the view ahead and the view zoomed 2x
+        out (coarser levels); still, both zoomed views, finer first."""
         last, self._last_screen_camera = self._last_screen_camera, camera
+        finer, coarser = camera.with_fov_scale(PREFETCH_ZOOM), camera.with_fov_scale(
+            1.0 / PREFETCH_ZOOM)
+        views = [finer, coarser]
         if last is not None and (last.width, last.height) == (camera.width, camera.height):
             step = camera.T_world_camera[:3, 3] - last.T_world_camera[:3, 3]
             zoom = camera.focal / last.focal
@@ -504,9 +509,10 @@ class StreamingRenderer:
                     ahead *= reach / norm
                 T = camera.T_world_camera.copy()
                 T[:3, 3] += ahead
-                views.append(replace(camera, T_world_camera=T).with_fov_scale(
-                    min(max(zoom ** PREFETCH_FRAMES, 0.25), 4.0)))
-        views.append(camera.with_fov_scale(1.0 / PREFETCH_ZOOM))
+                moved = replace(camera, T_world_camera=T).with_fov_scale(
+                    min(max(zoom ** PREFETCH_FRAMES, 0.25), 4.0))
+                zooming_in = zoom > 1.0 or float(step @ camera.T_world_camera[:3, 2]) > 0
+                views = [moved, finer] if zooming_in else [moved, coarser]
         out: list[int] = []
         taken = visible.copy()
         for view in views:
