@@ -1,10 +1,11 @@
 """Fuzz benchmark of the `.wzs` readers: thousands of damaged and hostile files.
 
 Run from the repo root: `python bench/fuzz_saves.py [--json] [--cases N] [--no-trace]`.
-Every case goes through both readers (`read_world_info`: info/history/checkout; and
-`load_world`) and the history queries every command makes; each must end in a result or a
+Every case goes through the three readers (`read_world_info`: info/history/checkout;
+`load_world`; `open_world` with every chunk of the head's path read on demand, as a streamed
+world reads them) and the history queries every command makes; each must end in a result or a
 SaveFormatError: `other_exceptions` must be 0. The hand-crafted attacks of tests/fuzzcases.py
-run first, then seeded random mutations. Memory: the traced peak of each case against the
+(LINK records included) run first, then seeded random mutations. Memory: the traced peak of each case against the
 stated bound (peak <= MEMORY_PER_BYTE x file size + MEMORY_CONSTANT), and the worst
 peak per input byte. Time: the slowest case, and every history command on a
 100,000-step world (`--deep-steps`).
@@ -22,7 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.fuzzcases import crafted_cases, deep_chain, fuzz_case, run_case  # noqa: E402
+from tests.fuzzcases import (crafted_cases, deep_chain, fuzz_case, linked_cases,  # noqa: E402
+                             run_case)
 
 # the stated bound on a reader's memory: the file read once (the loader), the decoded arrays
 # (at most 8x the file + 64 MiB, saves.limits), and a constant for the interpreter's objects
@@ -40,7 +42,7 @@ def run(n_cases: int, trace: bool) -> dict:
     t_start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "case.wzs"
-        crafted = crafted_cases()
+        crafted = crafted_cases() + linked_cases()
         cases = [(name, data, expect) for name, data, expect in crafted]
         for i in range(max(n_cases - len(cases), 0)):
             name, data = fuzz_case(i)
