@@ -3,8 +3,12 @@
 Owns: deriving `s_parent` and `s_child` for every splat from the history (the chunks of each
 level and the camera C_i that created it). The links are *derived data*: chunks are never
 mutated, the index is rebuilt from the history when a world is loaded and updated when a
-level is appended.
-Does not own: the alpha formula (`engine.modulation`) or rendering.
+level is appended. A level's links depend only on the older chunks C_i's frustum holds
+(`seen_by`): `link_step` decides them at append time from those alone, as a `StepLinks`
+that a world file stores with the step (saves' LINK record), so opening a world need not
+read every payload (docs/streaming.md).
+Does not own: the alpha formula (`engine.modulation`), rendering, or resolving stored links
+on a path (`engine.catalog`).
 
 Appending level i (camera C_i) over the world:
 - coverage: the new splats are projected into C_i; the pixels they cover (closed to fill
