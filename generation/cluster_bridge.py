@@ -41,6 +41,7 @@ POLL_WAIT_S = 0.5  # the dispatcher answers a poll at once with events, else aft
 LOOP_S = 0.05  # how often the app's commands are read (a submit waits at most this long)
 BEAT_EVERY_S = 0.5
 REACH_TIMEOUT_S = 5.0
+CLIENT_ATTEMPTS = 3
 BRIDGE_NICENESS = 10  # background work, like the local worker: the frame loop comes first
 MAX_LOG_BYTES = 8 << 20
 LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray keeps 127.0.0.1 (binds loopback)
@@ -280,8 +281,18 @@ class _Bridge:
         if address == LOCAL_ADDRESS:
             ray.init(num_cpus=self.args.local_cpus, include_dashboard=False,
                      object_store_memory=1 << 30, **common)
-        else:
-            ray.init(address=address, **common)
+            return
+        for attempt in range(CLIENT_ATTEMPTS):
+            try:
+                ray.init(address=address, **common)
+                return
+            except ConnectionAbortedError:
+                # Ray Client's server sometimes loses the process it forks for a new client
+                # (ray-project/ray#63202, a gRPC race); a second try gets a fresh one
+                if not address.startswith(CLIENT_SCHEME) or attempt == CLIENT_ATTEMPTS - 1:
+                    raise
+                ray.shutdown()
+                time.sleep(1.0)
 
     def _probe(self) -> Versions | None:
         """The head node's versions, asked by a function shipped by value: it works even
