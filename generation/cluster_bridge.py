@@ -279,7 +279,9 @@ class _Bridge:
         ray, address = self.ray, self.args.address
         common = dict(namespace=NAMESPACE, log_to_driver=False, logging_level=logging.ERROR)
         if address == LOCAL_ADDRESS:
-            ray.init(num_cpus=self.args.local_cpus, include_dashboard=False,
+            # "local": always a new instance (with no address Ray would join the last one
+            # started on this machine, if any)
+            ray.init(address="local", num_cpus=self.args.local_cpus, include_dashboard=False,
                      object_store_memory=1 << 30, **common)
             return
         for attempt in range(CLIENT_ATTEMPTS):

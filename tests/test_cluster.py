@@ -358,6 +358,36 @@ def test_an_address_nobody_listens_on_fails_fast_in_one_line():
         svc.close()
 
 
+def test_cluster_local_reads_the_model_config_on_the_worker_and_stops_with_the_app(
+        tmp_path, monkeypatch):
+    """`--cluster local`: a private Ray instance. Its workers read $WONDERZOOM_CONFIG where
+    they run (a broken one is a one-line failure; fixed, the next request's fresh worker reads
+    it again), and closing the service ends every process of the instance."""
+    config = tmp_path / "models.toml"
+    config.write_text('zoom_iterations = "many"\n')
+    monkeypatch.setenv("WONDERZOOM_CONFIG", str(config))
+    svc = RayGenerationService("local", codec=LevelCodec(), runner=FAKES)
+    try:
+        svc.submit(request(121))
+        r = results(wait_for(svc, has_results(121), timeout=120))[121]
+        assert not r.ok and one_line(r.error)
+        assert r.error.startswith("a generation worker could not start: ") and "many" in r.error
+        config.write_text("zoom_iterations = 3\n")
+        svc.submit(request(122))
+        r = results(wait_for(svc, has_results(122), timeout=120))[122]
+        assert r.ok and svc.placements[122].config == str(config)
+        instance = tree_pids(svc.bridge_pid)
+        assert any(is_ray_process(p) for p in instance)
+        ports = listening_ports(instance)
+        assert ports and all(p.startswith(("127.0.0.1:", "[::ffff:127.0.0.1]:")) for p in ports)
+    finally:
+        svc.close()
+    end = time.monotonic() + 30
+    while any(Path(f"/proc/{p}").exists() for p in instance):
+        assert time.monotonic() < end, "the private Ray instance outlived the app's service"
+        time.sleep(0.1)
+
+
 # ---- the real pipeline --------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def builtin(cluster):
