@@ -81,4 +81,4 @@ def test_cancel_and_errors_become_failed_results(e0):
     assert not r.ok and r.error == "the request carries no existing world to zoom into"
     r = zoom(ZoomRequest(3, 0, request(e0).camera, (0.0, 0.0, 0.0), "x", scene=request(e0).scene,
                          settings={"bogus": 1}), CFG)
-    assert not r.ok and r.error.startswith("ConfigError: unknown setting 'bogus'")
+    assert not r.ok and r.error.startswith("unknown setting 'bogus'")  # a user error: no class name

@@ -93,7 +93,8 @@ def test_a_full_zoom_on_model_backends_appends_a_valid_level(model_world, capsys
     stages = zoom.backend["settings"]["stages"]
     assert stages == {"observe": "builtin", "context": "transformers",
                       "super_resolve": "diffusers", "edit": "diffusers",
-                      "masks": "transformers", "depth": "transformers",
+                      "masks": "transformers", "harmonize": "builtin",
+                      "depth": "transformers",
                       "aux_views": "diffusers", "init": "builtin", "optimize": "builtin"}
     assert zoom.backend["sr_model"].startswith("diffusers:")
     assert zoom.backend["mask"].startswith(("sam", "edit"))
