@@ -3,7 +3,7 @@
 Owns: `App` — the stage functions it plugs into `engine.loop.FrameLoop` (input -> camera ->
 poll_generation -> detect_changes -> render -> hud -> [apply_deferred] -> present; a frame in
 which nothing the picture shows changed draws nothing, one in which only the HUD changed draws
-it over the last image of the world, kept in an offscreen framebuffer), what each action does
+it over the last image of the world, `ui.redraw.WorldImage`), what each action does
 (pick, prompt, zoom request, cancel, undo/redo, save, open a dropped file, screenshot), the
 hot-load of a finished zoom (its step goes into the history at once, its level into the scene
 at the frame's apply point), and the HUD's state.
@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
-import moderngl
 import numpy as np
 import pygame
 
@@ -46,7 +45,7 @@ from ui.bindings import Bindings
 from ui.hud import Hud, HudState
 from ui.input import FrameInput, InputSystem
 from ui.jobs import Generator, Jobs
-from ui.redraw import RedrawTracker, camera_key, hud_key
+from ui.redraw import RedrawTracker, WorldImage, camera_key, hud_key
 from ui.session import WorldState
 from ui.window import Window
 
@@ -150,7 +149,6 @@ class App:
         self.screenshots_written: list[Path] = []
         self._level_scales: dict[int, float] = {}  # level entity -> median s_native
         self.redraw = RedrawTracker()
-        self._image: moderngl.Framebuffer | None = None  # the last image of the world
         self._probed: tuple | None = None  # the view the focus depth was last measured in
         # a streamed world links a grown level off the frame (it reads the older chunks its
         # camera sees): (future links, step, its chunks), oldest first
@@ -164,6 +162,7 @@ class App:
         self.input = InputSystem(self.bindings)
         self.renderer = StreamingRenderer(self.ctx, path=self.config.renderer)
         self.hud = Hud(self.ctx, self.window.size)
+        self.image = WorldImage(self.ctx)  # the last image of the world
         self.world = self._build_world()
         self.controller = self._initial_controller()
         self.loop = FrameLoop(self.world, {
@@ -176,7 +175,7 @@ class App:
             "present": self.stage_present,
         }, clock=clock, fps_cap=self.config.fps_cap)
         self.messages.add(self.loop.clock.now(),
-                          f"{state.title}: {self._splat_count():,} splats. F1 for help.")
+                          f"{state.title}: {self._world_splats():,} splats. F1 for help.")
 
     # ---- setup --------------------------------------------------------------------------
     def _build_world(self) -> World:
@@ -210,6 +209,11 @@ class App:
             cam, distance = default_camera(boxes, w, h)
             return FlyController(cam, distance)
         return FlyController(Camera.look_at([0, 0, -3.0], [0, 0, 0.0], width=w, height=h), 3.0)
+
+    def _world_splats(self) -> int:
+        """Splats on the path to the head (from the chunks' metadata: a streamed world has
+        read none yet)."""
+        return sum(b.count for _, (b,) in self.world.query(ChunkBounds))
 
     def _splat_count(self) -> int:
         store = self.world.try_resource(ChunkStore)
@@ -251,8 +255,7 @@ class App:
         self.state.close()
         self.renderer.release()
         self.hud.release()
-        if self._image is not None:
-            self._image.release()
+        self.image.release()
         self.window.close()
 
     # ---- stages -------------------------------------------------------------------------
@@ -340,24 +343,14 @@ class App:
         ctx.draw = self.redraw.plan(self._view_key(), hud,
                                     force_present=bool(self._screenshot_requests))
 
-    def _world_image(self) -> tuple[moderngl.Framebuffer, bool]:
-        """The offscreen framebuffer the world is drawn into, at the window's size; True if
-        it was just made (it holds no image yet)."""
-        size = self.window.size
-        if self._image is not None and self._image.size == size:
-            return self._image, False
-        if self._image is not None:
-            self._image.release()
-        self._image = self.ctx.simple_framebuffer(size, components=4)
-        return self._image, True
-
     def stage_render(self, ctx: FrameContext) -> None:
         if ctx.draw == DRAW_NOTHING:
             return
-        image, fresh = self._world_image()
+        size = self.window.size
+        target, fresh = self.image.target(size)
         if ctx.draw == DRAW_WORLD or fresh:
-            image.viewport = (0, 0, *self.window.size)
-            stats = self.renderer.draw(self.world, self.controller.camera, image,
+            target.viewport = (0, 0, *size)
+            stats = self.renderer.draw(self.world, self.controller.camera, target,
                                        background=BACKGROUND)
             self.last_stats = stats
             # chunks still on their way (or arriving this frame): the next frame draws again
@@ -366,9 +359,7 @@ class App:
             store = self.world.try_resource(ChunkStore)
             while store is not None and store.failures:  # damaged on disk: refused alone
                 self.messages.add(ctx.clock.now(), store.failures.popleft().message, True)
-        self.ctx.copy_framebuffer(self.ctx.screen, image)
-        self.ctx.screen.use()
-        self.ctx.viewport = (0, 0, *self.window.size)
+        self.image.show(self.ctx.screen, size)
 
     def stage_hud(self, ctx: FrameContext) -> None:
         if ctx.draw == DRAW_NOTHING:

@@ -128,10 +128,12 @@ class Hud:
         self._text("F1 help", (w - 70, 10), DIM, self.small)
         y = h - 30
         if s.generation:
-            self._panel(pygame.Rect(6, y - 6, min(w - 12, 520), 28))
+            # the panel fits the line and the bar after it (the line names the level's size)
+            width = min(w - 12, max(520, 12 + self.font.size(s.generation)[0] + 140))
+            self._panel(pygame.Rect(6, y - 6, width, 28))
             self._text(s.generation, (12, y), ACCENT)
             if s.generation_fraction is not None:
-                bar = pygame.Rect(min(w - 12, 520) - 130, y + 2, 120, 10)
+                bar = pygame.Rect(width - 130, y + 2, 120, 10)
                 pygame.draw.rect(surf, DIM, bar, 1)
                 fill = bar.inflate(-2, -2)
                 fill.width = int(fill.width * max(0.0, min(1.0, s.generation_fraction)))

@@ -3,9 +3,13 @@
 Owns: `RedrawTracker`, which remembers what the last drawn frames showed — the camera (pose,
 intrinsics, image size, clip planes) and the world (its identity and `World.changes`) under
 the last image of the world, whether the renderer still had chunks on their way then, and
-the last HUD content — and answers each frame with one of `engine.loop.DRAWS`. An unchanged
-view is not redrawn at full cost: a user waiting for a zoom leaves the CPU to the generator.
-Does not own: drawing, the HUD's content or the frame's stage order (`engine.loop`).
+the last HUD content — and answers each frame with one of `engine.loop.DRAWS`; and
+`WorldImage`, the last image of the world (a texture the world is drawn into, shown on the
+window with one full-screen quad: a framebuffer blit to the window drew nothing on GLX with
+llvmpipe under Xvfb). An unchanged view is not redrawn at full cost: a user waiting for a
+zoom leaves the CPU to the generator.
+Does not own: drawing the world or the HUD, the HUD's content or the frame's stage order
+(`engine.loop`).
 """
 
 from __future__ import annotations
@@ -13,8 +17,25 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any, Hashable
 
+import moderngl
+import numpy as np
+
 from engine.camera import Camera
 from engine.loop import DRAW_NOTHING, DRAW_OVERLAY, DRAW_WORLD
+
+VERTEX = """
+#version 330
+in vec2 in_pos;
+out vec2 uv;
+void main() { uv = in_pos * 0.5 + 0.5; gl_Position = vec4(in_pos, 0.0, 1.0); }
+"""
+FRAGMENT = """
+#version 330
+uniform sampler2D image;
+in vec2 uv;
+out vec4 color;
+void main() { color = vec4(texture(image, uv).rgb, 1.0); }
+"""
 
 
 def camera_key(camera: Camera) -> tuple[float, ...]:
@@ -59,3 +80,47 @@ class RedrawTracker:
     def forget(self) -> None:
         """The last image is gone (a new GL framebuffer, a new renderer): draw anew."""
         self._has_image = False
+
+
+class WorldImage:
+    """The last image of the world: a window-sized texture the renderer draws into, shown
+    on a framebuffer (the window) by one full-screen quad, pixel for pixel."""
+
+    def __init__(self, ctx: moderngl.Context) -> None:
+        self.ctx = ctx
+        self.program = ctx.program(vertex_shader=VERTEX, fragment_shader=FRAGMENT)
+        quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32)
+        self.vbo = ctx.buffer(quad.tobytes())
+        self.vao = ctx.vertex_array(self.program, [(self.vbo, "2f", "in_pos")])
+        self.texture: moderngl.Texture | None = None
+        self.framebuffer: moderngl.Framebuffer | None = None
+
+    def target(self, size: tuple[int, int]) -> tuple[moderngl.Framebuffer, bool]:
+        """The framebuffer to draw the world into at `size`; True if it was just made (it
+        holds no image yet)."""
+        if self.framebuffer is not None and self.texture.size == tuple(size):
+            return self.framebuffer, False
+        self._release_image()
+        self.texture = self.ctx.texture(tuple(size), 4)
+        self.texture.filter = (moderngl.NEAREST, moderngl.NEAREST)
+        self.framebuffer = self.ctx.framebuffer(color_attachments=[self.texture])
+        return self.framebuffer, True
+
+    def show(self, framebuffer: moderngl.Framebuffer, size: tuple[int, int]) -> None:
+        """Cover `framebuffer` (its viewport set to `size`) with the image, blending off."""
+        framebuffer.use()
+        self.ctx.viewport = (0, 0, *size)
+        self.ctx.disable(moderngl.BLEND)
+        self.texture.use(0)
+        self.vao.render(moderngl.TRIANGLE_STRIP)
+
+    def _release_image(self) -> None:
+        for obj in (self.framebuffer, self.texture):
+            if obj is not None:
+                obj.release()
+        self.framebuffer = self.texture = None
+
+    def release(self) -> None:
+        self._release_image()
+        for obj in (self.vao, self.vbo, self.program):
+            obj.release()
