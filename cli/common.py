@@ -195,13 +195,20 @@ RENDERER_ENV = "WONDERZOOM_RENDERER"
 def add_renderer_argument(p) -> None:
     p.add_argument("--renderer", choices=("auto", "cpu", "gpu"), default=None,
                    help="who culls and sorts the splats: the CPU (numpy) or the GPU (compute "
-                        "shaders, GL >= 4.3); auto (the default, or $WONDERZOOM_RENDERER) picks "
-                        "the GPU on a hardware GPU where a probe frame is faster, else the CPU")
+                        "shaders, GL >= 4.3); auto (the default) picks the GPU on a hardware GPU "
+                        "where a probe frame is faster, else the CPU. Without this flag: "
+                        "$WONDERZOOM_RENDERER, else `renderer` in the config file's [render] "
+                        "table, else auto")
 
 
-def renderer_choice(arg: str | None) -> str:
-    """`--renderer`, else $WONDERZOOM_RENDERER, else auto."""
-    value = arg or os.environ.get(RENDERER_ENV, "").strip().lower() or "auto"
+def renderer_choice(arg: str | None, config_arg: str | None = None) -> str:
+    """`--renderer`, else $WONDERZOOM_RENDERER, else the config file's `[render] renderer`
+    (`--config`, else $WONDERZOOM_CONFIG), else auto."""
+    value = arg or os.environ.get(RENDERER_ENV, "").strip().lower()
+    if not value:
+        from generation.model_config import file_renderer
+
+        value = file_renderer(config_arg) or "auto"
     if value not in ("auto", "cpu", "gpu"):
         raise UserError(f"${RENDERER_ENV}={printable(value)}: expected auto, cpu or gpu")
     return value

@@ -117,7 +117,7 @@ def play(state, size, args, bindings, generator, headless: bool) -> int:
     autopilot = ZoomAutopilot(frames, out_dir) if headless and args.frames is None else None
     config = AppConfig(width=size[0], height=size[1], fps_cap=args.fps_cap or None,
                        vsync=not args.no_vsync, screenshot_dir=out_dir,
-                       renderer=renderer_choice(args.renderer),
+                       renderer=renderer_choice(args.renderer, args.config),
                        ram_bytes=ram_budget(args.ram_mb))
     try:
         app = App(state, config=config, bindings=bindings, generator=generator,

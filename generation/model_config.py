@@ -3,7 +3,8 @@
 Owns: finding the file (`--config PATH`, else `$WONDERZOOM_CONFIG`), parsing and checking it
 into the flat settings `GenerationConfig.from_settings` takes (so the worker process gets them
 like any other setting), its `[service]` table (`generation.service_config`: where generation
-runs), and `model_rows` for `wonderzoom models`. Every mistake is one line
+runs), its `[render]` table (`renderer = "auto" | "cpu" | "gpu"`: the path `play` and
+`render` draw with, see docs/rendering.md), and `model_rows` for `wonderzoom models`. Every mistake is one line
 naming the file and the key. The format is documented in docs/models.toml (an example that
 configures the paper-like models) and the README.
 
@@ -64,6 +65,28 @@ def read_service(path: Path) -> ServiceConfig:
     return parse_service_table(data.get("service", {}), where)
 
 
+RENDERERS = ("auto", "cpu", "gpu")
+
+
+def parse_render_table(table: Any, where: str) -> str | None:
+    """`[render]`: `renderer = "auto" | "cpu" | "gpu"` (None where the key is absent)."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where}: [render] must be a table")
+    for k in table:
+        if k != "renderer":
+            raise ConfigError(f"{where}: render.{k}: unknown key (known: renderer)")
+    value = table.get("renderer")
+    if value is not None and value not in RENDERERS:
+        raise ConfigError(f"{where}: render.renderer: expected one of {', '.join(RENDERERS)}")
+    return value
+
+
+def read_renderer(path: Path) -> str | None:
+    """The file's `[render] renderer`, or None."""
+    data, where = _read_table(path)
+    return parse_render_table(data.get("render", {}), where)
+
+
 def _read_table(path: Path) -> tuple[dict[str, Any], str]:
     from engine.textfiles import display_name, parse_toml, read_text_file
 
@@ -95,8 +118,10 @@ def settings_from_table(data: Mapping[str, Any], where: str = "config") -> dict[
                     options[stage] = opts
         elif key == "service":  # where generation runs, not how: checked here, not a setting
             parse_service_table(value, where)
+        elif key == "render":  # how the app draws: checked here, not a generation setting
+            parse_render_table(value, where)
         elif isinstance(value, Mapping):
-            raise ConfigError(f"{where}: [{key}]: unknown table (known: device, service, "
+            raise ConfigError(f"{where}: [{key}]: unknown table (known: device, render, service, "
                               "stages.<stage>)")
         else:
             settings[key] = value
@@ -151,6 +176,12 @@ def file_settings(config_arg: str | None) -> dict[str, Any]:
     """The settings of the config file (`config_arg`, else $WONDERZOOM_CONFIG), or {}."""
     path = config_path(config_arg)
     return read_settings(path) if path is not None else {}
+
+
+def file_renderer(config_arg: str | None) -> str | None:
+    """`[render] renderer` of the config file (`config_arg`, else $WONDERZOOM_CONFIG), or None."""
+    path = config_path(config_arg)
+    return read_renderer(path) if path is not None else None
 
 
 def file_service(config_arg: str | None) -> ServiceConfig:

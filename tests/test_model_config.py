@@ -4,6 +4,7 @@ file and key, presence checks, and the pure helpers of the model backends (no mo
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -210,3 +211,30 @@ def test_a_broken_model_folder_is_one_readable_line(tmp_path):
     msg = str(err.value)
     assert "\n" not in msg and str(bad) in msg and "could not be loaded" in msg
     assert "stages.depth.model" in msg
+
+
+def test_the_renderer_comes_from_the_flag_then_the_environment_then_the_config(tmp_path,
+                                                                              monkeypatch):
+    from cli.common import renderer_choice
+    from engine.errors import UserError
+
+    monkeypatch.delenv("WONDERZOOM_RENDERER", raising=False)
+    monkeypatch.delenv("WONDERZOOM_CONFIG", raising=False)
+    cfg = write(tmp_path, '[render]\nrenderer = "cpu"\n')
+    assert renderer_choice(None) == "auto"
+    assert renderer_choice(None, str(cfg)) == "cpu"
+    monkeypatch.setenv("WONDERZOOM_CONFIG", str(cfg))  # the config found through the env
+    assert renderer_choice(None) == "cpu"
+    monkeypatch.setenv("WONDERZOOM_RENDERER", "gpu")
+    assert renderer_choice(None, str(cfg)) == "gpu"
+    assert renderer_choice("auto", str(cfg)) == "auto"
+    monkeypatch.delenv("WONDERZOOM_RENDERER")
+    read_settings(cfg)  # a [render] table is part of a valid model config
+    for text, needle in [('[render]\nrenderer = "vulkan"\n', "render.renderer: expected one of"),
+                         ('[render]\nsort = "gpu"\n', "render.sort: unknown key"),
+                         ('render = 3\n', "[render] must be a table")]:
+        bad = write(tmp_path, text, "bad.toml")
+        with pytest.raises(UserError, match=re.escape(needle)):
+            renderer_choice(None, str(bad))
+        with pytest.raises(ConfigError, match=re.escape(needle)):
+            read_settings(bad)
