@@ -1,11 +1,15 @@
 """Benchmark of zoom quality with the builtin backend: detail, holes and geometry.
 
 Run from the repo root: `python bench/quality.py [--json] [--photos coffee,chelsea,astronaut]
-[--out DIR] [--set KEY=VALUE ...]` (generation settings other than the defaults, e.g.
-`--set splat_footprint=1`). For each photo (scikit-image's real photos): `new` at the working
-size, then 3 successive zooms (factor 4, prompts "a red flower", "a ladybug", "a dew drop"), each
-into the pixel of highest local contrast inside the central half of the current view (the
-spot a user would pick; a fixed rule, not tuned). At each zoom camera C_k:
+[--window 1280x720] [--out DIR] [--set KEY=VALUE ...]` (generation settings other than the
+defaults, e.g. `--set splat_footprint=1`, `--set zoom_long_side=1280` for the GPU-size path).
+Everything is seen as the app shows it, in a window of the app's default size (1280x720): for
+each photo (scikit-image's real photos), `new` at the default working size, its camera
+reframed to the window as `play` does; then 3 successive zooms (factor 4, prompts "a red
+flower", "a ladybug", "a dew drop"), each into the pixel of highest local contrast inside the
+central half of the current window-sized view (the spot a user would pick; a fixed rule, not
+tuned), each asked for with a window-sized C_k (as the app asks; the pipeline makes it at
+the working size `generation.sizes` picks). At each zoom camera C_k, at the window's size:
 - NIQE and BRISQUE (lower is better) of our render (the world with level k) and of the coarse
   world rendered at the same camera (levels < k: the blurry magnification), and the ratio
   ours / blurry (target <= 0.8). BRISQUE: per view, per-level medians over photos, ratio =
@@ -14,6 +18,13 @@ spot a user would pick; a fixed rule, not tuned). At each zoom camera C_k:
   size score 17-183 (5-22 at full size). So NIQE scores sets: all views of a level (per-level
   figures) and all views (the ratio), ours and blurry alike; `niqe_photos` is the same set
   score of the input photos resized to the zoom working size, a natural-image reference;
+- `seam_255` and `seam_bias_255` (issue 21): our render minus the coarse world's, low-passed
+  at 4 px, on a band along the view's edge (1/12 of each side), as the mean absolute value
+  and the per-channel mean in 1/255 (`generation.tone.seam_stats`; target <= 1.5 with
+  |bias| <= 1), where the coarse world is solid;
+- `screen_px_per_splat`: the median spacing of the new level's main-view splats on the
+  screen at the level's native scale (its own camera, window-sized): s_native / s_render
+  there (target <= 1.25 on the GPU-size path, where a level is made at the window's size);
 - hole fraction: pixels with alpha < 0.5 in views orbiting the zoom target by +-15 degrees
   (yaw and pitch), rendering the whole world (target <= 2%);
 - median relative depth error of the new level's main-view splats against the coarse
@@ -71,19 +82,28 @@ def _save(path: Path, rgb: np.ndarray) -> None:
     Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
 
 
-def run_photo(name: str, image: np.ndarray, out: Path | None, config) -> list[dict]:
+def screen_px_per_splat(chunk, camera) -> float:
+    """Median on-screen spacing of `chunk`'s splats at `camera`: s_native / s_render."""
+    z = camera.points_to_camera(chunk.world_positions())[:, 2]
+    ok = z > 0
+    return float(np.median(chunk.s_native[ok] / (z[ok] / camera.focal)))
+
+
+def run_photo(name: str, image: np.ndarray, out: Path | None, config,
+              window: tuple[int, int]) -> list[dict]:
     import iqa
 
     from engine.history import History, Step
     from generation.pipeline import request_at_pixel, run_new, run_zoom
     from generation.stages.aux_views import orbit_camera
+    from generation.tone import seam_stats
 
     nw = run_new(image, name, 0, config)
     history = History()
     chunks: dict[int, object] = dict(enumerate(nw.chunks))
     history.add(Step(0, None, "image", tuple(chunks), camera=nw.camera, prompt=name))
     levels = [(None, dict(chunks))]
-    view = nw.camera
+    view = nw.camera.reframed(*window, keep="fov_x")  # what `play` opens on
     if out is not None:
         _save(out / f"{name}_level0.png", _render(view, levels)[0])
     rows = []
@@ -99,16 +119,19 @@ def run_photo(name: str, image: np.ndarray, out: Path | None, config) -> list[di
         chunks.update(new)
         history.add(Step(k, k - 1, "zoom", tuple(new), camera=run.camera, point=req.point,
                          prompt=prompt))
-        cam = run.camera
-        blurry, _ = _render(cam, levels)
+        cam = run.camera  # the working C_k (the level's own camera)
+        shown = req.camera.resampled(*window)  # C_k as the window shows it
+        blurry, blurry_alpha = _render(shown, levels)
         levels.append((cam, new))
-        ours, _ = _render(cam, levels)
+        ours, _ = _render(shown, levels)
+        seam = seam_stats(ours, blurry, valid=blurry_alpha >= 0.5)
         feats_ours, feats_blurry = iqa.niqe_features(ours), iqa.niqe_features(blurry)
         holes = []
         for yaw, pitch in ((ORBIT_DEG, 0), (-ORBIT_DEG, 0), (0, ORBIT_DEG), (0, -ORBIT_DEG)):
             _, a = _render(orbit_camera(cam, np.asarray(req.point), yaw, pitch), levels)
             holes.append(float((a < 0.5).mean()))
         main = run.optimized.chunks[0]
+        px_per_splat = screen_px_per_splat(main, shown)
         uv, z = cam.project(main.world_positions())
         iu = np.clip(np.floor(uv[:, 0]).astype(int), 0, cam.width - 1)
         iv = np.clip(np.floor(uv[:, 1]).astype(int), 0, cam.height - 1)
@@ -119,6 +142,12 @@ def run_photo(name: str, image: np.ndarray, out: Path | None, config) -> list[di
                "photo": name, "level": k, "prompt": prompt, "at": [round(u, 1), round(v, 1)],
                "niqe_patches": len(feats_ours),
                "brisque_ours": iqa.brisque(ours), "brisque_blurry": iqa.brisque(blurry),
+               "seam_255": round(seam.mean_abs_255, 3),
+               "seam_bias_255": [round(b, 3) for b in seam.bias_255],
+               "screen_px_per_splat": round(px_per_splat, 3),
+               "working_size": run.backend.get("working_size"),
+               "size_rule": run.backend.get("size_rule"),
+               "tone_shift_255": run.backend.get("tone_shift_255"),
                "hole_fraction_max": max(holes), "hole_fraction_mean": float(np.mean(holes)),
                "depth_rel_err": depth_err, "zoom_s": round(seconds, 2),
                "edit": run.edited.label, "factor": round(run.factor, 3)}
@@ -127,7 +156,7 @@ def run_photo(name: str, image: np.ndarray, out: Path | None, config) -> list[di
         if out is not None:
             _save(out / f"{name}_level{k}.png", ours)
             _save(out / f"{name}_level{k}_blurry.png", blurry)
-        view = cam
+        view = shown
     if out is not None:
         from saves import save_world
 
@@ -174,7 +203,10 @@ def summarise(rows: list[dict], niqe_photos: float | None = None) -> dict:
     per_level = {}
     for k in levels:
         d = {m: med(m, k) for m in ("brisque_ours", "brisque_blurry", "hole_fraction_max",
-                                     "depth_rel_err")}
+                                     "depth_rel_err", "seam_255", "screen_px_per_splat")}
+        at_k = [r for r in rows if r["level"] == k]
+        d["seam_255_worst"] = round(max(r["seam_255"] for r in at_k), 3)
+        d["seam_bias_255_worst"] = round(max(abs(b) for r in at_k for b in r["seam_bias_255"]), 3)
         ours, blurry = niqe_sets([r for r in rows if r["level"] == k])
         d.update(niqe_ours=round(ours, 3), niqe_blurry=round(blurry, 3),
                  niqe_ratio=round(ours / blurry, 3),
@@ -188,11 +220,16 @@ def summarise(rows: list[dict], niqe_photos: float | None = None) -> dict:
         "niqe_ratio": round(ours / blurry, 3), "brisque_ratio": round(brisque_ratio, 3),
         "niqe_photos": None if niqe_photos is None else round(niqe_photos, 3),
         "niqe_patches": int(sum(r["niqe_patches"] for r in rows)),
+        "seam_255_median": med("seam_255"),
+        "seam_255_worst": round(max(r["seam_255"] for r in rows), 3),
+        "seam_bias_255_worst": round(max(abs(b) for r in rows for b in r["seam_bias_255"]), 3),
+        "screen_px_per_splat_median": med("screen_px_per_splat"),
         "hole_fraction_median": med("hole_fraction_max"),
         "hole_fraction_worst": round(max(r["hole_fraction_max"] for r in rows), 4),
         "depth_rel_err_median": med("depth_rel_err"),
         "zoom_s_median": med("zoom_s"),
-        "targets": {"ratio": 0.8, "hole_fraction": 0.02, "depth_rel_err": 0.02},
+        "targets": {"ratio": 0.8, "hole_fraction": 0.02, "depth_rel_err": 0.02,
+                    "seam_255": 1.5, "seam_bias_255": 1.0, "screen_px_per_splat_gpu": 1.25},
         "photos": sorted({r["photo"] for r in rows}), "orbit_deg": ORBIT_DEG,
         "rows": [public(r) for r in rows],
     }
@@ -203,6 +240,8 @@ def main() -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--photos", default="coffee,chelsea,astronaut")
     ap.add_argument("--out", default=None, help="folder for worlds and PNG frames")
+    ap.add_argument("--window", default="1280x720",
+                    help="the window the views are seen in (default: the app's, 1280x720)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a generation setting other than the default (repeatable)")
     args = ap.parse_args()
@@ -223,12 +262,14 @@ def main() -> int:
                                                 GenerationConfig(num_threads=usable_cores()))
     except ValueError as exc:  # ConfigError: an unknown key or a value out of range
         ap.error(str(exc))
+    window = tuple(int(v) for v in args.window.split("x"))
     rows = []
     photos = {name: getattr(skimage.data, name)() for name in args.photos.split(",")}
     for name, image in photos.items():
-        rows += run_photo(name, image, out, config)
-    summary = summarise(rows, photos_niqe(photos, config.zoom_long_side))
+        rows += run_photo(name, image, out, config, window)
+    summary = summarise(rows, photos_niqe(photos, max(window)))
     summary["settings"] = settings
+    summary["window"] = list(window)
     if args.json:
         print(json.dumps(summary))
     else:
