@@ -12,7 +12,7 @@ same depth in a head-on view, so the depth order, and with it the image, is deci
 noise and no two renderers agree.)
 
 Figures:
-- bytes_per_splat: chunk files / splats (16-byte records + a 256-byte header per chunk),
+- bytes_per_splat: chunk files / splats (15-byte records + a 256-byte header per chunk),
   before HTTP compression; export_s: the export's time;
 - first_frame_s: loading the page on localhost (127.0.0.1, our server) to its first complete
   frame at 1280x720 (performance.now() at the first frame whose list was built for its camera

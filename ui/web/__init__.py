@@ -1,7 +1,7 @@
 """The web viewer: a world exported as a static folder, drawn in any browser with WebGL2.
 
 - `ui.web.export`: `export_web(history, chunks, folder, step)` writes index.html, the viewer,
-  manifest.json and the quantized chunk files (`ui.web.chunkfile`: 16 bytes per splat).
+  manifest.json and the quantized chunk files (`ui.web.chunkfile`: 15 bytes per splat).
 - `ui.web.serve`: `make_server(folder, host, port)`, a read-only static server for one folder.
 - `viewer/`: the page itself, plain ES modules copied as they are (no build step):
   `main.js` (streaming, timeline, zoom sweep), `renderer.js` (WebGL2 EWA splats with the

@@ -1,4 +1,4 @@
-"""The web viewer's chunk file: 16 bytes per splat, quantized with a per-chunk bit layout.
+"""The web viewer's chunk file: 15 bytes per splat, quantized with a per-chunk bit layout.
 
 Owns: encoding a block of splats (with their LoD links) into one `.wzc` file, decoding it
 back (the Python twin of `viewer/chunkfile.js`, used by the exporter for bounds and bands,
@@ -10,13 +10,16 @@ Layout (little-endian):
     4    4  uint32 N, splats in the file
     8   36  18 x (uint8 bit offset, uint8 width), one per field of `FIELDS` (offset 0 when
             the width is 0)
-   44    4  zero
+   44    1  R, bytes per record: 15 or 16
+   45    3  zero
    48  200  25 float64: position lo[3], step[3]; log-scale lo[3], step[3]; opacity lo, step;
             colour lo[3], step[3]; log-scale grid, n base, parent base, child base, step base
   248    8  zero
-  256 16*N  N records of 128 bits (two little-endian uint64 halves); a field of width w at
-            bit offset o is bits o .. o + w - 1 of the record (it may straddle the halves or
-            any 32-bit word). The fields follow one another in `FIELDS` order.
+  256  R*N  N records of 8R bits, back to back. Read a record as the little-endian integer
+            of its R bytes (a decoder pads a 15-byte record with a zero byte to two uint64
+            halves or four uint32 words); a field of width w at bit offset o is bits
+            o .. o + w - 1 of it (it may straddle any byte or word). The fields follow one
+            another in `FIELDS` order.
 A field of width 0 is constant over the chunk: every splat has the value q = 0.
 
 Values (q is a field's unsigned integer):
@@ -43,7 +46,9 @@ A link shorter than one grid step (a ramp narrower than 0.4%) is widened to one 
 Bit widths are chosen per chunk: colour and opacity 8 bits, rotation components 9, LoD
 fields exactly as many as their integer range needs, then position 16 and log-scales 8
 bits per axis, lowered one group at a time (`_SQUEEZE`, round robin) until the fields fit
-128 bits. A chunk that cannot
+120 bits (a 15-byte record; with a 256-byte header per chunk of up to 8192 splats that keeps
+an export under 16 bytes a splat), or, where the LoD fields are too wide for that at the
+minimum precision, 128 bits (a 16-byte record). A chunk that cannot
 keep `MIN_POSITION_BITS` is refused (`LayoutTooTight`); the exporter then splits it.
 """
 
@@ -59,8 +64,8 @@ from engine.splats import SH_C0
 
 MAGIC = b"WZW1"
 HEADER_BYTES = 256
-RECORD_BYTES = 16
-RECORD_BITS = 8 * RECORD_BYTES
+RECORD_SIZES = (15, 16)  # bytes per record: 15 where the fields fit, else 16
+_PADDED = 16  # a record padded to two uint64 halves
 LOG_GRID = 2.0 ** -8  # LoD log-scale grid (world-wide)
 FIELDS = ("px", "py", "pz", "qi", "qa", "qb", "qc", "sx", "sy", "sz", "op",
           "r", "g", "b", "n", "par", "chi", "cst")
@@ -132,14 +137,14 @@ def _uniform(values: np.ndarray, bits: int) -> tuple[np.ndarray, float, float]:
     return q.astype(np.uint32), lo, step
 
 
-def _pack_offsets(widths: list[int]) -> list[int] | None:
+def _pack_offsets(widths: list[int], record_bits: int) -> list[int] | None:
     """Bit offsets of the fields, one after another in `FIELDS` order, or None when they
-    need more than one record."""
+    need more than one record of `record_bits`."""
     offsets, at = [], 0
     for w in widths:
         offsets.append(at if w else 0)
         at += w
-    return offsets if at <= RECORD_BITS else None
+    return offsets if at <= record_bits else None
 
 
 def smallest_three(rotations: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
@@ -227,7 +232,15 @@ def encode_chunk(
                       ("r", rgb[:, 0]), ("g", rgb[:, 1]), ("b", rgb[:, 2])):
         if n == 0 or not col.max() > col.min():
             widths[name] = 0
-    offsets = _fit(widths)
+    for record_bytes in RECORD_SIZES:
+        try:
+            fitted = dict(widths)
+            offsets = _fit(fitted, 8 * record_bytes)
+            break
+        except LayoutTooTight:
+            if record_bytes == RECORD_SIZES[-1]:
+                raise
+    widths = fitted
 
     q = {}
     consts = {}
@@ -274,17 +287,19 @@ def encode_chunk(
     struct.pack_into("<I", header, 4, n)
     _TABLE.pack_into(header, 8, *table)
     _CONSTS.pack_into(header, 48, *const_values)
-    data = bytes(header) + words.astype("<u8").tobytes()
+    header[44] = record_bytes
+    records = np.frombuffer(words.astype("<u8").tobytes(), np.uint8).reshape(n, _PADDED)
+    data = bytes(header) + records[:, :record_bytes].tobytes()  # bytes past the fields are 0
     return Encoded(data, widths, error_bounds(widths, const_values))
 
 
-def _fit(widths: dict[str, int]) -> list[int]:
+def _fit(widths: dict[str, int], record_bits: int) -> list[int]:
     """Lower position / log-scale / rotation bits, one group at a time in `_SQUEEZE` order
-    (round robin), until the fields fit one 128-bit record; returns the bit offsets.
+    (round robin), until the fields fit one record of `record_bits`; returns the bit offsets.
     Raises `LayoutTooTight`."""
     turn = 0
     while True:
-        offsets = _pack_offsets([widths[name] for name in FIELDS])
+        offsets = _pack_offsets([widths[name] for name in FIELDS], record_bits)
         if offsets is not None:
             return offsets
         for tries in range(len(_SQUEEZE)):
@@ -320,20 +335,25 @@ def decode_chunk(data: bytes | memoryview) -> ChunkData:
     if len(buf) < HEADER_BYTES or bytes(buf[0:4]) != MAGIC:
         raise ChunkFileError("not a WonderZoom web chunk (bad magic)")
     (n,) = struct.unpack_from("<I", buf, 4)
-    if len(buf) != HEADER_BYTES + RECORD_BYTES * n:
-        raise ChunkFileError(f"chunk of {n} splats must be {HEADER_BYTES + RECORD_BYTES * n} "
+    record_bytes = buf[44]
+    if record_bytes not in RECORD_SIZES:
+        raise ChunkFileError(f"chunk records of {record_bytes} bytes (expected 15 or 16)")
+    if len(buf) != HEADER_BYTES + record_bytes * n:
+        raise ChunkFileError(f"chunk of {n} splats must be {HEADER_BYTES + record_bytes * n} "
                              f"bytes, not {len(buf)}")
     table = _TABLE.unpack_from(buf, 8)
     offsets = {name: table[2 * i] for i, name in enumerate(FIELDS)}
     widths = {name: table[2 * i + 1] for i, name in enumerate(FIELDS)}
     for name in FIELDS:
         w, o = widths[name], offsets[name]
-        if w > MAX_FIELD_BITS or o + w > RECORD_BITS:
+        if w > MAX_FIELD_BITS or o + w > 8 * record_bytes:
             raise ChunkFileError(f"field {name} has an impossible layout")
     c = _CONSTS.unpack_from(buf, 48)
     if not all(math.isfinite(v) for v in c) or c[20] <= 0:
         raise ChunkFileError("chunk constants are not finite")
-    words = np.frombuffer(buf[HEADER_BYTES:], "<u8").reshape(n, 2)
+    padded = np.zeros((n, _PADDED), np.uint8)
+    padded[:, :record_bytes] = np.frombuffer(buf[HEADER_BYTES:], np.uint8).reshape(n, record_bytes)
+    words = padded.view("<u8").reshape(n, 2)
 
     def field(name: str) -> np.ndarray:
         w, o = widths[name], offsets[name]

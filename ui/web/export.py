@@ -4,7 +4,7 @@ Owns: turning a history and its chunks (already loaded and validated by `saves.l
 into the folder the browser viewer reads:
     index.html, viewer/*.js, viewer/viewer.css   the viewer (copied from `ui/web/viewer/`)
     manifest.json                                 levels, chunks, bounds, bands, cameras, prompts
-    chunks/cNNNNN.wzc                             splats, 16 bytes each (`ui.web.chunkfile`)
+    chunks/cNNNNN.wzc                             splats, 15 bytes each (`ui.web.chunkfile`)
 What it computes: the LoD links at every step of the path root -> step (the timeline shows the
 world as it stood at each step, so a splat's child link carries the step it appeared at),
 web-sized chunks (a k-d split of each world chunk into at most `max_chunk_splats` splats, in

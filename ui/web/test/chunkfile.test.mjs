@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { decodeChunk, ChunkFileError, HEADER_BYTES, RECORD_BYTES } from '../viewer/chunkfile.js';
+import { decodeChunk, ChunkFileError, HEADER_BYTES, RECORD_SIZES } from '../viewer/chunkfile.js';
 import { runPython } from './python.mjs';
 
 const dir = mkdtempSync(join(tmpdir(), 'wz-chunk-'));
@@ -139,8 +139,17 @@ test('malformed chunk files are refused', () => {
   const huge = new ArrayBuffer(HEADER_BYTES); new DataView(huge).setUint32(0, 0x31575a57, true);
   new DataView(huge).setUint32(4, 0xffffffff, true); bad.push(['absurd count', huge, 0xffffffff]);
   bad.push(['not binary', 'WZW1', n]);
+  const stride = new DataView(good).getUint8(44);
+  const other = good.slice(0); new DataView(other).setUint8(44, 31 - stride); bad.push(['record size that the length does not match', other, n]);
+  const odd = good.slice(0); new DataView(odd).setUint8(44, 8); bad.push(['record size neither 15 nor 16', odd, n]);
   for (const [what, data, count] of bad) {
     assert.throws(() => decodeChunk(data, count), ChunkFileError, what);
   }
-  assert.equal(HEADER_BYTES + RECORD_BYTES * n, good.byteLength);
+  assert.ok(RECORD_SIZES.includes(stride));
+  assert.equal(HEADER_BYTES + stride * n, good.byteLength);
+});
+
+test('both record sizes occur and decode: 15 bytes where the fields fit, else 16', () => {
+  const sizes = fx.map((f) => new DataView(buffer(f.path)).getUint8(44));
+  assert.ok(sizes.includes(15) && sizes.includes(16), `record sizes ${sizes}`);
 });

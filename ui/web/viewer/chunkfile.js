@@ -1,5 +1,6 @@
-// The chunk file (.wzc): 16 bytes per splat with a per-chunk bit layout (a record is 128
-// bits: four little-endian uint32 words, the same bits as the Python side's two uint64s). The byte layout and
+// The chunk file (.wzc): 15 (or 16) bytes per splat with a per-chunk bit layout (a record is
+// 120 or 128 bits, records back to back; padded to 16 bytes it is four little-endian uint32
+// words, the same bits as the Python side's two uint64s). The byte layout and
 // the meaning and error bound of every field are documented in ui/web/chunkfile.py (the
 // exporter's encoder and the Python twin of this decoder).
 //
@@ -12,7 +13,7 @@
 
 export const MAGIC = 0x31575a57; // "WZW1" read as a little-endian uint32
 export const HEADER_BYTES = 256;
-export const RECORD_BYTES = 16;
+export const RECORD_SIZES = [15, 16]; // bytes per record, byte 44 of the header says which
 export const FIELDS = ['px', 'py', 'pz', 'qi', 'qa', 'qb', 'qc', 'sx', 'sy', 'sz', 'op',
   'r', 'g', 'b', 'n', 'par', 'chi', 'cst'];
 export const MAX_CHUNK_SPLATS = 65536;
@@ -32,14 +33,16 @@ export function parseHeader(buffer, expectedCount) {
   const count = view.getUint32(4, true);
   if (count !== expectedCount) throw new ChunkFileError(`chunk holds ${count} splats, the manifest says ${expectedCount}`);
   if (count > MAX_CHUNK_SPLATS) throw new ChunkFileError('chunk holds too many splats');
-  if (buffer.byteLength !== HEADER_BYTES + RECORD_BYTES * count) {
-    throw new ChunkFileError(`chunk of ${count} splats must be ${HEADER_BYTES + RECORD_BYTES * count} bytes, not ${buffer.byteLength}`);
+  const recordBytes = view.getUint8(44);
+  if (!RECORD_SIZES.includes(recordBytes)) throw new ChunkFileError(`chunk records of ${recordBytes} bytes`);
+  if (buffer.byteLength !== HEADER_BYTES + recordBytes * count) {
+    throw new ChunkFileError(`chunk of ${count} splats must be ${HEADER_BYTES + recordBytes * count} bytes, not ${buffer.byteLength}`);
   }
   const fields = {};
   FIELDS.forEach((name, i) => {
     const offset = view.getUint8(8 + 2 * i);
     const width = view.getUint8(9 + 2 * i);
-    if (width > MAX_FIELD_BITS || offset + width > 128) {
+    if (width > MAX_FIELD_BITS || offset + width > 8 * recordBytes) {
       throw new ChunkFileError(`chunk field ${name} has an impossible layout`);
     }
     fields[name] = [offset, width];
@@ -54,7 +57,7 @@ export function parseHeader(buffer, expectedCount) {
   for (const i of [21, 22, 23, 24]) {
     if (!Number.isInteger(c[i]) || Math.abs(c[i]) > 1e7) throw new ChunkFileError('chunk LoD bases are out of range');
   }
-  return { count, fields, c };
+  return { count, recordBytes, fields, c };
 }
 
 // one field of every record as a column (a tight loop per field is much faster than
@@ -71,10 +74,21 @@ function column(words, count, [offset, width]) {
   return out;
 }
 
+// the records padded to 16 bytes (zero bytes after a 15-byte one), as 4 uint32 words each
+function paddedWords(buffer, count, recordBytes) {
+  if (recordBytes === 16) return new Uint32Array(buffer, HEADER_BYTES, 4 * count);
+  const src = new Uint8Array(buffer, HEADER_BYTES, recordBytes * count);
+  const dst = new Uint8Array(16 * count);
+  for (let i = 0, s = 0, d = 0; i < count; i++, d += 16 - recordBytes) {
+    for (let j = 0; j < recordBytes; j++) dst[d++] = src[s++];
+  }
+  return new Uint32Array(dst.buffer);
+}
+
 // positions as float64 offsets, etc.: the Python decoder's numbers, splat i
 export function decodeChunk(buffer, expectedCount) {
-  const { count, fields, c } = parseHeader(buffer, expectedCount);
-  const words = new Uint32Array(buffer, HEADER_BYTES, 4 * count);
+  const { count, recordBytes, fields, c } = parseHeader(buffer, expectedCount);
+  const words = paddedWords(buffer, count, recordBytes);
   const f = Object.fromEntries(FIELDS.map((name) => [name, column(words, count, fields[name])]));
   const rotBits = fields.qa[1];
   const rotLevels = (1 << rotBits) - 1;

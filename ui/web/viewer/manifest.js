@@ -3,7 +3,7 @@
 // the folder the manifest came from (no "..", no scheme, no host, no query): the page fetches
 // only what passes here.
 import { Camera } from './camera.js';
-import { MAX_CHUNK_SPLATS, HEADER_BYTES, RECORD_BYTES } from './chunkfile.js';
+import { MAX_CHUNK_SPLATS, HEADER_BYTES, RECORD_SIZES } from './chunkfile.js';
 
 export const FORMAT = 'wonderzoom-web';
 export const VERSION = 1;
@@ -93,7 +93,7 @@ export function checkManifest(m, base) {
     total += count;
     if (total > LIMITS.splats) fail('manifest holds too many splats');
     const bytes = int(c.bytes, 0, 2 ** 31, `${what} bytes`);
-    if (bytes !== HEADER_BYTES + RECORD_BYTES * count) fail(`${what}: ${bytes} bytes do not hold ${count} splats`);
+    if (!RECORD_SIZES.some((r) => bytes === HEADER_BYTES + r * count)) fail(`${what}: ${bytes} bytes do not hold ${count} splats`);
     const lo = vec3(c.lo, `${what} lo`), hi = vec3(c.hi, `${what} hi`);
     if (lo.some((v, k) => v > hi[k])) fail(`${what} bounds are inverted`);
     const level = int(c.level, 0, steps.length - 1, `${what} level`);
