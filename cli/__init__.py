@@ -54,6 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # inputs are validated before they reach numpy; its floating-point warnings would only
         # break the promise of one line on stderr (WONDERZOOM_DEBUG=1 shows them)
         warnings.filterwarnings("ignore", category=RuntimeWarning)
+        # multiprocessing's resource tracker is a child process writing to our stderr: when a
+        # Ray bridge dies with the cluster, it can report a queue semaphore as leaked that
+        # was already unlinked ("No such file"), two warnings after the error line. It reads
+        # its warning filters from the environment it is started with.
+        quiet = "ignore::UserWarning:multiprocessing.resource_tracker"
+        current = os.environ.get("PYTHONWARNINGS", "")
+        if quiet not in current:
+            os.environ["PYTHONWARNINGS"] = f"{current},{quiet}" if current else quiet
     try:
         return int(args.run(args) or 0)
     except UserError as exc:
