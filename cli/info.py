@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +20,30 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
-def summary(info, path: Path) -> dict[str, Any]:
+def summary(info, path: Path, with_steps: bool = True) -> dict[str, Any]:
     """What `info --json` prints (its `levels` list: one entry per scale level), from the
-    world's records alone (`saves.WorldInfo`: no chunk is decoded)."""
+    world's records alone (`saves.WorldInfo`: no chunk is decoded). `with_steps=False` leaves
+    out the per-step list (the text output does not print it)."""
     history = info.history
     levels: dict[int, dict[str, Any]] = {}
     steps = []
     depth = history.depths()
+    chunks = info.chunks
     for step in history:
         level = depth[step.id]
-        splats = sum(info.chunks[c].n for c in step.chunk_ids)
-        entry = levels.setdefault(level, {"level": level, "steps": [], "chunks": 0, "splats": 0})
+        ids = step.chunk_ids
+        splats = sum(chunks[c].n for c in ids) if ids else 0
+        entry = levels.get(level)
+        if entry is None:
+            entry = levels[level] = {"level": level, "steps": [], "chunks": 0, "splats": 0}
         entry["steps"].append(step.id)
-        entry["chunks"] += len(step.chunk_ids)
-        entry["splats"] += splats
-        steps.append({"id": step.id, "parent": step.parent, "kind": step.kind, "level": level,
-                      "prompt": step.prompt, "chunks": len(step.chunk_ids), "splats": splats})
+        if ids:
+            entry["chunks"] += len(ids)
+            entry["splats"] += splats
+        if with_steps:
+            steps.append({"id": step.id, "parent": step.parent, "kind": step.kind,
+                          "level": level, "prompt": step.prompt, "chunks": len(step.chunk_ids),
+                          "splats": splats})
     head_path = [s.id for s in history.path()] if history.head is not None else []
     return {
         "path": str(path),
@@ -54,16 +63,16 @@ def summary(info, path: Path) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     path = world_path(args.world)
     world = load_info(args.world)
-    info = summary(world, path)
+    info = summary(world, path, with_steps=args.json)
     if args.json:
         print(json.dumps(info))  # JSON escapes every control character itself
         return 0
-    print(f"{printable(str(path))}  ({info['file_bytes'] / 1e6:.2f} MB, records valid)")
-    print(f"head: step {info['head']}  ({info['splats_at_head']:,} splats on the path to it)")
+    lines = [f"{printable(str(path))}  ({info['file_bytes'] / 1e6:.2f} MB, records valid)",
+             f"head: step {info['head']}  ({info['splats_at_head']:,} splats on the path to it)"]
     for lv in info["levels"]:
         steps = ", ".join(map(str, lv["steps"][:20])) + (", ..." if len(lv["steps"]) > 20 else "")
-        print(f"  level {lv['level']}: {lv['splats']:,} splats in {lv['chunks']} chunks "
-              f"(steps {steps})")
-    print("history:")
-    print(world.history.render_tree())
+        lines.append(f"  level {lv['level']}: {lv['splats']:,} splats in {lv['chunks']} chunks "
+                     f"(steps {steps})")
+    lines += ["history:", world.history.render_tree()]
+    sys.stdout.write("\n".join(lines) + "\n")  # one write: a deep history is 200k lines
     return 0

@@ -84,15 +84,24 @@ class History:
         tree = self._tree
         if tree is not None and tree.size == len(self.steps):
             return tree
+        steps = self.steps
         children: dict[int | None, list[int]] = {}
-        for sid in sorted(self.steps):
-            children.setdefault(self.steps[sid].parent, []).append(sid)
+        for sid in sorted(steps):  # (plain loops: a long history makes this a hot path)
+            parent = steps[sid].parent
+            kids = children.get(parent)
+            if kids is None:
+                children[parent] = [sid]
+            else:
+                kids.append(sid)
         depth: dict[int, int] = {}
         stack = [(sid, 0) for sid in reversed(children.get(None, []))]
         while stack:
             sid, d = stack.pop()
             depth[sid] = d
-            stack.extend((kid, d + 1) for kid in reversed(children.get(sid, [])))
+            kids = children.get(sid)
+            if kids:
+                for kid in reversed(kids):
+                    stack.append((kid, d + 1))
         self._tree = _Tree(len(self.steps), children, depth)
         return self._tree
 

@@ -36,7 +36,7 @@ from saves.chunks import CODECS, ChunkDesc, decode_chunk, encode_chunk, parse_ch
 from saves.errors import SaveFormatError, WorldBusyError
 from saves.limits import LoadLimits
 from saves.links import (KIND_CHILD, KIND_ROOT, LINK_HEADER, LinkTable, decode_link_array,
-                         encode_links, parse_link_table)
+                         empty_link_table, encode_links, parse_link_table)
 from saves.reader import IndexedReader
 from saves.records import (
     CHUNK_SUBHEADER_LEN, FILE_HEADER, FORMAT_VERSION, TAG_CHNK, TAG_HEAD, TAG_LINK, TAG_META,
@@ -224,7 +224,15 @@ def _claim_links(index: WorldIndex, step: Step) -> None:
     and the others for chunks of earlier steps (the ones it covers)."""
     table = index.pending_links.pop(step.id, None)
     if table is None:
-        raise SaveFormatError(f"step {step.id} has no LINK record before it")
+        if step.chunk_ids:  # only a step that made nothing may go without (it links nothing)
+            raise SaveFormatError(f"step {step.id} has no LINK record before it")
+        index.links[step.id] = empty_link_table(step.id)
+        return
+    if not len(table.entries):  # (a version-2 writer before LINK records could be left out)
+        if step.chunk_ids:
+            raise SaveFormatError(f"links of step {step.id} do not name exactly its own chunks")
+        index.links[step.id] = table
+        return
     kinds = table.entries["kind"]
     ids = table.entries["chunk_id"]
     own = sorted(ids[kinds != KIND_CHILD].tolist())
@@ -301,6 +309,18 @@ def _guarded(read: Callable[[], Any]) -> Any:
         raise SaveFormatError(f"unreadable world file ({type(exc).__name__}: {exc})") from exc
     finally:
         gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+def _without_gc(read: Callable[[], Any]) -> Any:
+    """`read()` with the cyclic collector paused (see `_guarded`; nothing is frozen: a writer
+    lives in the app, whose later garbage must stay collectable)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return read()
+    finally:
         if enabled:
             gc.enable()
 
@@ -490,7 +510,9 @@ def _encode_world(history: History, chunks: Mapping[int, SplatChunk], meta: Mapp
     records = [_encode_meta(meta, limits)]
     for step in order:
         records += [rec for _, rec in _encode_chunks(step, chunks, codec, budget)]
-        records.append(_encode_links(step, chunks, links[step.id], limits)[1])
+        table, link_record = _encode_links(step, chunks, links[step.id], limits)
+        if len(table.entries):  # a step that links nothing stores no LINK record
+            records.append(link_record)
         records.append(_encode_step(step, False, limits))
     if history.head is not None:
         if history.head not in history.steps:
@@ -555,7 +577,7 @@ class WorldWriter:
                 if size > limits.max_file_bytes:
                     raise SaveFormatError(f"world file is {size} bytes (limit "
                                           f"{limits.max_file_bytes})")
-                index = _index_for_append(fd, size, limits, upgrade)
+                index = _without_gc(lambda: _index_for_append(fd, size, limits, upgrade))
                 if index is None:  # an older version: rewrite it, then open the new file
                     from saves.world_file import upgrade_world
 
@@ -608,18 +630,21 @@ class WorldWriter:
         chunk_records = [rec for _, rec in encoded]
         table, link_record = _encode_links(step, chunks, links, self.limits)
         step_record = _encode_step(step, move_head, self.limits)
-        self._check_totals([*chunk_records, link_record, step_record], step_record)
+        if not len(table.entries):  # a step that links nothing stores no LINK record
+            link_record = []
+        self._check_totals([*chunk_records, *([link_record] if link_record else []),
+                            step_record], step_record)
         offset = self.end
-        self._append([*chunk_records, link_record], step_record)
+        self._append([*chunk_records, *([link_record] if link_record else [])], step_record)
         for desc, rec in encoded:
             length = record_nbytes(rec[1:])
             self.index.chunks[desc.id] = (desc, RawRecord(TAG_CHNK, offset, length, None))
             self.index.owner[desc.id] = step.id
             offset += record_nbytes(rec)
-        self.index.links[step.id] = dataclasses.replace(
-            table, payload_offset=offset + link_record[0].nbytes)
+        self.index.links[step.id] = (dataclasses.replace(
+            table, payload_offset=offset + link_record[0].nbytes) if link_record else table)
         self.index.budget = budget
-        self.index.n_records += len(chunk_records) + 2
+        self.index.n_records += len(chunk_records) + 1 + bool(link_record)
         self.index.json_bytes += record_nbytes(step_record[1:])
         self.index.history.add(step, move_head=move_head)
         return links

@@ -52,6 +52,11 @@ class LinkTable:
         return int(hits[0]) if len(hits) else None
 
 
+def empty_link_table(step_id: int) -> LinkTable:
+    """The links of a step that made no chunks and covers none: no LINK record is stored."""
+    return LinkTable(step_id, _NO_ENTRIES, _NO_OFFSETS)
+
+
 def _pad(n: int) -> int:
     return n + (-n) % ALIGN
 
@@ -117,6 +122,10 @@ def parse_link_table(head: Buffer, read_table, length: int, version: int, limits
     raw = bytes(read_table(ENTRY.itemsize * count))
     if zlib.crc32(raw) != crc:
         raise SaveFormatError(f"{where} is corrupt (entry table checksum mismatch)")
+    if count == 0:  # a step that made no chunks and linked none (most of a deep history)
+        if length != LINK_HEADER.size:
+            raise SaveFormatError(f"{where}: arrays do not fill the record exactly")
+        return LinkTable(int(step_id), _NO_ENTRIES, _NO_OFFSETS)
     entries = np.frombuffer(raw, ENTRY).copy()
     kind, n = entries["kind"], entries["n"].astype(np.int64)
     if not np.isin(kind, (KIND_ROOT, KIND_PARENT, KIND_CHILD)).all():
@@ -139,6 +148,12 @@ def parse_link_table(head: Buffer, read_table, length: int, version: int, limits
     if (kind == KIND_ROOT).any() and (entries["crc"][kind == KIND_ROOT] != 0).any():
         raise SaveFormatError(f"{where}: a root entry has an array checksum")
     return LinkTable(int(step_id), entries, offsets.astype(np.int64))
+
+
+_NO_ENTRIES = np.zeros(0, ENTRY)
+_NO_ENTRIES.flags.writeable = False
+_NO_OFFSETS = np.zeros(0, np.int64)
+_NO_OFFSETS.flags.writeable = False
 
 
 def _check_numbers(entries: np.ndarray, where: str) -> None:

@@ -24,6 +24,8 @@ MAX_ABS_POINT = 1e12
 STEP_REQUIRED = frozenset({"id", "parent", "kind", "chunk_ids"})
 STEP_OPTIONAL = frozenset({"camera", "point", "prompt", "backend", "timings", "created",
                            "move_head"})
+_STEP_KEYS = STEP_REQUIRED | STEP_OPTIONAL
+_MISSING = object()
 CAMERA_KEYS = frozenset({"T_world_camera", "fx", "fy", "cx", "cy", "width", "height", "near",
                          "far"})
 MAX_CREATED_CHARS = 64
@@ -116,6 +118,8 @@ def _point(value: Any, what: str) -> tuple[float, float, float] | None:
 def _backend(value: Any, what: str, limits: LoadLimits) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise SaveFormatError(f"{what}: backend must be an object")
+    if not value:
+        return value
     check_json_value(value, limits, what)  # free-form: depth, strings and numbers
     for key in ("name", "version"):
         if key in value and not isinstance(value[key], str):
@@ -131,6 +135,8 @@ def _backend(value: Any, what: str, limits: LoadLimits) -> dict[str, Any]:
 def _timings(value: Any, what: str, limits: LoadLimits) -> dict[str, float]:
     if not isinstance(value, dict):
         raise SaveFormatError(f"{what}: timings must be an object")
+    if not value:
+        return {}
     out = {}
     for key, seconds in value.items():
         check_string(key, limits.max_string_chars, what)
@@ -145,37 +151,47 @@ def step_from_json(body: Any, limits: LoadLimits) -> tuple[Step, bool]:
     """(Step, move_head) from a STEP payload; raises SaveFormatError on anything malformed.
     Every field is checked here, types, ranges and sizes (the payload was parsed without
     `parse_json`'s generic walk, which only the free-form `backend` gets)."""
-    if not isinstance(body, dict):
+    # (the hot path of opening a long history: messages are formatted only on failure)
+    if type(body) is not dict:
         raise SaveFormatError("step record must be a JSON object")
-    keys = set(body)
-    if not STEP_REQUIRED <= keys or not keys <= STEP_REQUIRED | STEP_OPTIONAL:
-        extra = sorted(keys - STEP_REQUIRED - STEP_OPTIONAL) or sorted(STEP_REQUIRED - keys)
+    keys = body.keys()
+    if not (STEP_REQUIRED <= keys and keys <= _STEP_KEYS):
+        extra = sorted(keys - _STEP_KEYS) or sorted(STEP_REQUIRED - keys)
         raise SaveFormatError(f"step record has missing or unknown field {ascii(extra[0])[:60]}")
     sid = _id(body["id"], "step id")
     what = f"step {sid}"
-    parent = None if body["parent"] is None else _id(body["parent"], f"{what} parent")
+    parent = body["parent"]
+    if parent is not None:
+        parent = _id(parent, f"{what} parent")
     kind = body["kind"]
     if kind not in STEP_KINDS:
         raise SaveFormatError(f"{what}: unknown kind {ascii(kind)[:40]}")
     ids = body["chunk_ids"]
-    if not isinstance(ids, list) or len(ids) > limits.max_chunks_per_step:
+    if type(ids) is not list or len(ids) > limits.max_chunks_per_step:
         raise SaveFormatError(f"{what}: chunk_ids must be a list of at most "
                               f"{limits.max_chunks_per_step} ids")
-    chunk_ids = tuple(_id(c, f"{what} chunk id") for c in ids)
-    if len(set(chunk_ids)) != len(chunk_ids):
-        raise SaveFormatError(f"{what} lists a chunk twice")
-    prompt = body.get("prompt", "")
-    created = body.get("created", "")
-    move_head = body.get("move_head", True)
-    if not isinstance(prompt, str) or not isinstance(created, str) or not isinstance(move_head, bool):
+    if ids:
+        chunk_ids = tuple(_id(c, f"{what} chunk id") for c in ids)
+        if len(set(chunk_ids)) != len(chunk_ids):
+            raise SaveFormatError(f"{what} lists a chunk twice")
+    else:
+        chunk_ids = ()
+    get = body.get
+    prompt, created, move_head = get("prompt", ""), get("created", ""), get("move_head", True)
+    if type(prompt) is not str or type(created) is not str or type(move_head) is not bool:
         raise SaveFormatError(f"{what}: prompt/created must be strings, move_head a boolean")
-    check_string(prompt, limits.max_prompt_chars, f"{what} prompt")
-    check_string(created, MAX_CREATED_CHARS, f"{what} created time")
+    if len(prompt) > limits.max_prompt_chars or not prompt.isascii():
+        check_string(prompt, limits.max_prompt_chars, f"{what} prompt")
+    if len(created) > MAX_CREATED_CHARS or not created.isascii():
+        check_string(created, MAX_CREATED_CHARS, f"{what} created time")
+    camera, point = get("camera"), get("point")
+    backend, timings = get("backend", _MISSING), get("timings", _MISSING)
     try:
-        step = Step(id=sid, parent=parent, kind=kind, chunk_ids=chunk_ids,
-                    camera=_camera(body.get("camera"), what), point=_point(body.get("point"), what),
-                    prompt=prompt, backend=_backend(body.get("backend", {}), what, limits),
-                    timings=_timings(body.get("timings", {}), what, limits), created=created)
+        step = Step(sid, parent, kind, chunk_ids,
+                    None if camera is None else _camera(camera, what),
+                    None if point is None else _point(point, what), prompt,
+                    {} if backend is _MISSING else _backend(backend, what, limits),
+                    {} if timings is _MISSING else _timings(timings, what, limits), created)
     except HistoryError as exc:
         raise SaveFormatError(f"{what}: {exc}") from None
     return step, move_head

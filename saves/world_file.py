@@ -190,12 +190,16 @@ def _copy(src: WorldFile, out: Path) -> int:
                 put([_raw_record(src.fd, rec.offset, RECORD_HEADER.size + rec.length)])
             if index.version >= 2:
                 table = index.links[step.id]
-                raw = _raw_record(src.fd, table.payload_offset - RECORD_HEADER.size, None)
-                src.reader.step_links(step.id)  # every array's checksum and values
-                put([raw])
+                if len(table.entries):  # (a step that links nothing has no LINK record)
+                    raw = _raw_record(src.fd, table.payload_offset - RECORD_HEADER.size, None)
+                    src.reader.step_links(step.id)  # every array's checksum and values
+                    put([raw])
             else:
                 chunks = {cid: src.reader.read_chunk(cid) for cid in step.chunk_ids}
-                put(_encode_links(step, chunks, src.reader.step_links(step.id), limits)[1])
+                table, record = _encode_links(step, chunks, src.reader.step_links(step.id),
+                                              limits)
+                if len(table.entries):
+                    put(record)
             put(_encode_step(step, False, limits))
         if index.history.head is not None:
             put(encode_json_record(TAG_HEAD, head_to_json(index.history.head)))

@@ -172,6 +172,39 @@ def test_append_step_writes_only_the_step(world_file) -> None:
     assert_world_equal(world, history, {**chunks, **new})
 
 
+def test_a_step_that_links_nothing_stores_no_link_record(world_file, tmp_path: Path) -> None:
+    """A prompt-only step (no chunks, covering none) appends just its STEP record; readers
+    give it empty links, copies keep it so, and a step *with* chunks and no LINK is refused."""
+    from saves.records import FileSource, scan_records
+    from saves.world_file import copy_world, open_world
+
+    path, history, chunks = world_file
+    size = path.stat().st_size
+    step = Step(5, 2, "zoom", (), random_camera(np.random.default_rng(3)), prompt="just words")
+    with WorldWriter.open(path) as writer:
+        links = writer.append_step(step, {})
+    assert not links.parents and not links.children
+
+    def tags(p: Path) -> list[str]:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            return [r.tag for r in scan_records(FileSource(fd, os.fstat(fd).st_size),
+                                                LoadLimits()).records]
+        finally:
+            os.close(fd)
+
+    assert tags(path)[-1:] == ["STEP"] and tags(path).count("STEP") == len(history) + 1
+    assert path.stat().st_size - size < 1024
+    history.add(step)
+    assert_world_equal(load_world(path), history, chunks)
+    copy = tmp_path / "copy.wzs"
+    with open_world(path) as src:
+        assert not src.step_links(5).parents
+        copy_world(src, copy)
+    assert tags(copy).count("LINK") == tags(path).count("LINK")
+    assert_world_equal(load_world(copy), history, chunks)
+
+
 def test_set_head_and_meta_append_small_records(world_file) -> None:
     path, history, _ = world_file
     size = path.stat().st_size
