@@ -3,8 +3,12 @@
 Owns: `GenerationService`, which speaks the app's generator protocol (`submit`, `poll`,
 `cancel`, `close`, like `generation.procedural.ProceduralGenerator`):
 - one worker process (multiprocessing, spawn context: no forked torch or GL state), started
-  lazily and restarted after it dies; it runs one request at a time from a queue, with its
-  torch / OpenCV / ncnn threads limited to all cores but one so the app keeps a core;
+  lazily and restarted after it dies; it runs one request at a time from a queue, at nice 10
+  with torch / OpenCV / ncnn threads on every usable core: a core the app wants is the app's
+  (the scheduler weighs nice 10 at a tenth), and while the user waits on a still view the
+  app draws nothing, so the worker gets the whole machine (issue 21: with all cores but one,
+  a zoom asked for in the app took 1.65x the CLI's time on 2 cores; with all, 1.14x, and
+  the p99 frame time while flying stayed 1.24x idle: docs/benchmarks.md);
 - `ProgressEvent`s per stage (the fraction of the whole request) and one `ZoomResult` per
   request, in order;
 - cancellation (between stages and optimiser iterations; a worker that does not stop within
@@ -33,7 +37,7 @@ import time
 from typing import Any, Callable
 
 from engine.messages import ProgressEvent, ZoomRequest, ZoomResult
-from generation.cores import background_threads
+from generation.cores import usable_cores
 
 DEFAULT_RUNNER = "generation.pipeline:zoom"
 DEFAULT_TIMEOUT_S = 600.0
@@ -135,7 +139,7 @@ class GenerationService:
         self.settings = dict(settings or {})
         self.runner = runner
         self.timeout_s = float(timeout_s)
-        self.threads = threads or background_threads()
+        self.threads = threads or usable_cores()
         self.cancel_grace_s = float(cancel_grace_s)
         self.clock = clock
         self._ctx = mp.get_context("spawn")
