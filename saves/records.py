@@ -183,12 +183,11 @@ def parse_json(data: Buffer, limits: LoadLimits, what: str | tuple[str, int],
         # json.JSONDecoder.decode without its two Python frames: leading space, one value,
         # trailing space (records are padded with spaces), nothing else
         try:
-            value, end = _SCAN(text, _SPACE(text, 0).end())
+            value, end = _SCAN(text, 0 if text[:1] == "{" else _SPACE(text, 0).end())
         except StopIteration as stop:
             raise json.JSONDecodeError("Expecting value", text, stop.value) from None
-        end = _SPACE(text, end).end()
-        if end != len(text):
-            raise json.JSONDecodeError("Extra data", text, end)
+        if end != len(text) and _SPACE(text, end).end() != len(text):
+            raise json.JSONDecodeError("Extra data", text, _SPACE(text, end).end())
     except RecursionError:
         raise SaveFormatError(f"{_label(what)}: JSON nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
@@ -342,13 +341,14 @@ def scan_records(src: Source, limits: LoadLimits, verify_chunk_crc: bool = True)
     version = read_file_header(src)
     records: list[RawRecord] = []
     pos, json_total, link_total = FILE_HEADER.size, 0, 0
-    while src.size - pos >= RECORD_HEADER.size:
+    size, head_size, max_records = src.size, RECORD_HEADER.size, limits.max_records
+    while size - pos >= head_size:  # (a long history makes this loop hot: names are local)
         tag, length, crc = _read_record_header(src, pos)
-        payload = pos + RECORD_HEADER.size
-        if length > src.size - payload:
+        payload = pos + head_size
+        if length > size - payload:
             break  # torn tail: a crash mid-record
-        if len(records) >= limits.max_records:
-            raise SaveFormatError(f"world file holds more than {limits.max_records} records")
+        if len(records) >= max_records:
+            raise SaveFormatError(f"world file holds more than {max_records} records")
         record = _read_payload(src, pos, tag, length, crc, limits, verify_chunk_crc, version)
         if tag == TAG_LINK:
             link_total += record.data_start  # the entry table (the arrays are not kept)
@@ -360,8 +360,8 @@ def scan_records(src: Source, limits: LoadLimits, verify_chunk_crc: bool = True)
             raise SaveFormatError(f"world file holds more than {limits.max_json_total_bytes} "
                                   "bytes of step/head/meta JSON")
         records.append(record)
-        pos = record.end
-    return Scan(version, records, pos, src.size, json_total)
+        pos = payload + length
+    return Scan(version, records, pos, size, json_total)
 
 
 def _read_record_header(src: Source, pos: int) -> tuple[str, int, int]:
