@@ -633,3 +633,40 @@ def test_chunk_preparation_is_spread_over_frames(ctx, fbo_for):
     assert counts == list(range(1, stats.chunks_visible + 1))  # one chunk per frame
     assert stats.splats_drawn == 64 * 64
     r.release()
+
+
+def test_an_arena_in_host_memory_grows_only_for_the_chunks_this_frame_wants(ctx):
+    """On a software GL the arena is host RAM and never shrinks: before it grows, chunks not
+    wanted this frame give their pages back (on a GPU only those unwanted for STALE_FRAMES
+    do, so a view that comes back needs no upload), and it grows in smaller steps."""
+    from engine.render.residency import HOST_ARENA_GROWTH
+
+    chunks = _small_chunks(3)
+    wanted = []
+    for cid, chunk in enumerate(chunks):
+        layout = chunk_layout(chunk)
+        wanted.append(Wanted(cid, layout, chunk_bands(layout, None), None))
+    capacities = {}
+    for host in (False, True):
+        arena = PagedArena(ctx, max_pages=8, initial_pages=2)  # one page per chunk
+        residency = Residency(arena, host_memory=host)
+        assert arena.growth == (HOST_ARENA_GROWTH if host else 0.25)
+        residency.update(1, wanted[:2], cap_bytes=None)
+        residency.update(2, wanted[2:], cap_bytes=None)  # 0 and 1 were wanted last frame
+        assert residency.ready(2) is not None
+        capacities[host] = arena.capacity
+        assert len(residency.chunks) == (2 if host else 3)  # host: one of 0, 1 made room
+        arena.release()
+    assert capacities == {False: 3, True: 2}
+
+
+def test_an_arena_whose_budget_drops_below_its_size_still_uses_its_free_pages(ctx):
+    arena = PagedArena(ctx, max_pages=8, initial_pages=4)
+    used = arena.allocate(2)
+    arena.max_pages = 2  # lowered below the 4 pages it holds (the pool's size on a software GL)
+    assert arena.pages_free_or_growable == 2
+    more = arena.allocate(2)
+    assert more is not None and arena.capacity == 4
+    assert arena.allocate(1) is None
+    arena.free(np.concatenate([used, more]))
+    arena.release()

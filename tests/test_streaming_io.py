@@ -327,3 +327,37 @@ def test_a_streamed_store_only_asks_for_what_it_draws_and_never_blocks(saved, re
     finally:
         close_scene(world)
         world_file.close()
+
+
+def test_on_a_software_gl_the_arena_holds_no_more_than_the_pool(saved, renderer):
+    """Where the GPU arena is host RAM, its budget is what the RAM pool can hold (GPU
+    residency is a subset of the pool): a zoom there and back with a pool of half the world
+    never grows it past that, and every frame still draws (a chunk left out: its parent)."""
+    from engine.render.visibility import PAGE_SPLATS
+
+    if not renderer.residency.host_memory:
+        pytest.skip("the arena is GPU memory here")
+    path, history, chunks, cameras = saved
+    budget = sum(ch.nbytes() + 8 * len(ch) for ch in chunks.values()) // 2
+    world_file, world = _streamed(path, budget_bytes=budget)
+    store = world.resource(ChunkStore)
+    try:
+        sweep = _sweep(cameras)
+        fbo = renderer.ctx.simple_framebuffer((64, 64))
+        for cam in [*sweep, *reversed(sweep)]:
+            deadline = time.monotonic() + DEADLINE_S
+            while True:
+                stats = renderer.draw(world, cam, fbo)
+                if stats.chunks_loading == 0:
+                    break
+                assert time.monotonic() < deadline, "loads never finished"
+                store.wait(1.0)
+            stats = renderer.draw(world, cam, fbo, complete=True)
+            assert stats.splats_drawn > 0
+            pages = -(-store.max_splats // PAGE_SPLATS)  # below its first 16 pages here
+            assert renderer.arena.max_pages == pages < renderer.arena.capacity
+            assert renderer.residency.splats_ready <= store.max_splats
+        fbo.release()
+    finally:
+        close_scene(world)
+        world_file.close()

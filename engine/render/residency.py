@@ -38,6 +38,7 @@ BYTES_PER_SPLAT = 4 * (MAIN_WIDTH + LOD_WIDTH)
 PAGE_BYTES = PAGE_SPLATS * BYTES_PER_SPLAT
 NO_LINK = np.float32(1e30)
 STALE_FRAMES = 2  # a resident chunk no frame wanted this long is evicted before the arena grows
+HOST_ARENA_GROWTH = 0.125  # an arena in host memory grows by an eighth (on a GPU: a quarter)
 
 
 def splat_attributes(layout: ChunkLayout) -> np.ndarray:
@@ -79,11 +80,14 @@ def lod_attributes(layout: ChunkLayout, links: LodLinks | None) -> np.ndarray:
 
 
 class PagedArena:
-    """Two GL buffers (main, lod) of `capacity` pages; grows by doubling up to `max_pages`."""
+    """Two GL buffers (main, lod) of `capacity` pages; grows by `growth` of its size (or what
+    is missing) up to `max_pages`."""
 
-    def __init__(self, ctx: moderngl.Context, max_pages: int, initial_pages: int = 16) -> None:
+    def __init__(self, ctx: moderngl.Context, max_pages: int, initial_pages: int = 16,
+                 growth: float = 0.25) -> None:
         self.ctx = ctx
         self.max_pages = int(max_pages)
+        self.growth = float(growth)  # the fraction of its capacity the arena grows by
         self.capacity = 0
         self.version = 0  # bumped when the buffers are replaced (VAOs must be rebuilt)
         self.main: moderngl.Buffer | None = None
@@ -97,16 +101,17 @@ class PagedArena:
 
     @property
     def pages_free_or_growable(self) -> int:
-        return len(self._free) + self.max_pages - self.capacity
+        # (`max_pages` may be lowered below the capacity already grown: free pages still count)
+        return len(self._free) + max(self.max_pages - self.capacity, 0)
 
     def allocate(self, count: int) -> np.ndarray | None:
         """`count` free pages (growing the buffers if needed), or None if over the budget.
-        The buffers grow by a quarter (or what is missing): on a software GL they are host
-        memory, and doubling would hold up to twice the chunks drawn."""
+        The buffers grow by `growth` of their size (or what is missing): on a software GL
+        they are host memory, and doubling would hold up to twice the chunks drawn."""
         if count > self.pages_free_or_growable:
             return None
         if count > len(self._free):
-            self._grow(min(self.max_pages, max(self.capacity + self.capacity // 4,
+            self._grow(min(self.max_pages, max(self.capacity + int(self.capacity * self.growth),
                                                self.capacity + count - len(self._free))))
         return np.array([heapq.heappop(self._free) for _ in range(count)], np.int64)
 
@@ -193,6 +198,8 @@ class Residency:
     def __init__(self, arena: PagedArena, host_memory: bool = False) -> None:
         self.arena = arena
         self.host_memory = host_memory
+        if host_memory:  # it never shrinks: grow it in smaller steps past what frames need
+            arena.growth = HOST_ARENA_GROWTH
         self.chunks: dict[int, ResidentChunk] = {}
         self.evictions = 0
 
@@ -290,10 +297,12 @@ class Residency:
     # ---- internals ------------------------------------------------------------------------
     def _allocate(self, entry: ResidentChunk, frame: int, attributes: np.ndarray | None) -> bool:
         need = entry.page_count
-        # Chunks no frame wanted for STALE_FRAMES give their pages back before the arena
-        # grows (the arena never shrinks: it stays near the pages recent frames drew, not the
-        # budget); then, at the budget, any chunk not wanted this frame, least recent first.
-        for stale, room in ((frame - STALE_FRAMES, lambda: len(self.arena._free)),
+        # Chunks no frame wanted for STALE_FRAMES (in host memory: any not wanted this frame)
+        # give their pages back before the arena grows (the arena never shrinks: it stays
+        # near the pages recent frames drew, not the budget); then, at the budget, any chunk
+        # not wanted this frame, least recent first.
+        stale_before = frame if self.host_memory else frame - STALE_FRAMES
+        for stale, room in ((stale_before, lambda: len(self.arena._free)),
                             (frame, lambda: self.arena.pages_free_or_growable)):
             if need <= room():
                 continue

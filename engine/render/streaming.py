@@ -64,9 +64,9 @@ from engine.render.prepare import PACKED_WIDTH, pack
 from engine.render.reference import RenderOutput
 from engine.render.residency import (LOD_WIDTH, MAIN_WIDTH, PAGE_BYTES, PagedArena, Residency,
                                      Wanted, splat_attributes)
-from engine.render.visibility import (PAGE_BITS, ChunkBands, ChunkLayout, DrawItem, DrawList,
-                                      Guard, View, build_draw_list, chunk_bands, chunk_layout,
-                                      chunk_table, visible_chunks)
+from engine.render.visibility import (PAGE_BITS, PAGE_SPLATS, ChunkBands, ChunkLayout,
+                                      DrawItem, DrawList, Guard, View, build_draw_list,
+                                      chunk_bands, chunk_layout, chunk_table, visible_chunks)
 from engine.scene import ChunkStore, LoadState, flat_scene
 from engine.splats import SplatChunk
 from engine.synthetic import nested_plane_world
@@ -190,7 +190,8 @@ class StreamingRenderer:
         self._points_depth = self._program(with_depth=True)
         self._quads = SplatRenderer(ctx)
         self._quads.lod_mode = LOD_MODES[self.lod_mode]
-        self.arena = PagedArena(ctx, max_pages=max(budget.gpu_bytes // PAGE_BYTES, 0))
+        self._arena_pages = max(budget.gpu_bytes // PAGE_BYTES, 0)
+        self.arena = PagedArena(ctx, max_pages=self._arena_pages)
         # on a software GL the arena is host RAM: it then only holds what recent frames drew
         self.residency = Residency(self.arena, host_memory=self.flush_splats > 0)
         self._index = ctx.buffer(reserve=4 << 16, dynamic=True)
@@ -438,6 +439,11 @@ class StreamingRenderer:
         if store.streaming:  # what the RAM pool let go leaves the GPU and the caches too
             for cid in [c for c in self.residency.chunks if c not in store]:
                 self.residency.evict(cid)
+            if self.residency.host_memory:
+                # GPU residency is a subset of the pool: on a software GL, whose arena is
+                # host RAM that never shrinks, it need not grow past what the pool can hold
+                self.arena.max_pages = min(self._arena_pages,
+                                           -(-store.max_splats // PAGE_SPLATS))
         table = chunk_table(world)
         if len(table) == 0:
             return [], set()
