@@ -63,7 +63,7 @@ RAM_ENV = "WONDERZOOM_RAM_MB"
 
 def add_ram_argument(p) -> None:
     p.add_argument("--ram-mb", type=int, default=None, metavar="MB",
-                   help="RAM for decoded chunks streamed from the world file (default 256, "
+                   help="RAM for decoded chunks streamed from the world file (default 192, "
                         "or $WONDERZOOM_RAM_MB); what does not fit is read again when needed")
 
 
