@@ -368,20 +368,18 @@ def _libc_function(name: str, argtypes: list, restype):
 _MALLOC_TRIM = _libc_function("malloc_trim", [ctypes.c_size_t], ctypes.c_int)
 _MALLOPT = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int], ctypes.c_int)
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-MMAP_THRESHOLD_BYTES = 32 << 10  # blocks this big get their own mapping (see map_big_blocks)
+MMAP_THRESHOLD_BYTES = 64 << 10  # blocks this big get their own mapping (see map_big_blocks)
 
 
 def map_big_blocks() -> None:
     """Give every heap block of `MMAP_THRESHOLD_BYTES` or more its own memory mapping, which
     goes back to the OS when it is freed (glibc: `mallopt(M_MMAP_THRESHOLD)`; a no-op
-    elsewhere). A streaming process frees ~1 MB of chunk arrays at every eviction (a
-    16,384-splat chunk's float32 columns are 64 KB, 62 KB at the ~15,600 splats of a level
-    split into 64 chunks) and hundreds of MB of frame temporaries a second; glibc's default
-    threshold rises to the largest block freed so far (up to 32 MB), after which all of
-    those land in the heap, whose free holes stay resident until a trim. Measured on the
-    bench's 8M-splat world (bench/scale.py): ~200 MB less resident after its fly-through at
-    64 KB, ~80 MB less again at 32 KB with every visible chunk loaded, frames ~2% slower
-    (a page fault per 4 KB of each such block when it is first written). Idempotent."""
+    elsewhere). A streaming process frees ~1 MB of chunk arrays at every eviction and
+    hundreds of MB of frame temporaries a second; glibc's default threshold rises to the
+    largest block freed so far (up to 32 MB), after which all of those land in the heap,
+    whose free holes stayed resident: the 8M-splat bench world held 200 MB more after its
+    fly-through than with this (bench/scale.py, docs/streaming.md). Costs a page fault per
+    4 KB of each such block when it is first written; idempotent."""
     if _MALLOPT is not None:
         _MALLOPT(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
 
