@@ -58,6 +58,9 @@ class GenerationConfig:
     # ... and its image fades into the parent's over this fraction of the short side at the
     # view's edge (0 = a hard edge)
     border_fade: float = 0.05
+    # ... all but the detail finer than this Gaussian (working pixels), which the level keeps
+    # up to its edge (0 = the fade takes the detail too)
+    fade_detail_px: float = 0.0
     # new splats: std-dev / spacing of their back-projected pixels. Half the spacing is the
     # narrowest Gaussian whose sum over the grid is flat (ripple 2 exp(-2 pi^2 0.5^2) ~ 1.4 %)
     # when the level is magnified; a wider one only blurs the image the level is made from
@@ -146,6 +149,7 @@ _RANGES = (
     ("relief", 0.0, 20.0), ("aux_views_per_step", 0, 16), ("num_threads", 0, 1024),
     ("max_chunk_splats", 1024, 1 << 22), ("splat_footprint", 0.25, 2.0),
     ("tone_sigma", 0.0, 16.0), ("border_fade", 0.0, 0.25),
+    ("fade_detail_px", 0.0, 8.0),
 )
 
 

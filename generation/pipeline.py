@@ -334,7 +334,8 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
     with run.stage("harmonize"):
         hm = harmonize_stage.run(harmonize_stage.HarmonizeInput(
             ed.rgb, obs.rgb * obs.alpha[..., None], obs.rgb, obs.alpha, msk.mask, factor,
-            config.tone_sigma, config.border_fade), config.backend_for("harmonize"),
+            config.tone_sigma, config.border_fade, config.fade_detail_px),
+            config.backend_for("harmonize"),
             **config.options_for("harmonize"))
         rgb = hm.rgb
     with run.stage("depth"):

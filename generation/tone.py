@@ -8,6 +8,8 @@ Owns small pure functions over float images ([H, W, 3] in [0, 1], weights [H, W]
   applied everywhere but where `keep` is 1 (an inserted structure keeps its own colours);
 - `border_weight` and `feather`: a level's spatial fade, 0 on the outermost pixels of its view
   and 1 from `margin` pixels in (a smoothstep), and the convex blend it weighs;
+  `feather_keeping_detail` blends only the low frequencies and keeps the inner image's
+  detail finer than a few pixels everywhere (the parent's coarse look, the level's texture);
 - `border_band` and `seam_stats`: the issue-21 figure of a join, the low-passed difference
   (sigma 4 px) between a render with the new level and the coarse world on a band along the
   view's edge (1/12 of each side), as a mean absolute value and a per-channel bias in 1/255.
@@ -110,6 +112,22 @@ def feather(inner: np.ndarray,  # [H, W, C] what the level shows inside
     """w inner + (1 - w) outer: weights that sum to one at every pixel."""
     w = np.clip(np.asarray(weight, np.float64), 0.0, 1.0)[..., None]
     return w * np.asarray(inner, np.float64) + (1.0 - w) * np.asarray(outer, np.float64)
+
+
+def feather_keeping_detail(inner: np.ndarray,  # [H, W, C] what the level shows inside
+                           outer: np.ndarray,  # [H, W, C] the parent's look
+                           weight: np.ndarray,  # [H, W] in [0, 1]
+                           sigma: float) -> np.ndarray:  # [H, W, C]
+    """`feather` of the low frequencies only: the blend of the two images' Gaussian blurs
+    (`sigma` pixels) plus all of inner's detail (what the blur removes from it), i.e.
+    w inner + (1 - w) (blur(outer) + inner - blur(inner)). Where w = 0 the picture has the
+    parent's coarse look and the level's fine texture; identical images come out unchanged;
+    `sigma` <= 0 is `feather`."""
+    if sigma <= 0:
+        return feather(inner, outer, weight)
+    inner = np.asarray(inner, np.float64)
+    return feather(inner, blur(np.asarray(outer, np.float64), sigma) + inner - blur(inner, sigma),
+                   weight)
 
 
 def border_band(height: int, width: int, fraction: float = SEAM_BAND) -> np.ndarray:

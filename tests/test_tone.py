@@ -8,8 +8,8 @@ from hypothesis.extra.numpy import arrays
 
 from generation.imaging import blur
 from generation.stages.harmonize import HarmonizeInput, run as harmonize, shadow_zone
-from generation.tone import (border_band, border_weight, feather, match_low_frequencies,
-                             normalized_blur, seam_stats)
+from generation.tone import (border_band, border_weight, feather, feather_keeping_detail,
+                             match_low_frequencies, normalized_blur, seam_stats)
 
 SHAPES = st.tuples(st.integers(4, 24), st.integers(4, 24))
 unit = st.floats(0.0, 1.0, allow_nan=False)
@@ -104,6 +104,21 @@ def test_feather_is_a_partition_of_unity(shape, seed):
 
 
 @settings(max_examples=40, deadline=None)
+@given(SHAPES, st.integers(0, 2**31), st.floats(0.3, 4.0))
+def test_feather_keeping_detail_blends_the_low_frequencies_and_keeps_the_detail(shape, seed, sigma):
+    a, b = _images(shape, seed)
+    w = np.random.default_rng(seed + 3).random(shape)
+    out = feather_keeping_detail(a, b, w, sigma)
+    detail = a - blur(a, sigma)
+    np.testing.assert_allclose(out, feather(a, blur(b, sigma) + detail, w), atol=1e-12)
+    np.testing.assert_allclose(feather_keeping_detail(a, b, np.ones(shape), sigma), a)
+    np.testing.assert_allclose(feather_keeping_detail(a, b, np.zeros(shape), sigma),
+                               blur(b, sigma) + detail, atol=1e-12)
+    np.testing.assert_allclose(feather_keeping_detail(a, a, w, sigma), a, atol=1e-12)
+    np.testing.assert_allclose(feather_keeping_detail(a, b, w, 0.0), feather(a, b, w))
+
+
+@settings(max_examples=40, deadline=None)
 @given(SHAPES, st.integers(0, 2**31), unit)
 def test_seam_stats_of_an_offset_and_of_nothing(shape, seed, c):
     a, _ = _images(shape, seed)
@@ -166,3 +181,17 @@ def test_harmonize_fades_the_border_into_the_parent_s_look():
     hard = harmonize(HarmonizeInput(edited, coarse, coarse, alpha, mask, tone_sigma=0.0,
                                     border_fade=0.0))
     np.testing.assert_allclose(hard.rgb, edited)
+
+
+def test_harmonize_keeps_the_fine_detail_up_to_the_edge_when_asked():
+    coarse, edited, mask, _ = _scene()
+    alpha = np.ones(mask.shape)
+    out = harmonize(HarmonizeInput(edited, coarse, coarse, alpha, mask, parent_px=4.0,
+                                   tone_sigma=0.0, border_fade=0.2, fade_detail_px=1.0))
+    detail = edited - blur(edited, 1.0)
+    edge = out.fade == 0.0
+    np.testing.assert_allclose(out.rgb[edge], np.clip(blur(coarse, 1.0) + detail, 0, 1)[edge])
+    # the coarse look at the edge is the parent's
+    low = blur(out.rgb, 3.0) - blur(coarse, 3.0)
+    assert np.abs(low[0]).mean() < 0.5 * np.abs((blur(edited, 3.0) - blur(coarse, 3.0))[0]).mean()
+    assert np.all(out.fade[mask == 1] == 1.0)

@@ -6,7 +6,9 @@ synthesis, an image editor) is corrected against O_i *as it is seen* (the coarse
 rendered at C_i over black, transparency included), wherever the user did not ask for new
 content, and the level's spatial border fades into O_i:
 1. fade: `generation.tone.border_weight` over `border_fade` x the short side; the image
-   becomes fade x edited + (1 - fade) x O_i's colours (an inserted structure never fades);
+   becomes fade x edited + (1 - fade) x (O_i's colours + the edited detail finer than
+   `fade_detail_px`): at the edge the parent's coarse look with the level's fine texture
+   (`generation.tone.feather_keeping_detail`; an inserted structure never fades);
 2. tone: `generation.tone.match_low_frequencies` with a Gaussian of `tone_sigma` parent
    pixels (detail finer than that, what super-resolution adds, is kept), listening only
    where the coarse world is solid (alpha >= 0.5) and away from the inserted structure and
@@ -28,7 +30,7 @@ import numpy as np
 from scipy import ndimage
 
 from generation.registry import Registry
-from generation.tone import border_weight, feather, match_low_frequencies
+from generation.tone import border_weight, feather_keeping_detail, match_low_frequencies
 
 SOLID_ALPHA = 0.5  # the coarse world counts as a reference where it is at least this opaque
 STRUCTURE = 0.02  # mask values above this are the inserted structure
@@ -45,6 +47,8 @@ class HarmonizeInput:
     parent_px: float = 4.0  # working pixels per parent pixel (the zoom factor)
     tone_sigma: float = 0.5  # low-pass of the tone match, in parent pixels; 0 = no match
     border_fade: float = 0.05  # width of the border fade / the short side; 0 = a hard edge
+    fade_detail_px: float = 0.0  # the fade keeps the edited detail finer than this Gaussian
+    # (working pixels); 0 = it fades everything, detail included
 
 
 @dataclass(frozen=True, eq=False)
@@ -78,7 +82,7 @@ class ToneAndFade:
         H, W = inp.rgb.shape[:2]
         mask = np.clip(np.asarray(inp.mask, np.float64), 0.0, 1.0)
         fade = np.maximum(border_weight(H, W, inp.border_fade * min(H, W)), mask)
-        image = feather(inp.rgb, inp.colour, fade)
+        image = feather_keeping_detail(inp.rgb, inp.colour, fade, inp.fade_detail_px)
         reference = ((np.asarray(inp.alpha) >= SOLID_ALPHA) & ~shadow_zone(mask)).astype(np.float64)
         if inp.tone_sigma > 0 and reference.any():
             sigma = inp.tone_sigma * max(float(inp.parent_px), 1.0)
