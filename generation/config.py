@@ -49,7 +49,11 @@ class GenerationConfig:
     aux_views_zoom: int = 4
     aux_angle_zoom_deg: float = 12.0  # orbit of the auxiliary cameras around the zoom target
     sr_model: str = "realesrgan-x4plus"  # or "realesr-animevideov3-x4" (fast, flatter)
-    detail_strength: float = 1.0  # synthesized texture amplitude / the parent's (self-similar)
+    # synthesized texture amplitude / the parent's (self-similar); the texture tops the view's
+    # own up to this share of the parent's, so below 1 it only fills what super-resolution
+    # left flat (issue 21, docs/benchmarks.md: at 1.0 its blobs, ~10 window pixels across on
+    # a CPU-sized level, cost NIQE and showed through the seam's 4-px low-pass)
+    detail_strength: float = 0.5
     edit_size: float = 0.18  # radius of an inserted structure / the short side of C_i
     relief: float = 1.0  # image-driven depth relief, in pixel footprints per unit luma contrast
     # seamless joins (generation/stages/harmonize.py): the new level keeps its parent's low
@@ -57,10 +61,10 @@ class GenerationConfig:
     tone_sigma: float = 0.5
     # ... and its image fades into the parent's over this fraction of the short side at the
     # view's edge (0 = a hard edge)
-    border_fade: float = 0.05
+    border_fade: float = 0.1
     # ... all but the detail finer than this Gaussian (working pixels), which the level keeps
     # up to its edge (0 = the fade takes the detail too)
-    fade_detail_px: float = 0.0
+    fade_detail_px: float = 1.0
     # new splats: std-dev / spacing of their back-projected pixels. Half the spacing is the
     # narrowest Gaussian whose sum over the grid is flat (ripple 2 exp(-2 pi^2 0.5^2) ~ 1.4 %)
     # when the level is magnified; a wider one only blurs the image the level is made from

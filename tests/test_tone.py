@@ -195,3 +195,13 @@ def test_harmonize_keeps_the_fine_detail_up_to_the_edge_when_asked():
     low = blur(out.rgb, 3.0) - blur(coarse, 3.0)
     assert np.abs(low[0]).mean() < 0.5 * np.abs((blur(edited, 3.0) - blur(coarse, 3.0))[0]).mean()
     assert np.all(out.fade[mask == 1] == 1.0)
+
+
+def test_the_fade_s_detail_setting_is_checked():
+    from generation.config import ConfigError, GenerationConfig
+
+    assert GenerationConfig.from_settings({"fade_detail_px": "1.5"}).fade_detail_px == 1.5
+    with pytest.raises(ConfigError):
+        GenerationConfig.from_settings({"fade_detail_px": "9"})
+    with pytest.raises(ConfigError):
+        GenerationConfig.from_settings({"fade_detail_px": "-1"})
