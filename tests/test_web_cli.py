@@ -35,12 +35,19 @@ def test_export_web_writes_a_static_folder(tmp_path):
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
 
 
+def _ctrl_c_stops() -> None:
+    """In the child: Ctrl+C (SIGINT) acts as in a terminal, whatever this test runner was
+    started with (a shell's background job ignores SIGINT, and its children inherit that:
+    serve then never saw the test's Ctrl+C)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_serve_a_world_until_ctrl_c(tmp_path):
     assert run("demo", "--out", tmp_path, "--size", 32).returncode == 0
     proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "serve",
                              str(tmp_path / "demo.wzs"), "--port", "0"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=child_env())
+                            env=child_env(), preexec_fn=_ctrl_c_stops)
     try:
         url = None
         for line in proc.stdout:  # ends when the server prints its address (or dies)
