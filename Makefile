@@ -43,6 +43,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/generation.py --json
 	$(BIN)/python bench/quality.py --json
 	$(BIN)/python bench/cluster.py --json
+	$(BIN)/python bench/web.py --json
+	$(BIN)/python bench/fuzz_saves.py --json
+	$(BIN)/python bench/scale.py --json  # ~10 minutes and ~5 GB of temporary disk
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .hypothesis *.egg-info ui/web/node_modules
