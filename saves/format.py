@@ -228,9 +228,7 @@ def _claim_links(index: WorldIndex, step: Step) -> None:
             raise SaveFormatError(f"step {step.id} has no LINK record before it")
         index.links[step.id] = empty_link_table(step.id)
         return
-    if not len(table.entries):  # (a version-2 writer before LINK records could be left out)
-        if step.chunk_ids:
-            raise SaveFormatError(f"links of step {step.id} do not name exactly its own chunks")
+    if not len(table.entries) and not step.chunk_ids:  # (quick: most of a deep history)
         index.links[step.id] = table
         return
     kinds = table.entries["kind"]
@@ -412,9 +410,10 @@ def _encode_meta(meta: Mapping[str, Any], limits: LoadLimits) -> list[memoryview
 
 
 def _encode_links(step: Step, chunks: Mapping[int, SplatChunk], links: StepLinks,
-                  limits: LoadLimits) -> tuple[LinkTable, list[memoryview]]:
-    """The LINK record of a step, proven readable by parsing its table back with the
-    reader's own checks (ValueError otherwise)."""
+                  limits: LoadLimits) -> tuple[LinkTable, list[list[memoryview]]]:
+    """The links of a step and the records that store them: its LINK record, proven readable
+    by parsing its table back with the reader's own checks (ValueError otherwise), or no
+    record at all for a step that links nothing (readers give it empty links)."""
     try:
         rec = encode_record(TAG_LINK, encode_links(step.id, step.chunk_ids, chunks, links))
         payload = b"".join(bytes(p) for p in rec[1:3])
@@ -428,7 +427,7 @@ def _encode_links(step: Step, chunks: Mapping[int, SplatChunk], links: StepLinks
         if table.entries["kind"][table.row(cid)] != KIND_CHILD and n != len(chunks[cid]):
             raise ValueError(f"links of step {step.id}: chunk {cid} has {len(chunks[cid])} "
                              f"splats, its links {n}")
-    return table, rec
+    return table, ([rec] if len(table.entries) else [])
 
 
 def _encode_chunks(step: Step, chunks: Mapping[int, SplatChunk], codec: str,
@@ -510,9 +509,7 @@ def _encode_world(history: History, chunks: Mapping[int, SplatChunk], meta: Mapp
     records = [_encode_meta(meta, limits)]
     for step in order:
         records += [rec for _, rec in _encode_chunks(step, chunks, codec, budget)]
-        table, link_record = _encode_links(step, chunks, links[step.id], limits)
-        if len(table.entries):  # a step that links nothing stores no LINK record
-            records.append(link_record)
+        records += _encode_links(step, chunks, links[step.id], limits)[1]
         records.append(_encode_step(step, False, limits))
     if history.head is not None:
         if history.head not in history.steps:
@@ -628,23 +625,20 @@ class WorldWriter:
                         decoded_bytes=self.index.budget.decoded_bytes)
         encoded = _encode_chunks(step, chunks, self.codec, budget)
         chunk_records = [rec for _, rec in encoded]
-        table, link_record = _encode_links(step, chunks, links, self.limits)
+        table, link_records = _encode_links(step, chunks, links, self.limits)
         step_record = _encode_step(step, move_head, self.limits)
-        if not len(table.entries):  # a step that links nothing stores no LINK record
-            link_record = []
-        self._check_totals([*chunk_records, *([link_record] if link_record else []),
-                            step_record], step_record)
+        self._check_totals([*chunk_records, *link_records, step_record], step_record)
         offset = self.end
-        self._append([*chunk_records, *([link_record] if link_record else [])], step_record)
+        self._append([*chunk_records, *link_records], step_record)
         for desc, rec in encoded:
             length = record_nbytes(rec[1:])
             self.index.chunks[desc.id] = (desc, RawRecord(TAG_CHNK, offset, length, None))
             self.index.owner[desc.id] = step.id
             offset += record_nbytes(rec)
         self.index.links[step.id] = (dataclasses.replace(
-            table, payload_offset=offset + link_record[0].nbytes) if link_record else table)
+            table, payload_offset=offset + link_records[0][0].nbytes) if link_records else table)
         self.index.budget = budget
-        self.index.n_records += len(chunk_records) + 1 + bool(link_record)
+        self.index.n_records += len(chunk_records) + len(link_records) + 1
         self.index.json_bytes += record_nbytes(step_record[1:])
         self.index.history.add(step, move_head=move_head)
         return links

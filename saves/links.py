@@ -125,7 +125,7 @@ def parse_link_table(head: Buffer, read_table, length: int, version: int, limits
     if count == 0:  # a step that made no chunks and linked none (most of a deep history)
         if length != LINK_HEADER.size:
             raise SaveFormatError(f"{where}: arrays do not fill the record exactly")
-        return LinkTable(int(step_id), _NO_ENTRIES, _NO_OFFSETS)
+        return empty_link_table(int(step_id))
     entries = np.frombuffer(raw, ENTRY).copy()
     kind, n = entries["kind"], entries["n"].astype(np.int64)
     if not np.isin(kind, (KIND_ROOT, KIND_PARENT, KIND_CHILD)).all():

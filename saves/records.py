@@ -386,19 +386,18 @@ def _read_payload(src: Source, pos: int, tag: str, length: int, stored_crc: int,
     whole only with `verify_chunk_crc` (a full load); otherwise only their headers (the CHNK
     sub-header, the LINK entry table with its own checksum) are read now."""
     payload = pos + RECORD_HEADER.size
-    if tag == TAG_STEP:  # the hot path of a long history: one read, no message formatted
-        if length > limits.max_json_bytes:
-            raise SaveFormatError(f"{tag} record at byte {pos} is {length} bytes (limit "
-                                  f"{limits.max_json_bytes})")
+    if tag not in BULK_TAGS:  # STEP/HEAD/META, one read: the checksum and the parse use the
+        # same bytes. (STEP records are the hot path of a long history: no message is
+        # formatted unless one fails.)
+        cap = limits.max_meta_bytes if tag == TAG_META else limits.max_json_bytes
+        if length > cap:
+            raise SaveFormatError(f"{tag} record at byte {pos} is {length} bytes (limit {cap})")
         data = src.read(payload, length)
         if zlib.crc32(data) != stored_crc:
             raise SaveFormatError(f"{tag} record at byte {pos} is corrupt (checksum mismatch)")
-        return RawRecord(tag, pos, length, parse_json(data, limits, (tag, pos), walk=False))
+        return RawRecord(tag, pos, length,
+                         parse_json(data, limits, (tag, pos), walk=tag != TAG_STEP))
     where = f"{tag} record at byte {pos}"
-    if tag not in BULK_TAGS:
-        cap = limits.max_meta_bytes if tag == TAG_META else limits.max_json_bytes
-        if length > cap:
-            raise SaveFormatError(f"{where} is {length} bytes (limit {cap})")
     if tag == TAG_LINK:
         from saves.links import LINK_HEADER, parse_link_table  # (saves.links uses this module)
 
@@ -411,12 +410,6 @@ def _read_payload(src: Source, pos: int, tag: str, length: int, stored_crc: int,
         table = dataclasses.replace(table, payload_offset=payload)
         return RawRecord(tag, pos, length, table,
                          data_start=LINK_HEADER.size + table.entries.nbytes)
-    if tag != TAG_CHNK:  # one read: the checksum and the parse use the same bytes
-        data = src.read(payload, length)
-        if zlib.crc32(data) != stored_crc:
-            raise SaveFormatError(f"{where} is corrupt (checksum mismatch)")
-        return RawRecord(tag, pos, length,
-                         parse_json(data, limits, where, walk=tag != TAG_STEP))
     if verify_chunk_crc and src.crc(payload, length) != stored_crc:
         raise SaveFormatError(f"{where} is corrupt (checksum mismatch)")
     n_len = CHUNK_SUBHEADER_LEN.size

@@ -196,9 +196,8 @@ def _copy(src: WorldFile, out: Path) -> int:
                     put([raw])
             else:
                 chunks = {cid: src.reader.read_chunk(cid) for cid in step.chunk_ids}
-                table, record = _encode_links(step, chunks, src.reader.step_links(step.id),
-                                              limits)
-                if len(table.entries):
+                for record in _encode_links(step, chunks, src.reader.step_links(step.id),
+                                            limits)[1]:
                     put(record)
             put(_encode_step(step, False, limits))
         if index.history.head is not None:
