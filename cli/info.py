@@ -37,12 +37,11 @@ def summary(info, path: Path, with_steps: bool = True) -> dict[str, Any]:
         if entry is None:
             entry = levels[level] = {"level": level, "steps": [], "chunks": 0, "splats": 0}
         entry["steps"].append(step.id)
-        if ids:
-            entry["chunks"] += len(ids)
-            entry["splats"] += splats
+        entry["chunks"] += len(ids)
+        entry["splats"] += splats
         if with_steps:
             steps.append({"id": step.id, "parent": step.parent, "kind": step.kind,
-                          "level": level, "prompt": step.prompt, "chunks": len(step.chunk_ids),
+                          "level": level, "prompt": step.prompt, "chunks": len(ids),
                           "splats": splats})
     head_path = [s.id for s in history.path()] if history.head is not None else []
     return {

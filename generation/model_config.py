@@ -4,8 +4,8 @@ Owns: finding the file (`--config PATH`, else `$WONDERZOOM_CONFIG`), parsing and
 into the flat settings `GenerationConfig.from_settings` takes (so the worker process gets them
 like any other setting), its `[service]` table (`generation.service_config`: where generation
 runs), its `[render]` table (`renderer = "auto" | "cpu" | "gpu"`: the path `play` and
-`render` draw with, see docs/rendering.md), and `model_rows` for `wonderzoom models`. Every mistake is one line
-naming the file and the key. The format is documented in docs/models.toml (an example that
+`render` draw with, see docs/rendering.md), and `model_rows` for `wonderzoom models`. Every
+mistake is one line naming the file and the key. The format is documented in docs/models.toml (an example that
 configures the paper-like models) and the README.
 
     zoom_iterations = 10            # any generation setting at the top level

@@ -135,8 +135,6 @@ def _backend(value: Any, what: str, limits: LoadLimits) -> dict[str, Any]:
 def _timings(value: Any, what: str, limits: LoadLimits) -> dict[str, float]:
     if not isinstance(value, dict):
         raise SaveFormatError(f"{what}: timings must be an object")
-    if not value:
-        return {}
     out = {}
     for key, seconds in value.items():
         check_string(key, limits.max_string_chars, what)
@@ -180,16 +178,12 @@ def step_from_json(body: Any, limits: LoadLimits) -> tuple[Step, bool]:
     prompt, created, move_head = get("prompt", ""), get("created", ""), get("move_head", True)
     if type(prompt) is not str or type(created) is not str or type(move_head) is not bool:
         raise SaveFormatError(f"{what}: prompt/created must be strings, move_head a boolean")
-    if len(prompt) > limits.max_prompt_chars or not prompt.isascii():
-        check_string(prompt, limits.max_prompt_chars, f"{what} prompt")
-    if len(created) > MAX_CREATED_CHARS or not created.isascii():
-        check_string(created, MAX_CREATED_CHARS, f"{what} created time")
-    camera, point = get("camera"), get("point")
+    check_string(prompt, limits.max_prompt_chars, f"{what} prompt")
+    check_string(created, MAX_CREATED_CHARS, f"{what} created time")
     backend, timings = get("backend", _MISSING), get("timings", _MISSING)
     try:
-        step = Step(sid, parent, kind, chunk_ids,
-                    None if camera is None else _camera(camera, what),
-                    None if point is None else _point(point, what), prompt,
+        step = Step(sid, parent, kind, chunk_ids, _camera(get("camera"), what),
+                    _point(get("point"), what), prompt,
                     {} if backend is _MISSING else _backend(backend, what, limits),
                     {} if timings is _MISSING else _timings(timings, what, limits), created)
     except HistoryError as exc:
