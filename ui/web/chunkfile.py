@@ -232,15 +232,7 @@ def encode_chunk(
                       ("r", rgb[:, 0]), ("g", rgb[:, 1]), ("b", rgb[:, 2])):
         if n == 0 or not col.max() > col.min():
             widths[name] = 0
-    for record_bytes in RECORD_SIZES:
-        try:
-            fitted = dict(widths)
-            offsets = _fit(fitted, 8 * record_bytes)
-            break
-        except LayoutTooTight:
-            if record_bytes == RECORD_SIZES[-1]:
-                raise
-    widths = fitted
+    record_bytes, offsets = _fit_record(widths)
 
     q = {}
     consts = {}
@@ -288,9 +280,24 @@ def encode_chunk(
     _TABLE.pack_into(header, 8, *table)
     _CONSTS.pack_into(header, 48, *const_values)
     header[44] = record_bytes
-    records = np.frombuffer(words.astype("<u8").tobytes(), np.uint8).reshape(n, _PADDED)
+    records = words.astype("<u8").view(np.uint8).reshape(n, _PADDED)
     data = bytes(header) + records[:, :record_bytes].tobytes()  # bytes past the fields are 0
     return Encoded(data, widths, error_bounds(widths, const_values))
+
+
+def _fit_record(widths: dict[str, int]) -> tuple[int, list[int]]:
+    """(bytes per record, bit offsets) for the smallest record of `RECORD_SIZES` the fields
+    fit at the minimum precision; `widths` is lowered in place to what fits. Raises
+    `LayoutTooTight`."""
+    for record_bytes in RECORD_SIZES[:-1]:
+        trial = dict(widths)
+        try:
+            offsets = _fit(trial, 8 * record_bytes)
+        except LayoutTooTight:
+            continue
+        widths.update(trial)
+        return record_bytes, offsets
+    return RECORD_SIZES[-1], _fit(widths, 8 * RECORD_SIZES[-1])
 
 
 def _fit(widths: dict[str, int], record_bits: int) -> list[int]:
