@@ -132,6 +132,17 @@ def plane_depth(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
     return t, points[..., :2]
 
 
+def plane_splats(cam: Camera, pattern: Pattern, target: np.ndarray, footprint: float,
+                 level: int = 0, opacity: float = OPACITY) -> SplatChunk:
+    """The bench worlds' level: one splat per pixel of `cam` on the plane z = 0, coloured by
+    `pattern` with the octaves finer than the pixel scale at `target` left out."""
+    depth, xy = plane_depth(cam)
+    pixel = float(cam.pixel_scale(np.asarray(target, np.float64)[None])[0])
+    rgb = pattern.rgb(xy.reshape(-1, 2), pixel).reshape(cam.height, cam.width, 3)
+    return pixel_aligned_splats(cam, depth, rgb, level=level, opacity=opacity,
+                                footprint=footprint)
+
+
 def build_world(size: int, footprint: float, seed: int = 0):
     """(World, level cameras, splats per level, the path target, level native scales).
     Each level is `size` pixels high and the shape of the 1280x720 view (as the app grows a
@@ -148,17 +159,13 @@ def build_world(size: int, footprint: float, seed: int = 0):
             target = target + rng.uniform(-0.1, 0.1, 3) * cam.pixel_scale(target[None])[0] * size
             target[2] = 0.0
             cam = zoom_camera(cam, target, FACTOR)
-        depth, xy = plane_depth(cam)
-        pixel = float(cam.pixel_scale(target[None])[0])
-        rgb = pattern.rgb(xy.reshape(-1, 2), pixel).reshape(size, width, 3)
-        level = pixel_aligned_splats(cam, depth, rgb, level=i, opacity=OPACITY,
-                                     footprint=footprint)
-        parts = split_level(level, max_splats=CHUNK_SPLATS)
+        parts = split_level(plane_splats(cam, pattern, target, footprint, level=i),
+                            max_splats=CHUNK_SPLATS)
         ids = tuple(range(len(chunks), len(chunks) + len(parts)))
         chunks.update(zip(ids, parts))
         history.add(Step(i, i - 1 if i else None, "zoom" if i else "image", ids, camera=cam))
         cameras.append(cam)
-        counts.append(len(level))
+        counts.append(sum(len(p) for p in parts))
     native = [float(c.pixel_scale(target[None])[0]) for c in cameras]
     return build_scene(history, chunks), cameras, counts, target, native
 
@@ -407,10 +414,7 @@ def run(size: int, path_frames: int, log, footprint: float) -> dict:
 
     native_cam = Camera.look_at([0.0, 0.0, -4.0], [0.0, 0.0, 0.0], fov_y_deg=FOV_Y_DEG,
                                 width=WIDTH, height=HEIGHT)
-    depth, xy = plane_depth(native_cam)
-    rgb = Pattern(0).rgb(xy.reshape(-1, 2), float(native_cam.pixel_scale(np.zeros((1, 3)))[0]))
-    level = pixel_aligned_splats(native_cam, depth, rgb.reshape(HEIGHT, WIDTH, 3), opacity=OPACITY,
-                                 footprint=footprint)
+    level = plane_splats(native_cam, Pattern(0), np.zeros(3), footprint)
     native_world = flat_scene([(c, None) for c in split_level(level, max_splats=CHUNK_SPLATS)])
     r_native = StreamingRenderer(bench.ctx, resort=None)
     nat_s, nat_stats, nat_times = bench.frames(r_native, native_world, native_cam, 3)
@@ -450,10 +454,7 @@ def plane_level(width: int, height: int, footprint: float, seed: int = 0
     """A width x height level of pixel-aligned splats on the plane z = 0 and its camera."""
     cam = Camera.look_at([0.0, 0.0, -4.0], [0.0, 0.0, 0.0], fov_y_deg=FOV_Y_DEG, width=width,
                          height=height)
-    depth, xy = plane_depth(cam)
-    rgb = Pattern(seed).rgb(xy.reshape(-1, 2), float(cam.pixel_scale(np.zeros((1, 3)))[0]))
-    return cam, pixel_aligned_splats(cam, depth, rgb.reshape(height, width, 3), opacity=OPACITY,
-                                     footprint=footprint)
+    return cam, plane_splats(cam, Pattern(seed), np.zeros(3), footprint)
 
 
 def gpu_path_frames(bench: Bench, renderer: StreamingRenderer, world: World, cam: Camera,

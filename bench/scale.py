@@ -73,11 +73,10 @@ TARGET = (0.0137, -0.0071, 0.0)  # the zoom target on the plane z = 0
 # ---- building the worlds --------------------------------------------------------------------
 def build_worlds(folder: Path, sizes: tuple[int, ...], log) -> dict[int, Path]:
     """The chain's first n levels as one file per n in `sizes`, each level generated once."""
-    from bench.render import Pattern, plane_depth
+    from bench.render import Pattern, plane_splats
     from engine.camera import Camera
     from engine.chunking import split_level
     from engine.history import History, Step
-    from engine.synthetic import pixel_aligned_splats
     from engine.zoom import zoom_camera
     from saves import WorldWriter, save_world
 
@@ -96,13 +95,8 @@ def build_worlds(folder: Path, sizes: tuple[int, ...], log) -> dict[int, Path]:
         for i in range(max(sizes)):
             if i:
                 cam = zoom_camera(cam, target, FACTOR)
-            depth, xy = plane_depth(cam)
-            pixel = float(cam.pixel_scale(target[None])[0])
-            rgb = pattern.rgb(xy.reshape(-1, 2), pixel).reshape(LEVEL_H, LEVEL_W, 3)
-            level = pixel_aligned_splats(cam, depth, rgb, level=i, opacity=OPACITY,
-                                         footprint=FOOTPRINT)
-            parts = split_level(level, CHUNK_SPLATS)
-            del level
+            parts = split_level(plane_splats(cam, pattern, target, FOOTPRINT, level=i,
+                                             opacity=OPACITY), CHUNK_SPLATS)
             ids = tuple(range(next_id, next_id + len(parts)))
             next_id += len(parts)
             step = Step(i, i - 1 if i else None, "zoom" if i else "image", ids, camera=cam,
