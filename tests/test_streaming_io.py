@@ -70,6 +70,26 @@ def _sweep(cameras, frames=9):
                       frames)
 
 
+def _there_and_back(cameras):
+    """The zoom sweep down to the deepest level and back up."""
+    sweep = _sweep(cameras)
+    return [*sweep, *reversed(sweep)]
+
+
+def _draw_until_loaded(renderer, world, cam, fbo, check=lambda stats: None):
+    """Draw `cam` until no visible chunk is loading (all in, or no room for the rest),
+    calling `check(stats)` after every draw; fails after DEADLINE_S of waiting."""
+    store = world.resource(ChunkStore)
+    deadline = time.monotonic() + DEADLINE_S
+    while True:
+        stats = renderer.draw(world, cam, fbo)
+        check(stats)
+        if stats.chunks_loading == 0:
+            return
+        assert time.monotonic() < deadline, "loads never finished"
+        store.wait(1.0)
+
+
 def _streamed(path, **kw):
     world_file = open_world(path)
     return world_file, build_streamed_scene(world_file.history, world_file.source, **kw)
@@ -130,20 +150,15 @@ def test_the_ram_pool_never_exceeds_its_budget(saved, renderer):
     budget = sum(sizes.values()) // 2
     world_file, world = _streamed(path, budget_bytes=budget)
     store = world.resource(ChunkStore)
+    def within_budget(stats) -> None:
+        held = sum(sizes[c] for c in store.ids())
+        assert store.used_bytes + store.reserved_bytes <= budget
+        assert held <= budget and store.peak_bytes <= budget
+
     try:
-        sweep = _sweep(cameras)
         fbo = renderer.ctx.simple_framebuffer((64, 64))
-        for cam in [*sweep, *reversed(sweep)]:
-            deadline = time.monotonic() + DEADLINE_S
-            while True:
-                stats = renderer.draw(world, cam, fbo)
-                held = sum(sizes[c] for c in store.ids())
-                assert store.used_bytes + store.reserved_bytes <= budget
-                assert held <= budget and store.peak_bytes <= budget
-                if stats.chunks_loading == 0:  # all in, or no room for the rest
-                    break
-                assert time.monotonic() < deadline, "loads never finished"
-                store.wait(1.0)
+        for cam in _there_and_back(cameras):
+            _draw_until_loaded(renderer, world, cam, fbo, within_budget)
         fbo.release()
         assert store.evictions > 0
         assert not store.failures
@@ -342,16 +357,9 @@ def test_on_a_software_gl_the_arena_holds_no_more_than_the_pool(saved, renderer)
     world_file, world = _streamed(path, budget_bytes=budget)
     store = world.resource(ChunkStore)
     try:
-        sweep = _sweep(cameras)
         fbo = renderer.ctx.simple_framebuffer((64, 64))
-        for cam in [*sweep, *reversed(sweep)]:
-            deadline = time.monotonic() + DEADLINE_S
-            while True:
-                stats = renderer.draw(world, cam, fbo)
-                if stats.chunks_loading == 0:
-                    break
-                assert time.monotonic() < deadline, "loads never finished"
-                store.wait(1.0)
+        for cam in _there_and_back(cameras):
+            _draw_until_loaded(renderer, world, cam, fbo)
             stats = renderer.draw(world, cam, fbo, complete=True)
             assert stats.splats_drawn > 0
             pages = -(-store.max_splats // PAGE_SPLATS)  # below its first 16 pages here
