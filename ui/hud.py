@@ -14,12 +14,8 @@ import moderngl
 import numpy as np
 import pygame
 
-VERTEX = """
-#version 330
-in vec2 in_pos;
-out vec2 uv;
-void main() { uv = vec2(in_pos.x * 0.5 + 0.5, 0.5 - in_pos.y * 0.5); gl_Position = vec4(in_pos, 0.0, 1.0); }
-"""
+from ui.quad import TexturedQuad
+
 FRAGMENT = """
 #version 330
 uniform sampler2D overlay;
@@ -80,10 +76,7 @@ class Hud:
         self.font = pygame.font.Font(None, 22)
         self.small = pygame.font.Font(None, 18)
         self.big = pygame.font.Font(None, 28)
-        self.program = ctx.program(vertex_shader=VERTEX, fragment_shader=FRAGMENT)
-        quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32)
-        self.vbo = ctx.buffer(quad.tobytes())
-        self.vao = ctx.vertex_array(self.program, [(self.vbo, "2f", "in_pos")])
+        self.quad = TexturedQuad(ctx, FRAGMENT, rows_down=True)  # a pygame surface: row 0 on top
         self.texture: moderngl.Texture | None = None
         self.surface: pygame.Surface | None = None
         self._signature: tuple | None = None
@@ -179,9 +172,8 @@ class Hud:
         framebuffer.use()
         self.ctx.enable(moderngl.BLEND)
         self.ctx.blend_func = moderngl.SRC_ALPHA, moderngl.ONE_MINUS_SRC_ALPHA
-        self.texture.use(0)
-        self.vao.render(moderngl.TRIANGLE_STRIP)
+        self.quad.draw(self.texture)
 
     def release(self) -> None:
-        for obj in (self.vao, self.vbo, self.program, self.texture):
-            obj.release()
+        self.quad.release()
+        self.texture.release()

@@ -18,17 +18,11 @@ from dataclasses import replace
 from typing import Any, Hashable
 
 import moderngl
-import numpy as np
 
 from engine.camera import Camera
 from engine.loop import DRAW_NOTHING, DRAW_OVERLAY, DRAW_WORLD
+from ui.quad import TexturedQuad
 
-VERTEX = """
-#version 330
-in vec2 in_pos;
-out vec2 uv;
-void main() { uv = in_pos * 0.5 + 0.5; gl_Position = vec4(in_pos, 0.0, 1.0); }
-"""
 FRAGMENT = """
 #version 330
 uniform sampler2D image;
@@ -88,10 +82,7 @@ class WorldImage:
 
     def __init__(self, ctx: moderngl.Context) -> None:
         self.ctx = ctx
-        self.program = ctx.program(vertex_shader=VERTEX, fragment_shader=FRAGMENT)
-        quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32)
-        self.vbo = ctx.buffer(quad.tobytes())
-        self.vao = ctx.vertex_array(self.program, [(self.vbo, "2f", "in_pos")])
+        self.quad = TexturedQuad(ctx, FRAGMENT)
         self.texture: moderngl.Texture | None = None
         self.framebuffer: moderngl.Framebuffer | None = None
 
@@ -111,8 +102,7 @@ class WorldImage:
         framebuffer.use()
         self.ctx.viewport = (0, 0, *size)
         self.ctx.disable(moderngl.BLEND)
-        self.texture.use(0)
-        self.vao.render(moderngl.TRIANGLE_STRIP)
+        self.quad.draw(self.texture)
 
     def _release_image(self) -> None:
         for obj in (self.framebuffer, self.texture):
@@ -122,5 +112,4 @@ class WorldImage:
 
     def release(self) -> None:
         self._release_image()
-        for obj in (self.vao, self.vbo, self.program):
-            obj.release()
+        self.quad.release()
