@@ -28,32 +28,35 @@ def summary(info, path: Path, with_steps: bool = True) -> dict[str, Any]:
     levels: dict[int, dict[str, Any]] = {}
     steps = []
     depth = history.depths()
-    chunks = info.chunks
-    for step in history:
-        level = depth[step.id]
+    splats_of = {cid: desc.n for cid, desc in info.chunks.items()}
+    by_id = history.steps
+    for sid in sorted(by_id):  # (plain loop: a long history makes this a hot path)
+        step = by_id[sid]
+        level = depth[sid]
         ids = step.chunk_ids
-        splats = sum(chunks[c].n for c in ids) if ids else 0
+        splats = sum(map(splats_of.__getitem__, ids)) if ids else 0
         entry = levels.get(level)
         if entry is None:
-            entry = levels[level] = {"level": level, "steps": [], "chunks": 0, "splats": 0}
-        entry["steps"].append(step.id)
-        entry["chunks"] += len(ids)
-        entry["splats"] += splats
+            entry = levels[level] = {"level": level, "steps": [sid], "chunks": len(ids),
+                                     "splats": splats}
+        else:
+            entry["steps"].append(sid)
+            entry["chunks"] += len(ids)
+            entry["splats"] += splats
         if with_steps:
-            steps.append({"id": step.id, "parent": step.parent, "kind": step.kind,
+            steps.append({"id": sid, "parent": step.parent, "kind": step.kind,
                           "level": level, "prompt": step.prompt, "chunks": len(ids),
                           "splats": splats})
-    head_path = [s.id for s in history.path()] if history.head is not None else []
+    head_path = history.path()
     return {
         "path": str(path),
         "valid": True,  # every record, step and chunk header (payloads: checked on load)
         "file_bytes": info.file_bytes,
         "format_version": info.format_version,
         "head": history.head,
-        "head_path": head_path,
-        "splats_at_head": (sum(info.chunks[c].n for c in history.chunk_ids_at())
-                           if head_path else 0),
-        "splats_total": sum(d.n for d in info.chunks.values()),
+        "head_path": [s.id for s in head_path],
+        "splats_at_head": sum(splats_of[c] for s in head_path for c in s.chunk_ids),
+        "splats_total": sum(splats_of.values()),
         "levels": [levels[k] for k in sorted(levels)],
         "steps": steps,
     }

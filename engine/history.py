@@ -48,6 +48,22 @@ class Step:
             raise HistoryError(f"step {self.id}: chunk ids must be integers")
         object.__setattr__(self, "chunk_ids", tuple(self.chunk_ids))
 
+    @classmethod
+    def checked(cls, id: int, parent: int | None, kind: str, chunk_ids: tuple[int, ...],
+                camera: Camera | None, point: tuple[float, float, float] | None, prompt: str,
+                backend: Mapping[str, Any], timings: Mapping[str, float],
+                created: str) -> "Step":
+        """A Step from fields the caller has already checked as `__post_init__` does (`kind`
+        one of STEP_KINDS, `chunk_ids` a tuple of ints): the loader's path
+        (`saves.steps.step_from_json`; a long history makes one per record), a third of the
+        frozen dataclass constructor's cost. Equal to `Step(...)` with the same fields."""
+        step = object.__new__(cls)
+        object.__setattr__(step, "__dict__", {
+            "id": id, "parent": parent, "kind": kind, "chunk_ids": chunk_ids, "camera": camera,
+            "point": point, "prompt": prompt, "backend": backend, "timings": timings,
+            "created": created})
+        return step
+
 
 def printable(text: str) -> str:
     """`text` safe to print on a terminal: control characters (escape sequences, carriage

@@ -33,6 +33,7 @@ ALIGN = 8  # every payload length is a multiple of 8, so every record starts 8-a
 
 TAG_META, TAG_CHNK, TAG_STEP, TAG_HEAD, TAG_LINK = "META", "CHNK", "STEP", "HEAD", "LINK"
 TAGS = (TAG_META, TAG_CHNK, TAG_STEP, TAG_HEAD, TAG_LINK)
+_TAG_OF = {t.encode("ascii"): t for t in TAGS}  # a record header's tag bytes -> its tag
 BULK_TAGS = (TAG_CHNK, TAG_LINK)  # records with arrays: their payloads are read on demand
 CHUNK_SUBHEADER_LEN = struct.Struct("<I")
 MAX_SAFE_INT = 1 << 63
@@ -164,7 +165,8 @@ def check_json_value(value: Any, limits: LoadLimits, what: str) -> None:
 # Stateless once built (a constant, not mutable state): strict about NaN and duplicate keys.
 _DECODER = json.JSONDecoder(parse_constant=_reject_constant, object_pairs_hook=_unique_object)
 _SCAN = _DECODER.scan_once
-_SPACE = re.compile(r"[ \t\n\r]*").match  # JSON's whitespace, as json.decoder skips it
+_JSON_SPACE = " \t\n\r"  # JSON's whitespace, as json.decoder skips it
+_SPACE = re.compile(f"[{_JSON_SPACE}]*").match
 
 
 def _label(what: str | tuple[str, int]) -> str:
@@ -179,14 +181,14 @@ def parse_json(data: Buffer, limits: LoadLimits, what: str | tuple[str, int],
     opening a world with a long history). `what` names the data in messages ((tag, offset):
     "TAG record at byte OFFSET", formatted only on failure)."""
     try:
-        text = bytes(data).decode("utf-8")
+        text = str(data, "utf-8")
         # json.JSONDecoder.decode without its two Python frames: leading space, one value,
         # trailing space (records are padded with spaces), nothing else
         try:
             value, end = _SCAN(text, 0 if text[:1] == "{" else _SPACE(text, 0).end())
         except StopIteration as stop:
             raise json.JSONDecodeError("Expecting value", text, stop.value) from None
-        if end != len(text) and _SPACE(text, end).end() != len(text):
+        if end != len(text) and text[end:].strip(_JSON_SPACE):
             raise json.JSONDecodeError("Extra data", text, _SPACE(text, end).end())
     except RecursionError:
         raise SaveFormatError(f"{_label(what)}: JSON nested too deeply") from None
@@ -342,14 +344,22 @@ def scan_records(src: Source, limits: LoadLimits, verify_chunk_crc: bool = True)
     records: list[RawRecord] = []
     pos, json_total, link_total = FILE_HEADER.size, 0, 0
     size, head_size, max_records = src.size, RECORD_HEADER.size, limits.max_records
+    read, unpack, crc32, tag_of = src.read, RECORD_HEADER.unpack, zlib.crc32, _TAG_OF.get
     while size - pos >= head_size:  # (a long history makes this loop hot: names are local)
-        tag, length, crc = _read_record_header(src, pos)
+        raw = read(pos, head_size)
+        tag_b, flags, length, crc, head_crc = unpack(raw)
+        tag = tag_of(tag_b)
+        if head_crc != crc32(raw[:20]) or tag is None or flags or length % ALIGN:
+            _read_record_header(src, pos)  # the reference: raises, naming what is wrong
         payload = pos + head_size
         if length > size - payload:
             break  # torn tail: a crash mid-record
         if len(records) >= max_records:
             raise SaveFormatError(f"world file holds more than {max_records} records")
-        record = _read_payload(src, pos, tag, length, crc, limits, verify_chunk_crc, version)
+        if tag in BULK_TAGS:
+            record = _read_payload(src, pos, tag, length, crc, limits, verify_chunk_crc, version)
+        else:
+            record = _read_json_payload(src, pos, tag, length, crc, limits)
         if tag == TAG_LINK:
             link_total += record.data_start  # the entry table (the arrays are not kept)
             if link_total > limits.max_link_table_bytes:
@@ -380,23 +390,28 @@ def _read_record_header(src: Source, pos: int) -> tuple[str, int, int]:
     return tag, length, payload_crc
 
 
+def _read_json_payload(src: Source, pos: int, tag: str, length: int, stored_crc: int,
+                       limits: LoadLimits) -> RawRecord:
+    """A STEP/HEAD/META payload, one read: the checksum and the parse use the same bytes.
+    (STEP records are the hot path of a long history: no message is formatted unless one
+    fails.)"""
+    cap = limits.max_meta_bytes if tag == TAG_META else limits.max_json_bytes
+    if length > cap:
+        raise SaveFormatError(f"{tag} record at byte {pos} is {length} bytes (limit {cap})")
+    data = src.read(pos + RECORD_HEADER.size, length)
+    if zlib.crc32(data) != stored_crc:
+        raise SaveFormatError(f"{tag} record at byte {pos} is corrupt (checksum mismatch)")
+    return RawRecord(tag, pos, length, parse_json(data, limits, (tag, pos), tag != TAG_STEP))
+
+
 def _read_payload(src: Source, pos: int, tag: str, length: int, stored_crc: int,
                   limits: LoadLimits, verify_chunk_crc: bool, version: int) -> RawRecord:
     """Check and parse one complete record's payload. CHNK and LINK payloads are checksummed
     whole only with `verify_chunk_crc` (a full load); otherwise only their headers (the CHNK
     sub-header, the LINK entry table with its own checksum) are read now."""
+    if tag not in BULK_TAGS:
+        return _read_json_payload(src, pos, tag, length, stored_crc, limits)
     payload = pos + RECORD_HEADER.size
-    if tag not in BULK_TAGS:  # STEP/HEAD/META, one read: the checksum and the parse use the
-        # same bytes. (STEP records are the hot path of a long history: no message is
-        # formatted unless one fails.)
-        cap = limits.max_meta_bytes if tag == TAG_META else limits.max_json_bytes
-        if length > cap:
-            raise SaveFormatError(f"{tag} record at byte {pos} is {length} bytes (limit {cap})")
-        data = src.read(payload, length)
-        if zlib.crc32(data) != stored_crc:
-            raise SaveFormatError(f"{tag} record at byte {pos} is corrupt (checksum mismatch)")
-        return RawRecord(tag, pos, length,
-                         parse_json(data, limits, (tag, pos), walk=tag != TAG_STEP))
     where = f"{tag} record at byte {pos}"
     if tag == TAG_LINK:
         from saves.links import LINK_HEADER, parse_link_table  # (saves.links uses this module)

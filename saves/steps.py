@@ -148,8 +148,59 @@ def _timings(value: Any, what: str, limits: LoadLimits) -> dict[str, float]:
 def step_from_json(body: Any, limits: LoadLimits) -> tuple[Step, bool]:
     """(Step, move_head) from a STEP payload; raises SaveFormatError on anything malformed.
     Every field is checked here, types, ranges and sizes (the payload was parsed without
-    `parse_json`'s generic walk, which only the free-form `backend` gets)."""
-    # (the hot path of opening a long history: messages are formatted only on failure)
+    `parse_json`'s generic walk, which only the free-form `backend` gets).
+
+    The usual payload takes `_usual_step` (the hot path of opening a long history); anything
+    it does not recognise goes to `_step_from_json`, the reference, which accepts or names
+    what is wrong. Both build the same Step from the same payload (tested)."""
+    usual = _usual_step(body, limits)
+    return usual if usual is not None else _step_from_json(body, limits)
+
+
+def _usual_step(body: Any, limits: LoadLimits) -> tuple[Step, bool] | None:
+    """`_step_from_json` for the payloads writers make (exact JSON types, distinct in-range
+    ids, ASCII prompt and time within their limits), with no message formatted and no
+    second validation in the Step constructor; None for anything else. Camera, point,
+    backend and timings, when present, go through the reference's own checks, in its
+    order, so an error there is the reference's error."""
+    if type(body) is not dict:
+        return None
+    keys = body.keys()
+    if not STEP_REQUIRED <= keys <= _STEP_KEYS:
+        return None
+    get = body.get
+    sid, parent, kind, ids = body["id"], body["parent"], body["kind"], body["chunk_ids"]
+    prompt, created, move_head = get("prompt", ""), get("created", ""), get("move_head", True)
+    if (type(sid) is not int or not 0 <= sid < MAX_ID
+            or parent is not None and (type(parent) is not int or not 0 <= parent < MAX_ID)
+            or type(kind) is not str or kind not in STEP_KINDS
+            or type(ids) is not list or len(ids) > limits.max_chunks_per_step
+            or type(prompt) is not str or len(prompt) > limits.max_prompt_chars
+            or not prompt.isascii()
+            or type(created) is not str or len(created) > MAX_CREATED_CHARS
+            or not created.isascii() or type(move_head) is not bool):
+        return None
+    if ids:
+        if not all(type(c) is int and 0 <= c < MAX_ID for c in ids) or len(set(ids)) != len(ids):
+            return None
+        chunk_ids = tuple(ids)
+    else:
+        chunk_ids = ()
+    camera, point = get("camera"), get("point")
+    backend, timings = get("backend", _MISSING), get("timings", _MISSING)
+    if camera is None and point is None and type(backend) is dict and not backend \
+            and type(timings) is dict and not timings:
+        return Step.checked(sid, parent, kind, chunk_ids, None, None, prompt, backend, timings,
+                            created), move_head
+    what = f"step {sid}"
+    return Step.checked(sid, parent, kind, chunk_ids, _camera(camera, what), _point(point, what),
+                        prompt, {} if backend is _MISSING else _backend(backend, what, limits),
+                        {} if timings is _MISSING else _timings(timings, what, limits),
+                        created), move_head
+
+
+def _step_from_json(body: Any, limits: LoadLimits) -> tuple[Step, bool]:
+    """The reference reader of a STEP payload: every field checked with its own message."""
     if type(body) is not dict:
         raise SaveFormatError("step record must be a JSON object")
     keys = body.keys()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import struct
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engine.history import History, HistoryError, Step
 from engine.splats import SplatChunk
@@ -17,8 +20,10 @@ from saves import (FORMAT_VERSION, LoadLimits, SaveFormatError, WorldBusyError, 
                    load_world, save_world)
 from saves import format as fmt
 from saves.chunks import encode_chunk
+from saves import steps as steps_mod
 from saves.records import (FILE_HEADER, MAGIC, encode_file_header, encode_json_record,
                            encode_record, record_nbytes)
+from saves.steps import step_from_json
 from tests.factories import random_camera, random_chunk
 
 ARRAYS = ("origin", "positions", "rotations", "log_scales", "opacity_logits", "sh_dc", "s_native",
@@ -448,3 +453,58 @@ def test_record_layout_is_8_aligned(world_file) -> None:
     assert tags[0] == "META" and tags[-1] == "HEAD"
     assert tags.count("STEP") == 5 and tags.count("CHNK") == 7
     assert record_nbytes([memoryview(b"x" * 8)]) == 8
+
+
+# ---- the STEP reader's fast path against its reference ----------------------------------
+_DELETE = object()
+_ODD_VALUES = [None, True, False, 0, -1, 1.5, 1 << 53, (1 << 53) - 1, 10 ** 20, float("inf"),
+               "", "zoom", "image", "é", "\ud800", "a" * 301, "b" * 65, [], [1], [1, 1], [True],
+               [-1], [0, 2], [1.0], {}, {"a": 1}, {"name": 3}, {"seed": True}, {"x": 1.0},
+               [1, 2, 3], [1.0, "a", None], [1e300, 0, 0]]
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(changes=st.dictionaries(
+    st.sampled_from(sorted(steps_mod.STEP_REQUIRED | steps_mod.STEP_OPTIONAL | {"extra"})),
+    st.one_of(st.sampled_from(_ODD_VALUES), st.just(_DELETE)), max_size=4),
+    camera=st.booleans(), ids=st.lists(st.integers(0, 9), max_size=3))
+def test_usual_step_reader_agrees_with_the_reference(changes, camera: bool, ids) -> None:
+    """`step_from_json` takes a fast path for the payloads writers make; on any payload,
+    valid or hostile, it builds the same Step as the reference reader, or fails with the
+    same message."""
+    body = {"id": 7, "parent": 3, "kind": "zoom", "chunk_ids": ids,
+            "camera": random_camera(np.random.default_rng(1)).to_dict() if camera else None,
+            "point": [0.5, 1, -2], "prompt": "a ladybug", "backend": {"name": "b", "seed": 4},
+            "timings": {"e0": 1.5}, "created": "2026-12-06T17:00:00+00:00", "move_head": False}
+    for key, value in changes.items():
+        if value is _DELETE:
+            body.pop(key, None)
+        else:
+            body[key] = value
+    limits = LoadLimits(max_prompt_chars=300)
+    outcomes = []
+    for read in (step_from_json, steps_mod._step_from_json):
+        try:
+            outcomes.append(("ok", read(body, limits)))
+        except SaveFormatError as exc:
+            outcomes.append(("error", str(exc)))
+    fast, reference = outcomes
+    assert fast[0] == reference[0], (fast, reference)
+    if fast[0] == "ok":
+        (a, move_a), (b, move_b) = fast[1], reference[1]
+        assert move_a == move_b
+        assert a.camera == b.camera or np.array_equal(a.camera.T_world_camera,
+                                                      b.camera.T_world_camera)
+        assert dataclasses.replace(a, camera=None) == dataclasses.replace(b, camera=None)
+    else:
+        assert fast[1] == reference[1]
+
+
+def test_the_usual_step_is_the_fast_path() -> None:
+    """(So the property above compares two readers, not the reference with itself.)"""
+    body = {"id": 1, "parent": 0, "kind": "zoom", "chunk_ids": [], "camera": None,
+            "point": None, "prompt": "p", "backend": {}, "timings": {}, "created": "",
+            "move_head": True}
+    step, move_head = steps_mod._usual_step(body, LoadLimits())
+    assert step == Step(1, 0, "zoom", (), prompt="p") and move_head
+    assert steps_mod._usual_step({**body, "id": True}, LoadLimits()) is None
