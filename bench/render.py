@@ -75,7 +75,7 @@ from engine.render.camera_path import zoom_sweep  # noqa: E402
 from engine.render.gl import SplatRenderer, create_headless_context, wait_for_gpu  # noqa: E402
 from engine.render.prepare import prepare  # noqa: E402
 from engine.render.streaming import ResortPolicy, StreamingRenderer  # noqa: E402
-from engine.scene import ChunkBounds, ChunkHandle, ChunkStore, build_scene, flat_scene  # noqa: E402
+from engine.scene import ChunkStore, build_scene, flat_scene  # noqa: E402
 from engine.splats import SplatChunk  # noqa: E402
 from engine.synthetic import pixel_aligned_splats  # noqa: E402
 from engine.zoom import zoom_camera  # noqa: E402

@@ -68,7 +68,7 @@ def test_coarse_splat_outside_patch_never_fades():
 def test_three_levels_keep_the_adjacent_child():
     levels = nested_plane_world(levels=3, factor=4.0, size=64)
     index = build_lod_index([(cam if i else None, {i: ch}) for i, (cam, ch) in enumerate(levels)])
-    l0, l1 = levels[0][1], levels[1][1]
+    l1 = levels[1][1]
     linked0 = index.links[0].s_child > 0
     # level 0 splats point at level 1 (adjacent), never at the finer level 2
     np.testing.assert_allclose(index.links[0].s_child[linked0], np.median(l1.s_native), rtol=2e-2)

@@ -25,14 +25,13 @@ from engine.render.prepare import PreparedSplats, prepare
 from engine.render.reference import render as reference_render
 from engine.render.visibility import (PAGE_SPLATS, Guard, View, build_draw_list, chunk_table,
                                       visible_chunks)
-from engine.scene import ChunkBounds, ChunkHandle, ChunkStore, append_level, build_scene, flat_scene
+from engine.scene import ChunkHandle, ChunkStore, append_level, build_scene, flat_scene
 from engine.splats import SplatChunk, normalize_quaternions, rgb_to_sh_dc
 from engine.synthetic import nested_plane_world
 from engine.world import World
 from tests.procs import child_env
 
 moderngl = pytest.importorskip("moderngl")
-from engine.render.gl import HeadlessContextError, create_headless_context  # noqa: E402
 from engine.render.residency import PAGE_BYTES, PagedArena, Residency, Wanted  # noqa: E402
 from engine.render import streaming  # noqa: E402
 from engine.render.streaming import (ResortPolicy, StreamingBudget,  # noqa: E402

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 from generation.imaging import blur
 from generation.stages.harmonize import HarmonizeInput, run as harmonize, shadow_zone

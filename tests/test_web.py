@@ -311,7 +311,7 @@ def browser(world, exported, tmp_path_factory):
         {"op": "click", "selector": "#sweep"},
         {"op": "wait", "expr": "window.__sweepDone >= 1"},
         {"op": "eval", "expr": "window.wonderzoom.state()"},
-        {"op": "wait", "expr": f"window.__frameDone >= 2"},
+        {"op": "wait", "expr": "window.__frameDone >= 2"},
         {"op": "screenshot", "save": "page_after_sweep.png"},
         {"op": "message"},
     ]

@@ -54,7 +54,7 @@ import numpy as np
 
 from engine.camera import Camera
 from engine.errors import first_line
-from engine.lod import LodIndex, LodLinks
+from engine.lod import LodIndex
 from engine.render.gl import (GLSL_VERSION, OffscreenTargets, SplatRenderer, camera_uniforms,
                               gl_flush_function, premultiplied_blending, set_uniforms,
                               wait_for_gpu)
