@@ -19,7 +19,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     path = world_path(args.world)
-    with open_writer(path) as writer:  # reads the index once (under the lock)
+    # (reads the index once, under the lock; an older-version file is not rewritten)
+    with open_writer(path, heads_only=True) as writer:
         step = step_arg(writer.history, args.step)
         writer.set_head(step)
     print(f"head is now step {step}")

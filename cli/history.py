@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cli.common import load_info
+from cli.common import collector_paused, load_info
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -15,5 +15,6 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    print(load_info(args.world).history.render_tree())
+    with collector_paused():
+        print(load_info(args.world).history.render_tree())
     return 0

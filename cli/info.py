@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli.common import load_info, world_path
+from cli.common import collector_paused, load_info, world_path
 from engine.history import printable
 
 
@@ -63,11 +63,16 @@ def summary(info, path: Path, with_steps: bool = True) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    with collector_paused():
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     path = world_path(args.world)
     world = load_info(args.world)
     info = summary(world, path, with_steps=args.json)
-    if args.json:
-        print(json.dumps(info))  # JSON escapes every control character itself
+    if args.json:  # (JSON escapes every control character itself; the summary has no cycles)
+        print(json.dumps(info, check_circular=False))
         return 0
     lines = [f"{printable(str(path))}  ({info['file_bytes'] / 1e6:.2f} MB, records valid)",
              f"head: step {info['head']}  ({info['splats_at_head']:,} splats on the path to it)"]

@@ -553,13 +553,16 @@ class WorldWriter:
     def open(cls, path: str | os.PathLike[str], *, codec: str = "raw",
              limits: LoadLimits = LoadLimits(), wait_s: float = 0.0,
              on_wait: Callable[[], None] | None = None,
-             upgrade: bool = False) -> "WorldWriter":
+             upgrade: bool = False, heads_only: bool = False) -> "WorldWriter":
         """Open for appending. Validates the record index (headers, checksums of every record
         but the chunk and link arrays, ids, parents, head) and truncates what follows the last
         commit record: a torn record, or chunks of a step that never committed. `wait_s`: how
         long to wait for another writer's lock (`on_wait` is called once when waiting starts).
         A file of an older format version is refused, or with `upgrade` first rewritten as
-        the current version (`saves.world_file.upgrade_world`, atomic, under the lock).
+        the current version (`saves.world_file.upgrade_world`, atomic, under the lock), or
+        with `heads_only` opened as it is for `set_head`/`set_meta` alone (HEAD and META
+        records are the same in every version: `checkout` moves the head of a long old
+        history without rewriting it; `append_step` then refuses).
         Raises SaveFormatError (bad file), WorldBusyError (another writer), OSError."""
         _check_codec(codec)
         path = Path(path)
@@ -574,7 +577,9 @@ class WorldWriter:
                 if size > limits.max_file_bytes:
                     raise SaveFormatError(f"world file is {size} bytes (limit "
                                           f"{limits.max_file_bytes})")
-                index = _without_gc(lambda: _index_for_append(fd, size, limits, upgrade))
+                index = _without_gc(
+                    lambda: _index_for_append(fd, size, limits, upgrade and not heads_only,
+                                              older_ok=heads_only))
                 if index is None:  # an older version: rewrite it, then open the new file
                     from saves.world_file import upgrade_world
 
@@ -615,6 +620,9 @@ class WorldWriter:
         SplatValidationError) for a step that does not fit the history, leaving the file
         unchanged."""
         self._check_open()
+        if self.index.version != FORMAT_VERSION:
+            raise SaveFormatError(f"world file is format version {self.index.version}; "
+                                  "`wonderzoom compact` it to upgrade before appending steps")
         self._check_step(step, chunks)
         if links is None:
             links = link_on_path(self.index.history, IndexedReader(self.fd, self.index), step,
@@ -784,13 +792,14 @@ def _same_file(fd: int, path: Path) -> bool:
     return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
 
 
-def _index_for_append(fd: int, size: int, limits: LoadLimits,
-                      upgrade: bool = False) -> WorldIndex | None:
+def _index_for_append(fd: int, size: int, limits: LoadLimits, upgrade: bool = False,
+                      older_ok: bool = False) -> WorldIndex | None:
     """The index of a file about to be appended to, minus what follows the last commit record
-    (the caller truncates that away). None for an older version when `upgrade` is asked."""
+    (the caller truncates that away). None for an older version when `upgrade` is asked;
+    `older_ok`: an older version is indexed as it is (its writer appends heads only)."""
     src: Source = FileSource(fd, size)
     scan = scan_records(src, limits, verify_chunk_crc=False)
-    if scan.version != FORMAT_VERSION:
+    if scan.version != FORMAT_VERSION and not older_ok:
         if upgrade:
             return None
         raise SaveFormatError(f"world file is format version {scan.version}; `wonderzoom "

@@ -22,13 +22,12 @@ from engine.render.camera_path import zoom_sweep
 from engine.scene import (ChunkStore, LoadState, build_scene, build_streamed_scene,
                           close_scene)
 from engine.synthetic import nested_plane_world
-from saves import WorldWriter, load_world, read_world_info, save_world
+from saves import SaveFormatError, WorldWriter, load_world, read_world_info, save_world
 from saves.records import FILE_HEADER, RECORD_HEADER, encode_file_header
 from saves.world_file import copy_world, open_world, upgrade_world
 from tests.test_streaming import _opaque, _reference_in_draw_order, assert_matches
 
 moderngl = pytest.importorskip("moderngl")
-from engine.render.gl import create_headless_context  # noqa: E402
 from engine.render.headless import render_resident  # noqa: E402
 from engine.render.reference import render as reference_render  # noqa: E402
 from engine.render.streaming import StreamingRenderer  # noqa: E402
@@ -271,6 +270,26 @@ def test_a_version_1_file_opens_through_its_migration_and_upgrades(saved, render
         writer.set_head(1)
     assert read_world_info(old).format_version == 2 and load_world(old).history.head == 1
     assert upgrade_world(path, tmp_path / "same.wzs") > 0  # a current file copies too
+
+
+def test_checkout_moves_the_head_of_a_version_1_file_without_rewriting_it(saved, tmp_path):
+    """A HEAD record is the same in both versions: `checkout` appends one to an old file
+    (no upgrade, which rewrites the whole history); appending a step still needs one."""
+    from cli import main
+
+    path, history, _, _ = saved
+    old = tmp_path / "old.wzs"
+    _as_version_1(path, old)
+    before = old.read_bytes()
+    head = min(s for s in history.steps if s != history.head)
+    assert main(["checkout", str(old), str(head)]) == 0
+    assert old.read_bytes().startswith(before)
+    info = read_world_info(old)
+    assert info.format_version == 1 and info.history.head == head
+    with WorldWriter.open(old, heads_only=True) as writer:
+        with pytest.raises(SaveFormatError, match="compact"):
+            writer.append_step(Step(max(history.steps) + 1, head, "zoom", ()), {})
+    assert old.read_bytes().startswith(before)
 
 
 def test_derived_links_follow_each_branch(tmp_path):
