@@ -1,8 +1,9 @@
 """The rasterizer's entry point: splat tensors + a `Camera` -> RGB, alpha and depth images.
 
 Owns: backend choice (the torch patch compositor anywhere, `gsplat.rasterization` on CUDA),
-culling (depth outside (near, far), LoD modulation <= ALPHA_CULL, opacity below 1/255) and the
-`RasterOutput` both backends return.
+culling (depth outside (near, far), outside the frustum, LoD modulation <= ALPHA_CULL, opacity
+below 1/255: the real-time renderer's rules, `engine.render.prepare`) and the `RasterOutput`
+both backends return.
 Does not own: the projection maths (`projection`), compositing (`composite`), or turning
 `SplatChunk`s into tensors (`scene`).
 
@@ -21,6 +22,7 @@ from torch import Tensor
 
 from engine.camera import Camera
 from engine.modulation import ALPHA_CULL
+from engine.render.prepare import FRUSTUM_MARGIN_PX
 from generation.raster.composite import (CACHE_BYTES, MAX_BAND_FRAGMENTS,
                                          composite_patches)
 from generation.raster.projection import (LOW_PASS_PX2, MIN_FRAGMENT_ALPHA, camera_frame,
@@ -62,6 +64,28 @@ def resolve_backend(backend: Backend, device: torch.device | str) -> str:
     return backend
 
 
+def outside_frustum(
+    means: Tensor,  # [N, 3] positions relative to `origin` (world axes)
+    scales: Tensor,  # [N, 3] Gaussian std-devs, world units
+    camera: Camera,
+    origin: np.ndarray | None = None,  # [3] float64
+) -> Tensor:  # [N] bool
+    """Splats whose 3-sigma sphere (largest axis, plus FRUSTUM_MARGIN_PX pixels at its depth)
+    lies entirely outside one side plane of the frustum: the real-time renderer never draws
+    them (`engine.render.prepare`, its `outside` count), and the EWA projection must not
+    either. Near the camera and far off-axis its linearisation smears such a splat across the
+    whole image (a splat 0.002 in front of a zoom camera, 5 widths off the side, covered a
+    480x270 image with opaque red and made ~100M fragments per render)."""
+    with torch.no_grad():
+        R, t = camera_frame(camera, origin, means.dtype, means.device)
+        p = means @ R + t  # [N, 3] camera space
+        planes = torch.as_tensor(np.ascontiguousarray(camera.frustum_planes_camera()[:4, :3].T),
+                                 dtype=means.dtype, device=means.device)  # [3, 4] unit normals
+        radius = 3.0 * scales.detach().amax(dim=-1)
+        radius = radius + (FRUSTUM_MARGIN_PX / min(camera.fx, camera.fy)) * p[:, 2]
+        return ((p @ planes) < -radius[:, None]).any(dim=-1)
+
+
 def rasterize(
     means: Tensor,  # [N, 3] positions relative to `origin` (world axes)
     quats: Tensor,  # [N, 4] (w, x, y, z), need not be normalised
@@ -100,6 +124,7 @@ def rasterize(
         mod = modulation.detach().to(dt)
         keep &= mod > ALPHA_CULL
         opac = opacities * mod
+    keep &= ~outside_frustum(means, scales, camera, origin)
     if chosen == "gsplat":
         return _rasterize_gsplat(means, quats, scales, opac, colors, camera, origin, keep, bg,
                                  median_depth)
