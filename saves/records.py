@@ -136,30 +136,83 @@ def check_string(s: str, limit: int, what: str) -> str:
 
 
 def check_json_value(value: Any, limits: LoadLimits, what: str) -> None:
-    """Iteratively check nesting depth, finite numbers, integer range and string sizes."""
+    """Iteratively check nesting depth, finite numbers, integer range and string sizes.
+    (The exact types a JSON parser makes are dispatched first, the hot path of opening a
+    long history whose steps carry backends; anything else takes `_check_json_item`.)"""
+    max_depth, max_chars = limits.max_json_depth, limits.max_string_chars
+    if type(value) is dict and _flat_ok(value, max_chars):
+        return  # (a flat object of plain scalars: a step's usual backend, checked in one loop)
     stack: list[tuple[Any, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
     while stack:
-        v, depth = stack.pop()
-        if isinstance(v, (dict, list)) and depth > limits.max_json_depth:
-            raise SaveFormatError(f"{what}: JSON nested deeper than {limits.max_json_depth}")
-        if isinstance(v, dict):
+        v, depth = pop()
+        t = type(v)
+        if t is str:
+            if len(v) > max_chars or not v.isascii():
+                check_string(v, max_chars, what)
+        elif t is dict and depth <= max_depth:
             for key, item in v.items():
-                check_string(key, limits.max_string_chars, what)
-                stack.append((item, depth + 1))
-        elif isinstance(v, list):
-            stack.extend((item, depth + 1) for item in v)
-        elif isinstance(v, str):
-            check_string(v, limits.max_string_chars, what)
-        elif v is None or isinstance(v, bool):
-            continue
-        elif isinstance(v, int):
+                if type(key) is not str or len(key) > max_chars or not key.isascii():
+                    check_string(key, max_chars, what)
+                push((item, depth + 1))
+        elif t is list and depth <= max_depth:
+            for item in v:
+                push((item, depth + 1))
+        elif t is int:
             if not -MAX_SAFE_INT <= v < MAX_SAFE_INT:
                 raise SaveFormatError(f"{what}: integer out of range")
-        elif isinstance(v, float):
+        elif t is float:
             if not math.isfinite(v):
                 raise SaveFormatError(f"{what}: number is not finite")
-        else:
-            raise SaveFormatError(f"{what}: unexpected JSON value of type {type(v).__name__}")
+        elif v is not None and t is not bool:
+            _check_json_item(v, depth, stack, limits, what)
+
+
+def _flat_ok(obj: dict, max_chars: int) -> bool:
+    """True if every key of `obj` is a short ASCII string and every value a scalar that
+    `check_json_value` accepts (False: let the walk decide, and name what is wrong)."""
+    for key, v in obj.items():
+        if type(key) is not str or len(key) > max_chars or not key.isascii():
+            return False
+        t = type(v)
+        if t is str:
+            if len(v) > max_chars or not v.isascii():
+                return False
+        elif t is int:
+            if not -MAX_SAFE_INT <= v < MAX_SAFE_INT:
+                return False
+        elif t is float:
+            if not math.isfinite(v):
+                return False
+        elif v is not None and t is not bool:
+            return False
+    return True
+
+
+def _check_json_item(v: Any, depth: int, stack: list[tuple[Any, int]], limits: LoadLimits,
+                     what: str) -> None:
+    """`check_json_value` for one value of any type (subclasses included), pushing its items:
+    the reference for the exact-type dispatch above."""
+    if isinstance(v, (dict, list)) and depth > limits.max_json_depth:
+        raise SaveFormatError(f"{what}: JSON nested deeper than {limits.max_json_depth}")
+    if isinstance(v, dict):
+        for key, item in v.items():
+            check_string(key, limits.max_string_chars, what)
+            stack.append((item, depth + 1))
+    elif isinstance(v, list):
+        stack.extend((item, depth + 1) for item in v)
+    elif isinstance(v, str):
+        check_string(v, limits.max_string_chars, what)
+    elif v is None or isinstance(v, bool):
+        return
+    elif isinstance(v, int):
+        if not -MAX_SAFE_INT <= v < MAX_SAFE_INT:
+            raise SaveFormatError(f"{what}: integer out of range")
+    elif isinstance(v, float):
+        if not math.isfinite(v):
+            raise SaveFormatError(f"{what}: number is not finite")
+    else:
+        raise SaveFormatError(f"{what}: unexpected JSON value of type {type(v).__name__}")
 
 
 # Stateless once built (a constant, not mutable state): strict about NaN and duplicate keys.

@@ -136,8 +136,13 @@ def _timings(value: Any, what: str, limits: LoadLimits) -> dict[str, float]:
     if not isinstance(value, dict):
         raise SaveFormatError(f"{what}: timings must be an object")
     out = {}
+    max_chars = limits.max_string_chars
     for key, seconds in value.items():
-        check_string(key, limits.max_string_chars, what)
+        if type(key) is str and type(seconds) is float and 0.0 <= seconds < math.inf \
+                and len(key) <= max_chars and key.isascii():
+            out[key] = seconds  # (what the checks below give it: the usual entry, unformatted)
+            continue
+        check_string(key, max_chars, what)
         t = _number(seconds, f"{what}: timing {ascii(key)[:40]}")
         if t < 0:
             raise SaveFormatError(f"{what}: timing {ascii(key)[:40]} is negative")
@@ -193,7 +198,9 @@ def _usual_step(body: Any, limits: LoadLimits) -> tuple[Step, bool] | None:
         return Step.checked(sid, parent, kind, chunk_ids, None, None, prompt, backend, timings,
                             created), move_head
     what = f"step {sid}"
-    return Step.checked(sid, parent, kind, chunk_ids, _camera(camera, what), _point(point, what),
+    return Step.checked(sid, parent, kind, chunk_ids,
+                        None if camera is None else _camera(camera, what),
+                        None if point is None else _point(point, what),
                         prompt, {} if backend is _MISSING else _backend(backend, what, limits),
                         {} if timings is _MISSING else _timings(timings, what, limits),
                         created), move_head

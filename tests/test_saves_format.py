@@ -508,3 +508,37 @@ def test_the_usual_step_is_the_fast_path() -> None:
     step, move_head = steps_mod._usual_step(body, LoadLimits())
     assert step == Step(1, 0, "zoom", (), prompt="p") and move_head
     assert steps_mod._usual_step({**body, "id": True}, LoadLimits()) is None
+
+
+_JSON_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(1 << 64), 1 << 64), st.floats(),
+    st.text(max_size=12), st.sampled_from(["\ud800", "x" * 41, "é" * 40, "a" * 40]))
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(value=st.recursive(_JSON_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4),
+    st.dictionaries(st.one_of(st.text(max_size=6), st.sampled_from(["\udfff", "k" * 41])),
+                    inner, max_size=4)), max_leaves=20))
+def test_json_value_check_agrees_with_its_reference_walk(value) -> None:
+    """`check_json_value` dispatches the exact types a parser makes (and flat objects in one
+    loop); on any value it accepts or refuses as the plain walk of `_check_json_item` does,
+    with the same message."""
+    from saves.records import _check_json_item, check_json_value
+
+    limits = LoadLimits(max_string_chars=40, max_json_depth=3)
+
+    def reference() -> None:
+        stack = [(value, 1)]
+        while stack:
+            v, depth = stack.pop()
+            _check_json_item(v, depth, stack, limits, "w")
+
+    outcomes = []
+    for check in (lambda: check_json_value(value, limits, "w"), reference):
+        try:
+            check()
+            outcomes.append(None)
+        except SaveFormatError as exc:
+            outcomes.append(str(exc))
+    assert outcomes[0] == outcomes[1]
