@@ -44,6 +44,7 @@ DEFAULT_TIMEOUT_S = 600.0
 
 
 WORKER_NICENESS = 10
+PARENT_CHECK_S = 1.0  # how often an idle worker checks that the app is still there
 
 
 def _load_runner(path: str) -> Callable[..., ZoomResult]:
@@ -55,7 +56,10 @@ def _load_runner(path: str) -> Callable[..., ZoomResult]:
 
 def _worker_main(runner_path: str, settings: dict[str, Any], threads: int,
                  requests: "mp.Queue", events: "mp.Queue", cancels: "mp.Queue") -> None:
-    """The worker process: run requests one by one until a None arrives."""
+    """The worker process: run requests one by one until a None arrives, or until the app
+    is gone: an app killed outright (SIGKILL, SIGTERM, a crash) cannot send the None, and
+    its worker, holding the old world and the models (GBs), would wait for requests forever.
+    An idle worker checks every PARENT_CHECK_S; a running job sees it as a cancel."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = str(threads)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C belongs to the app, which closes us
@@ -70,6 +74,10 @@ def _worker_main(runner_path: str, settings: dict[str, Any], threads: int,
 
         config = GenerationConfig.from_settings({**settings, "num_threads": threads})
     cancelled: set[int] = set()
+    parent = mp.parent_process()
+
+    def orphaned() -> bool:
+        return parent is not None and not parent.is_alive()
 
     def drain_cancels() -> None:
         while True:
@@ -79,7 +87,13 @@ def _worker_main(runner_path: str, settings: dict[str, Any], threads: int,
                 return
 
     while True:
-        req = requests.get()
+        try:
+            req = requests.get(timeout=PARENT_CHECK_S)
+        except queue.Empty:
+            if orphaned():
+                events.cancel_join_thread()  # nobody reads them now: do not wait to flush
+                return
+            continue
         if req is None:
             return
         start = time.monotonic()
@@ -96,7 +110,7 @@ def _worker_main(runner_path: str, settings: dict[str, Any], threads: int,
 
         def cancel(_rid: int = req.request_id) -> bool:
             drain_cancels()
-            return _rid in cancelled
+            return _rid in cancelled or orphaned()
 
         try:
             result = runner(req, config, progress, cancel)

@@ -242,3 +242,51 @@ def test_real_stages_worker_killed_then_next_request_works(small_world):
         assert svc.restarts == 1
     finally:
         svc.close()
+
+
+_APP = """
+import sys, time
+from tests.test_generation_service import request, wait_for, has_result
+from generation.service import GenerationService
+svc = GenerationService(runner="tests.gen_fakes:crash", timeout_s=300)
+gate = sys.argv[1]
+svc.submit(request(1, gate=gate if gate != "-" else None))
+if gate == "-":
+    wait_for(svc, has_result(1))  # the worker is idle now, waiting for the next request
+else:
+    wait_for(svc, lambda ev: svc.worker_pid is not None and len(ev) > 0)  # mid-job
+print(svc.worker_pid, flush=True)
+time.sleep(600)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return any(line.split()[1] == "Z" for line in f if line.startswith("State:"))
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.parametrize("busy", [False, True], ids=["idle", "mid-job"])
+def test_the_worker_exits_when_the_app_is_killed(busy, tmp_path):
+    """An app killed outright cannot send its worker the word to stop: the worker notices
+    its parent is gone and exits, idle or mid-job (before, it waited for requests forever,
+    holding the world and the models: three such workers held 10 GB after three killed apps)."""
+    import subprocess
+    import sys
+
+    from tests.procs import ROOT, child_env
+
+    gate = str(tmp_path / "never") if busy else "-"
+    app = subprocess.Popen([sys.executable, "-c", _APP, gate], stdout=subprocess.PIPE,
+                           text=True, cwd=ROOT, env=child_env())
+    try:
+        pid = int(app.stdout.readline())
+    finally:
+        app.kill()
+        app.wait()
+    end = time.monotonic() + 60
+    while not _gone(pid):
+        assert time.monotonic() < end, f"worker {pid} still alive 60 s after its app died"
+        time.sleep(0.1)
