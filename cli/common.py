@@ -8,13 +8,10 @@ Does not own: the file format (`saves`), cameras (`engine.camera`) or printing r
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import math
 import os
 from pathlib import Path
-from typing import Iterator
 
 from engine.camera import check_render_camera
 from engine.errors import UserError
@@ -107,21 +104,6 @@ def load_info(path: str):
     from saves import read_world_info
 
     return read_world_info(world_path(path))
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector paused while a read-only command (`info`, `history`)
-    works over a whole history: it makes a few small objects per step and keeps them, makes
-    no cycles, and the collector's passes over them were ~15% of `info` on a 100,000-step
-    world. (The reader pauses it the same way: `saves.format._guarded`.)"""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def step_arg(history, step: int | None) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from cli.common import collector_paused, load_info
+from cli.common import load_info
+from saves.format import collector_paused
 
 
 def add_parser(sub) -> argparse.ArgumentParser:

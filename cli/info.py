@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cli.common import collector_paused, load_info, world_path
+from cli.common import load_info, world_path
+from saves.format import collector_paused
 from engine.history import printable
 
 
