@@ -44,7 +44,7 @@ from engine.errors import UserError
 from engine.render.gl import camera_uniforms, premultiplied_blending, set_uniforms
 from engine.render.gpu_sort import (COMPUTE_GLSL_VERSION, MAX_GROUPS_X, GpuRadixSort,
                                     compile_compute, grid, set_compute_uniforms)
-from engine.render.prepare import FRUSTUM_MARGIN_PX
+from engine.render.prepare import margin_per_depth
 from engine.render.residency import LOD_WIDTH, MAIN_WIDTH, PagedArena
 from engine.render.visibility import PAGE_BITS, PAGE_SPLATS
 
@@ -179,7 +179,7 @@ def cull_uniforms(camera: Camera, lod_mode: str) -> dict:
         "u_near": camera.near,
         "u_far": camera.far,
         "u_planes": planes.tobytes(),
-        "u_margin_per_depth": FRUSTUM_MARGIN_PX / min(camera.fx, camera.fy),
+        "u_margin_per_depth": margin_per_depth(camera),
         "u_lod_mode": LOD_MODES[lod_mode],
     }
 

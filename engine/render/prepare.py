@@ -71,6 +71,12 @@ FRUSTUM_MARGIN_PX = 2.0  # covers the 0.3 px^2 low-pass dilation of the 3-sigma 
 SORT_KEY_MAX = 65535
 
 
+def margin_per_depth(camera: Camera) -> float:
+    """FRUSTUM_MARGIN_PX pixels in world units per unit of camera depth: how far past a side
+    plane the frustum tests reach (a splat, a box or a chunk's sphere at depth z: this x z)."""
+    return FRUSTUM_MARGIN_PX / min(camera.fx, camera.fy)
+
+
 @dataclass(frozen=True)
 class CullStats:
     """How many splats each culling stage removed (each splat counted once)."""
@@ -146,7 +152,7 @@ def prepare(
     eye = camera.T_world_camera[:3, 3]  # [3] float64
     # [3, 4] unit normals of the side planes (they pass through the eye)
     planes_T = np.ascontiguousarray(camera.frustum_planes_camera()[:4, :3].T)
-    min_focal = min(camera.fx, camera.fy)
+    margin = margin_per_depth(camera)
     counts = dict(total=0, behind=0, outside=0, faded=0, faint=0)
     pieces: list[np.ndarray] = []
     src_chunk: list[np.ndarray] = []
@@ -173,7 +179,7 @@ def prepare(
         ls = chunk.log_scales
         largest = np.maximum(np.maximum(ls[:, 0], ls[:, 1]), ls[:, 2])  # [N] log sigma
         radius = 3.0 * np.exp(largest, dtype=np.float64)  # [N] world units
-        radius += (FRUSTUM_MARGIN_PX / min_focal) * z
+        radius += margin * z
         side = p_cam @ planes_T  # [N, 4] signed distances to the side planes
         inside = in_depth.copy()
         for k in range(4):

@@ -41,7 +41,7 @@ import numpy as np
 from engine.camera import Camera
 from engine.lod import LodLinks
 from engine.modulation import ALPHA_CULL, chunk_render_scale_range, chunks_possibly_visible
-from engine.render.prepare import FRUSTUM_MARGIN_PX, MIN_FRAGMENT_ALPHA, SORT_KEY_MAX
+from engine.render.prepare import MIN_FRAGMENT_ALPHA, SORT_KEY_MAX, margin_per_depth
 from engine.render.reference import LOW_PASS_PX2
 from engine.scene import ChunkBounds, ChunkHandle
 from engine.splats import SplatChunk
@@ -105,7 +105,7 @@ def aabbs_in_frustum(camera: Camera, lo: np.ndarray, hi: np.ndarray) -> np.ndarr
     corners = np.where(sel[None], hi[:, None, :], lo[:, None, :])  # [M, 8, 3]
     cam = camera.points_to_camera(corners.reshape(-1, 3)).reshape(-1, 8, 3)
     planes = camera.frustum_planes_camera()  # [6, 4]
-    planes[:4, 2] += FRUSTUM_MARGIN_PX / min(camera.fx, camera.fy)
+    planes[:4, 2] += margin_per_depth(camera)
     dist = cam @ planes[:, :3].T + planes[:, 3]  # [M, 8, 6]
     return ~(dist < 0).all(axis=1).any(axis=1)
 
@@ -275,7 +275,7 @@ class View:
         R = np.ascontiguousarray(camera.T_world_camera[:3, :3])
         half_fov_tan = max(camera.cx / camera.fx, (camera.width - camera.cx) / camera.fx,
                            camera.cy / camera.fy, (camera.height - camera.cy) / camera.fy)
-        margin = (FRUSTUM_MARGIN_PX / min(camera.fx, camera.fy) + math.tan(guard.angle)
+        margin = (margin_per_depth(camera) + math.tan(guard.angle)
                   + guard.log_scale * (1.0 + half_fov_tan ** 2))
         planes = camera.frustum_planes_camera()[:4, :3]
         tan_x = max(camera.cx, camera.width - camera.cx) / camera.fx + 2 * margin

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from engine.camera import Camera
 from engine.modulation import ALPHA_CULL
-from engine.render.prepare import FRUSTUM_MARGIN_PX
+from engine.render.prepare import margin_per_depth
 from generation.raster.composite import (CACHE_BYTES, MAX_BAND_FRAGMENTS,
                                          composite_patches)
 from generation.raster.projection import (LOW_PASS_PX2, MIN_FRAGMENT_ALPHA, camera_frame,
@@ -82,7 +82,7 @@ def outside_frustum(
         planes = torch.as_tensor(np.ascontiguousarray(camera.frustum_planes_camera()[:4, :3].T),
                                  dtype=means.dtype, device=means.device)  # [3, 4] unit normals
         radius = 3.0 * scales.detach().amax(dim=-1)
-        radius = radius + (FRUSTUM_MARGIN_PX / min(camera.fx, camera.fy)) * p[:, 2]
+        radius = radius + margin_per_depth(camera) * p[:, 2]
         return ((p @ planes) < -radius[:, None]).any(dim=-1)
 
 
