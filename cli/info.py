@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from cli.common import load_info, world_path
 from saves.format import collector_paused
 from engine.history import printable
@@ -63,6 +65,18 @@ def summary(info, path: Path, with_steps: bool = True) -> dict[str, Any]:
     }
 
 
+def _json_text(info: dict[str, Any]) -> str:
+    """`info` as one line of JSON in ASCII: what a stranger's prompts hold beyond it (C1
+    controls, bidi overrides) is escaped, as JSON escapes control characters. orjson when its
+    output is ASCII already (a long history's summary, ~6x faster), else the standard library
+    with its ASCII escapes (the summary has no cycles)."""
+    try:
+        out = orjson.dumps(info)
+    except orjson.JSONEncodeError:  # (a path holding surrogates: names that are not UTF-8)
+        out = b"\xff"
+    return out.decode("ascii") if out.isascii() else json.dumps(info, check_circular=False)
+
+
 def run(args: argparse.Namespace) -> int:
     with collector_paused():
         return _run(args)
@@ -72,8 +86,8 @@ def _run(args: argparse.Namespace) -> int:
     path = world_path(args.world)
     world = load_info(args.world)
     info = summary(world, path, with_steps=args.json)
-    if args.json:  # (JSON escapes every control character itself; the summary has no cycles)
-        print(json.dumps(info, check_circular=False))
+    if args.json:
+        sys.stdout.write(_json_text(info) + "\n")
         return 0
     lines = [f"{printable(str(path))}  ({info['file_bytes'] / 1e6:.2f} MB, records valid)",
              f"head: step {info['head']}  ({info['splats_at_head']:,} splats on the path to it)"]

@@ -17,7 +17,7 @@ from engine.camera import Camera, CameraError
 from engine.history import STEP_KINDS, HistoryError, Step
 from saves.errors import SaveFormatError
 from saves.limits import LoadLimits
-from saves.records import check_json_value, check_string
+from saves.records import check_json_value, check_string, flat_json_ok
 
 MAX_ID = 1 << 53
 MAX_ABS_POINT = 1e12
@@ -132,6 +132,17 @@ def _backend(value: Any, what: str, limits: LoadLimits) -> dict[str, Any]:
     return value
 
 
+def _usual_backend(value: dict, max_chars: int) -> bool:
+    """True if `_backend` accepts `value` as it is: a flat object of plain scalars (a writer's
+    name, version and seed; `settings` only nested, so never here)."""
+    return (flat_json_ok(value, max_chars) and type(value.get("name", "")) is str
+            and type(value.get("version", "")) is str and type(value.get("seed")) in _SEED_TYPES
+            and "settings" not in value)
+
+
+_SEED_TYPES = (int, type(None))
+
+
 def _timings(value: Any, what: str, limits: LoadLimits) -> dict[str, float]:
     if not isinstance(value, dict):
         raise SaveFormatError(f"{what}: timings must be an object")
@@ -198,10 +209,13 @@ def _usual_step(body: Any, limits: LoadLimits) -> tuple[Step, bool] | None:
         return Step.checked(sid, parent, kind, chunk_ids, None, None, prompt, backend, timings,
                             created), move_head
     what = f"step {sid}"
-    return Step.checked(sid, parent, kind, chunk_ids,
-                        None if camera is None else _camera(camera, what),
-                        None if point is None else _point(point, what),
-                        prompt, {} if backend is _MISSING else _backend(backend, what, limits),
+    camera = None if camera is None else _camera(camera, what)  # (the reference's order)
+    point = None if point is None else _point(point, what)
+    if backend is _MISSING:
+        backend = {}
+    elif not (type(backend) is dict and _usual_backend(backend, limits.max_string_chars)):
+        backend = _backend(backend, what, limits)
+    return Step.checked(sid, parent, kind, chunk_ids, camera, point, prompt, backend,
                         {} if timings is _MISSING else _timings(timings, what, limits),
                         created), move_head
 

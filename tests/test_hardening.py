@@ -320,6 +320,20 @@ def test_prompts_from_a_file_cannot_drive_the_terminal(tmp_path):
     assert "\x1b" not in line and "\\x1b[31mred.wzs" in line
 
 
+def test_info_json_is_ascii_whatever_the_file_holds(tmp_path):
+    """`info --json` prints one line of ASCII: a C1 control (8-bit CSI), a bidi override and
+    an escape in a prompt, and a file name that is not UTF-8, come out as JSON escapes."""
+    prompt = "\x9b2J\u202ered\x1b[2J\u00e9"
+    world = Path(os.fsdecode(bytes(tmp_path) + b"/w\xff.wzs"))
+    history = History()
+    history.add(Step(0, None, "image", (0,), prompt=prompt))
+    save_world(world, history, {0: random_chunk(np.random.default_rng(0), 10)})
+    r = run("info", world, "--json")
+    assert r.returncode == 0 and r.stdout.isascii() and len(r.stdout.splitlines()) == 1
+    info = json.loads(r.stdout)
+    assert info["steps"][0]["prompt"] == prompt and info["path"] == str(world)
+
+
 # ---- two writers ---------------------------------------------------------------------------
 def test_an_append_waits_for_another_writer_then_lands_as_a_sibling(tmp_path):
     world = tmp_path / "w.wzs"

@@ -22,7 +22,7 @@ from saves import format as fmt
 from saves.chunks import encode_chunk
 from saves import steps as steps_mod
 from saves.records import (FILE_HEADER, MAGIC, encode_file_header, encode_json_record,
-                           encode_record, record_nbytes)
+                           encode_record, parse_json, record_nbytes)
 from saves.steps import step_from_json
 from tests.factories import random_camera, random_chunk
 
@@ -542,3 +542,82 @@ def test_json_value_check_agrees_with_its_reference_walk(value) -> None:
         except SaveFormatError as exc:
             outcomes.append(str(exc))
     assert outcomes[0] == outcomes[1]
+
+
+# ---- the plain-JSON fast path against the strict decoder --------------------------------
+_TEXTS = st.one_of(st.text(max_size=8), st.sampled_from(
+    [", ", ": ", "e-0", "a, b", "1e-06", "\ud800", "\x1b[2J", "é", '"', "\\", ":", " ,"]))
+_PLAIN_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(-(1 << 70), 1 << 70), st.floats(allow_nan=False),
+    st.sampled_from([1e-06, 1e-05, 1e-300, 5e-324, -0.0, 1e16, 1e22, 0.1]), _TEXTS)
+_PLAIN_VALUES = st.recursive(_PLAIN_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(_TEXTS, inner, max_size=4)), max_leaves=16)
+
+
+def _dump_variants(value) -> list[str]:
+    """How writers spell `value`: compact or spaced, ASCII-escaped or not, indented; and for
+    an object, texts that repeat its first key (same value, or another)."""
+    import json
+
+    texts = []
+    for kw in (dict(ensure_ascii=False), dict(), dict(indent=1)):
+        for seps in ((",", ":"), (", ", ": "), (" ,", " : ")):
+            texts.append(json.dumps(value, separators=seps, **kw))
+            if isinstance(value, dict) and value:
+                items = [json.dumps(k, **kw) + seps[1] + json.dumps(v, separators=seps, **kw)
+                         for k, v in value.items()]
+                first = json.dumps(next(iter(value)), **kw) + seps[1]
+                for twin in (items[0], first + "0"):
+                    texts.append("{" + seps[0].join([*items, twin]) + "}")
+    return texts
+
+
+def _same_json(a, b) -> bool:
+    """Equal with the same types all the way down (1 != 1.0 != True; -0.0 != 0.0)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return list(a) == list(b) and all(_same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(_same_json, a, b))
+    return repr(a) == repr(b)
+
+
+@settings(max_examples=500, derandomize=True, deadline=None)
+@given(value=_PLAIN_VALUES, padding=st.integers(0, 7))
+def test_plain_json_reads_what_the_strict_decoder_reads(value, padding: int) -> None:
+    """The fast path of `parse_json` takes only texts whose value it reads exactly as the
+    strict decoder does (types included), and never a text with a repeated key: on every
+    spelling of every value, it either declines or agrees."""
+    from saves.records import _NOT_PLAIN, _plain_json, _strict_json
+
+    for text in _dump_variants(value):
+        raw = text.encode("utf-8", "surrogatepass") + b" " * padding
+        fast = _plain_json(raw)
+        try:
+            strict = _strict_json(raw, "w")
+        except SaveFormatError:
+            assert fast is _NOT_PLAIN, text
+            continue
+        assert fast is _NOT_PLAIN or _same_json(fast, strict), (text, fast, strict)
+
+
+def test_plain_json_is_the_path_of_what_writers_write() -> None:
+    """(So the property above compares two decoders: the usual records take the fast path,
+    spelled compact by `dump_json` or spaced by `json.dumps`, exponents as Python writes them.)"""
+    import json
+
+    from saves.records import _NOT_PLAIN, _plain_json, dump_json
+
+    step = {"id": 3, "parent": 2, "kind": "zoom", "chunk_ids": [4, 5], "prompt": "a, b: c",
+            "camera": {"near": 1e-06, "far": 1e9, "fx": 0.5}, "timings": {"total": 25.0},
+            "created": "2026-12-06T17:00:00+00:00", "move_head": True}
+    assert _same_json(_plain_json(dump_json(step)), step)
+    spaced = json.dumps({**step, "prompt": "a ladybug"}).encode() + b"   "
+    assert _same_json(_plain_json(spaced), json.loads(spaced))
+    assert _plain_json(json.dumps(step).encode()) is _NOT_PLAIN  # ", " in a string and between
+    for repeated in (b'{"a":1,"a":2}', b'{"a": 1, "a": 1}', b'{"a":{"b":1,"b":1}}'):
+        assert _plain_json(repeated) is _NOT_PLAIN
+        with pytest.raises(SaveFormatError, match="duplicate"):
+            parse_json(repeated, LoadLimits(), "w")
+    assert _plain_json(b"[123456789012345678901234567890]") is _NOT_PLAIN  # orjson: a float
