@@ -82,27 +82,38 @@ def run(n_cases: int, trace: bool) -> dict:
     }
 
 
+# the deep worlds' step shapes: bare (id, parent, kind, a short prompt: ~200 bytes a step),
+# rich (also a backend, timings and a created time, ~340 bytes: the hostile-input audit's
+# chain) and camera (bare plus a camera on every step, ~620 bytes)
+DEEP_SHAPES = {"": {}, "rich_": {"rich": True}, "camera_": {"camera": True}}
+
+
 def deep_history(steps: int) -> dict:
-    """Wall seconds of every history command (a fresh process each, as a user runs it) on a
-    world whose history is one chain of `steps` steps."""
+    """Wall seconds of every history command (a fresh process each, as a user runs it) on
+    worlds whose history is one chain of `steps` steps, one world per step shape: keys
+    `deep_{shape}{command}_s`, and `deep_slowest_s` over the bare and rich shapes (the
+    issue's target; the camera shape is reported beside them)."""
     import subprocess
 
     root = Path(__file__).resolve().parent.parent
+    out: dict = {"deep_steps": steps}
     with tempfile.TemporaryDirectory() as tmp:
-        world = Path(tmp) / "deep.wzs"
-        world.write_bytes(deep_chain(steps))
-        out = {"deep_steps": steps, "deep_file_mb": round(world.stat().st_size / 1e6, 1)}
-        for name, args in (("info", ["info"]), ("info_json", ["info", "--json"]),
-                           ("history", ["history"]), ("checkout", ["checkout"])):
-            argv = [sys.executable, str(root / "main.py"), args[0], str(world), *args[1:]]
-            if name == "checkout":
-                argv.append(str(steps // 2))
-            t0 = time.perf_counter()
-            r = subprocess.run(argv, capture_output=True, text=True)
-            out[f"deep_{name}_s"] = round(time.perf_counter() - t0, 2)
-            if r.returncode != 0:
-                out[f"deep_{name}_error"] = r.stderr.strip()[-300:]
-        out["deep_slowest_s"] = max(v for k, v in out.items() if k.endswith("_s"))
+        for shape, kw in DEEP_SHAPES.items():
+            world = Path(tmp) / f"deep_{shape}.wzs"
+            world.write_bytes(deep_chain(steps, **kw))
+            out[f"deep_{shape}file_mb"] = round(world.stat().st_size / 1e6, 1)
+            for name, args in (("info", ["info"]), ("info_json", ["info", "--json"]),
+                               ("history", ["history"]), ("checkout", ["checkout"])):
+                argv = [sys.executable, str(root / "main.py"), args[0], str(world), *args[1:]]
+                if name == "checkout":
+                    argv.append(str(steps // 2))
+                t0 = time.perf_counter()
+                r = subprocess.run(argv, capture_output=True, text=True)
+                out[f"deep_{shape}{name}_s"] = round(time.perf_counter() - t0, 2)
+                if r.returncode != 0:
+                    out[f"deep_{shape}{name}_error"] = r.stderr.strip()[-300:]
+    out["deep_slowest_s"] = max(v for k, v in out.items()
+                                if k.endswith("_s") and not k.startswith("deep_camera_"))
     return out
 
 
@@ -130,10 +141,11 @@ def main() -> None:
         print(f"peak memory per input byte {result['max_peak_per_input_byte']} "
               f"({result['max_peak_per_input_byte_case']}); bound {result['memory_bound']}: "
               f"{result['memory_bound_violations']} over it")
-        if args.deep_steps:
-            print(f"{args.deep_steps}-step history ({result['deep_file_mb']} MB): " + ", ".join(
-                f"{k[5:-2]} {v} s" for k, v in result.items()
-                if k.startswith("deep_") and k.endswith("_s") and k != "deep_slowest_s"))
+        for shape in DEEP_SHAPES if args.deep_steps else ():
+            print(f"{args.deep_steps}-step history, {shape[:-1] or 'bare'} steps "
+                  f"({result[f'deep_{shape}file_mb']} MB): " + ", ".join(
+                      f"{name} {result[f'deep_{shape}{name}_s']} s"
+                      for name in ("info", "info_json", "history", "checkout")))
         for line in result["failures"]:
             print("  FAIL", line)
     sys.exit(1 if result["other_exceptions"] or result["crafted_outcome_mismatches"]

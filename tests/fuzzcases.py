@@ -663,12 +663,19 @@ def linked_cases() -> tuple[tuple[str, bytes, str], ...]:
     return tuple(cases)
 
 
-def deep_chain(n: int, camera: bool = False) -> bytes:
-    """A chain of `n` steps (each the child of the one before), one chunk at the root."""
+def deep_chain(n: int, camera: bool = False, rich: bool = False) -> bytes:
+    """A chain of `n` steps (each the child of the one before), one chunk at the root.
+    `rich`: each zoom step also carries what a grown one does (backend, timings, created
+    time, a longer prompt): ~340 bytes a step, the shape of the hostile-input audit's chain."""
     meta, chunk0, _ = minimal_world()
     steps = [("STEP", json_payload(step_body(0, None, "image", [0], camera=camera)))]
-    steps += [("STEP", json_payload(step_body(i, i - 1, "zoom", [], camera=camera,
-                                              prompt=f"step {i}"))) for i in range(1, n)]
+    for i in range(1, n):
+        extra = dict(prompt=f"a ladybug on petal {i}", backend={"name": "builtin",
+                     "version": "1", "seed": i}, created="2026-12-06T17:00:00+00:00",
+                     timings={"observe": 1.25, "optimize": 20.5, "total": 25.0}
+                     ) if rich else dict(prompt=f"step {i}")
+        steps.append(("STEP", json_payload(step_body(i, i - 1, "zoom", [], camera=camera,
+                                                     **extra))))
     return join_records([meta, chunk0, *steps])
 
 
