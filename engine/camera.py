@@ -26,6 +26,10 @@ MAX_RENDER_SIDE = 8192  # what `render`, `play` and the GL targets draw
 FOCAL_PER_SIDE = (1e-5, 1e30)
 
 
+_LAST_ROW = [0.0, 0.0, 0.0, 1.0]
+_FLOAT = {float}
+
+
 class CameraError(UserError, ValueError):
     """A camera description is malformed (non-finite, non-rigid pose, bad intrinsics)."""
 
@@ -278,6 +282,49 @@ class Camera:
             "fx": self.fx, "fy": self.fy, "cx": self.cx, "cy": self.cy,
             "width": self.width, "height": self.height, "near": self.near, "far": self.far,
         }
+
+    @classmethod
+    def from_plain_dict(cls, d: Any) -> "Camera | None":
+        """The camera of `d` when it is what `to_dict` writes (its nine fields, floats and
+        whole-number sizes) and the constructor accepts it, checked as the constructor
+        checks, on Python floats, and built without its per-field work (a world with a
+        camera on each of many steps opens this way, about 3x faster); None for anything
+        else, left to `from_dict` or the loader to accept or name what is wrong. The same
+        Camera as `Camera(...)` from the same fields (tested)."""
+        if type(d) is not dict or len(d) != 9:
+            return None
+        get = d.get
+        rows, fx, fy, cx, cy = get("T_world_camera"), get("fx"), get("fy"), get("cx"), get("cy")
+        width, height, near, far = get("width"), get("height"), get("near"), get("far")
+        if type(rows) is not list or len(rows) != 4 or type(width) is not int \
+                or type(height) is not int:
+            return None
+        r0, r1, r2, r3 = rows
+        if not (type(r0) is list and type(r1) is list and type(r2) is list and type(r3) is list
+                and len(r0) == 4 and len(r1) == 4 and len(r2) == 4 and len(r3) == 4):
+            return None
+        (a, b, c, tx), (e, f, g, ty), (h, i, j, tz) = r0, r1, r2
+        numbers = (a, b, c, tx, e, f, g, ty, h, i, j, tz, *r3, fx, fy, cx, cy, near, far)
+        if not set(map(type, numbers)) <= _FLOAT or not math.isfinite(sum(numbers)) \
+                or r3 != _LAST_ROW:
+            return None  # (a sum of finite floats that overflows also goes the long way)
+        if (max(abs(a * a + b * b + c * c - 1.0), abs(e * e + f * f + g * g - 1.0),
+                abs(h * h + i * i + j * j - 1.0), abs(a * e + b * f + c * g),
+                abs(a * h + b * i + c * j), abs(e * h + f * i + g * j)) > 1e-6
+                or abs(a * (f * j - g * i) - b * (e * j - g * h) + c * (e * i - f * h) - 1.0)
+                > 1e-6):
+            return None
+        lo, hi = FOCAL_PER_SIDE
+        if not (fx > 0 and fy > 0 and 0 < near < far and 0 < width <= MAX_IMAGE_SIDE
+                and 0 < height <= MAX_IMAGE_SIDE and lo * width <= fx <= hi * width
+                and lo * height <= fy <= hi * height and abs(cx) <= hi * width
+                and abs(cy) <= hi * height):
+            return None
+        camera = object.__new__(cls)
+        object.__setattr__(camera, "__dict__", {
+            "T_world_camera": np.array(rows, np.float64), "fx": fx, "fy": fy, "cx": cx,
+            "cy": cy, "width": width, "height": height, "near": near, "far": far})
+        return camera
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Camera":

@@ -209,7 +209,8 @@ def _usual_step(body: Any, limits: LoadLimits) -> tuple[Step, bool] | None:
         return Step.checked(sid, parent, kind, chunk_ids, None, None, prompt, backend, timings,
                             created), move_head
     what = f"step {sid}"
-    camera = None if camera is None else _camera(camera, what)  # (the reference's order)
+    if camera is not None:  # (in the reference's order: camera, point, backend, timings)
+        camera = Camera.from_plain_dict(camera) or _camera(camera, what)
     point = None if point is None else _point(point, what)
     if backend is _MISSING:
         backend = {}

@@ -136,3 +136,55 @@ def test_camera_from_dict_refuses_huge_ints_and_strings():
                 {**cam, "fx": True}]:
         with pytest.raises(CameraError):
             Camera.from_dict(bad)
+
+
+_ODD_NUMBERS = [0, 1, -1.0, 0.0, 1e-7, 1e300, -1e300, 1e308, float("inf"), float("nan"), True,
+                None, "1.0", 1 << 40, 2.0 ** 15, 2.0 ** 16, 1e-6, 1e9, 32768, 32769, [1.0]]
+
+
+@settings(max_examples=600, derandomize=True, deadline=None)
+@given(seed=st.integers(0, 2 ** 32 - 1), changes=st.lists(st.tuples(
+    st.sampled_from(["fx", "fy", "cx", "cy", "width", "height", "near", "far", "pose", "drop",
+                     "extra"]), st.integers(0, 15), st.sampled_from(_ODD_NUMBERS)), max_size=3),
+       tilt=st.floats(-1e-5, 1e-5))
+def test_the_plain_camera_reader_builds_what_the_constructor_builds(seed, changes, tilt):
+    """`Camera.from_plain_dict` (the loader's fast path) returns None, or the very camera
+    that `saves.steps._camera` (the reference: `Camera(...)` after its own field checks)
+    builds from the same dict; it never accepts a dict the reference refuses."""
+    from saves.errors import SaveFormatError
+    from saves.steps import _camera
+    from tests.factories import random_camera
+
+    d = random_camera(np.random.default_rng(seed)).to_dict()
+    d["T_world_camera"][0][0] += tilt  # (near the rigidity tolerance)
+    for field, index, value in changes:
+        if field == "pose" and "T_world_camera" in d:
+            d["T_world_camera"][index // 4][index % 4] = value
+        elif field == "drop":
+            d.pop(sorted(d)[index % len(d)], None)
+        elif field == "extra":
+            d["extra"] = value
+        else:
+            d[field] = value
+    fast = Camera.from_plain_dict(d)
+    try:
+        reference = _camera(d, "w")
+    except SaveFormatError:
+        assert fast is None
+        return
+    if fast is not None:
+        assert fast.__dict__.keys() == reference.__dict__.keys()
+        for key, value in reference.__dict__.items():
+            assert np.array_equal(getattr(fast, key), value), key
+            assert type(getattr(fast, key)) is type(value), key
+
+
+def test_the_plain_camera_reader_takes_what_to_dict_writes():
+    """(So the property above compares two readers.)"""
+    from tests.factories import random_camera
+
+    for seed in range(20):
+        cam = random_camera(np.random.default_rng(seed))
+        fast = Camera.from_plain_dict(cam.to_dict())
+        assert fast is not None and np.array_equal(fast.T_world_camera, cam.T_world_camera)
+        assert fast.to_dict() == cam.to_dict()
