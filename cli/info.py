@@ -73,8 +73,10 @@ def _json_text(info: dict[str, Any]) -> str:
     try:
         out = orjson.dumps(info)
     except orjson.JSONEncodeError:  # (a path holding surrogates: names that are not UTF-8)
-        out = b"\xff"
-    return out.decode("ascii") if out.isascii() else json.dumps(info, check_circular=False)
+        out = None
+    if out is not None and out.isascii():
+        return out.decode("ascii")
+    return json.dumps(info, check_circular=False)
 
 
 def run(args: argparse.Namespace) -> int:

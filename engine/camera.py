@@ -64,6 +64,16 @@ def _as_rigid(T: np.ndarray) -> np.ndarray:
     (a, b, c, tx), (d, e, f, ty), (g, h, i, tz), last = T.tolist()
     if not all(map(math.isfinite, (a, b, c, tx, d, e, f, ty, g, h, i, tz, *last))):
         raise CameraError("pose holds NaN or Inf")
+    _check_rotation(a, b, c, d, e, f, g, h, i)
+    if last != _LAST_ROW:
+        raise CameraError("pose last row must be 0 0 0 1")
+    return T
+
+
+def _check_rotation(a: float, b: float, c: float, d: float, e: float, f: float, g: float,
+                    h: float, i: float) -> None:
+    """CameraError unless the rows (a b c), (d e f), (g h i) (finite floats) are a rotation:
+    unit, orthogonal, determinant 1, each within 1e-6."""
     off_unit = max(abs(a * a + b * b + c * c - 1.0), abs(d * d + e * e + f * f - 1.0),
                    abs(g * g + h * h + i * i - 1.0))
     off_orthogonal = max(abs(a * d + b * e + c * f), abs(a * g + b * h + c * i),
@@ -71,9 +81,29 @@ def _as_rigid(T: np.ndarray) -> np.ndarray:
     det = a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
     if off_unit > 1e-6 or off_orthogonal > 1e-6 or abs(det - 1.0) > 1e-6:
         raise CameraError("pose rotation is not orthonormal")
-    if last != [0.0, 0.0, 0.0, 1.0]:
-        raise CameraError("pose last row must be 0 0 0 1")
-    return T
+
+
+def _check_intrinsics(fx: float, fy: float, cx: float, cy: float, width: Any, height: Any,
+                      near: float, far: float) -> tuple[int, int]:
+    """(width, height) as ints if these intrinsics (finite floats but the sizes) make a
+    usable camera, else CameraError naming the first that does not."""
+    if not (fx > 0 and fy > 0):
+        raise CameraError("focal lengths must be positive")
+    if not (0 < near < far):
+        raise CameraError("need 0 < near < far")
+    try:
+        w, h = int(width), int(height)
+    except (OverflowError, TypeError, ValueError):
+        raise CameraError("image size must be integers") from None
+    if not (0 < w <= MAX_IMAGE_SIDE and 0 < h <= MAX_IMAGE_SIDE):
+        raise CameraError(f"image size {w}x{h} out of range")
+    lo, hi = FOCAL_PER_SIDE
+    if not (lo * w <= fx <= hi * w and lo * h <= fy <= hi * h):
+        raise CameraError(f"focal lengths {fx:g}, {fy:g} px are out of range for a {w}x{h} "
+                          "image")
+    if not (abs(cx) <= hi * w and abs(cy) <= hi * h):
+        raise CameraError("principal point is absurdly far outside the image")
+    return w, h
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,22 +128,8 @@ class Camera:
             if not math.isfinite(value):
                 raise CameraError(f"{name} is not finite")
             object.__setattr__(self, name, value)
-        if not (self.fx > 0 and self.fy > 0):
-            raise CameraError("focal lengths must be positive")
-        if not (0 < self.near < self.far):
-            raise CameraError("need 0 < near < far")
-        try:
-            w, h = int(self.width), int(self.height)
-        except (OverflowError, TypeError, ValueError):
-            raise CameraError("image size must be integers") from None
-        if not (0 < w <= MAX_IMAGE_SIDE and 0 < h <= MAX_IMAGE_SIDE):
-            raise CameraError(f"image size {w}x{h} out of range")
-        lo, hi = FOCAL_PER_SIDE
-        if not (lo * w <= self.fx <= hi * w and lo * h <= self.fy <= hi * h):
-            raise CameraError(f"focal lengths {self.fx:g}, {self.fy:g} px are out of range for "
-                              f"a {w}x{h} image")
-        if not (abs(self.cx) <= hi * w and abs(self.cy) <= hi * h):
-            raise CameraError("principal point is absurdly far outside the image")
+        w, h = _check_intrinsics(self.fx, self.fy, self.cx, self.cy, self.width, self.height,
+                                 self.near, self.far)
         object.__setattr__(self, "width", w)
         object.__setattr__(self, "height", h)
 
@@ -286,11 +302,12 @@ class Camera:
     @classmethod
     def from_plain_dict(cls, d: Any) -> "Camera | None":
         """The camera of `d` when it is what `to_dict` writes (its nine fields, floats and
-        whole-number sizes) and the constructor accepts it, checked as the constructor
-        checks, on Python floats, and built without its per-field work (a world with a
-        camera on each of many steps opens this way, about 3x faster); None for anything
-        else, left to `from_dict` or the loader to accept or name what is wrong. The same
-        Camera as `Camera(...)` from the same fields (tested)."""
+        whole-number sizes) and the constructor accepts it: the constructor's own checks
+        (`_check_rotation`, `_check_intrinsics`) on the Python floats, without its numpy
+        round trip and per-field work (a world with a camera on each of many steps opens this
+        way, about 3x faster). None for anything else, left to `from_dict` or the loader to
+        accept or name what is wrong. The same Camera as `Camera(...)` from the same fields
+        (tested)."""
         if type(d) is not dict or len(d) != 9:
             return None
         get = d.get
@@ -303,22 +320,15 @@ class Camera:
         if not (type(r0) is list and type(r1) is list and type(r2) is list and type(r3) is list
                 and len(r0) == 4 and len(r1) == 4 and len(r2) == 4 and len(r3) == 4):
             return None
-        (a, b, c, tx), (e, f, g, ty), (h, i, j, tz) = r0, r1, r2
-        numbers = (a, b, c, tx, e, f, g, ty, h, i, j, tz, *r3, fx, fy, cx, cy, near, far)
+        (a, b, c, tx), (d, e, f, ty), (g, h, i, tz) = r0, r1, r2
+        numbers = (a, b, c, tx, d, e, f, ty, g, h, i, tz, *r3, fx, fy, cx, cy, near, far)
         if not set(map(type, numbers)) <= _FLOAT or not math.isfinite(sum(numbers)) \
                 or r3 != _LAST_ROW:
             return None  # (a sum of finite floats that overflows also goes the long way)
-        if (max(abs(a * a + b * b + c * c - 1.0), abs(e * e + f * f + g * g - 1.0),
-                abs(h * h + i * i + j * j - 1.0), abs(a * e + b * f + c * g),
-                abs(a * h + b * i + c * j), abs(e * h + f * i + g * j)) > 1e-6
-                or abs(a * (f * j - g * i) - b * (e * j - g * h) + c * (e * i - f * h) - 1.0)
-                > 1e-6):
-            return None
-        lo, hi = FOCAL_PER_SIDE
-        if not (fx > 0 and fy > 0 and 0 < near < far and 0 < width <= MAX_IMAGE_SIDE
-                and 0 < height <= MAX_IMAGE_SIDE and lo * width <= fx <= hi * width
-                and lo * height <= fy <= hi * height and abs(cx) <= hi * width
-                and abs(cy) <= hi * height):
+        try:  # (the constructor's own checks)
+            _check_rotation(a, b, c, d, e, f, g, h, i)
+            _check_intrinsics(fx, fy, cx, cy, width, height, near, far)
+        except CameraError:
             return None
         camera = object.__new__(cls)
         object.__setattr__(camera, "__dict__", {

@@ -231,11 +231,12 @@ def _plain_json(raw: bytes) -> Any:
     strict decoder then decides, and names what is wrong). Plain: the record's text, less its
     padding, is what `orjson` writes for the value it reads there, up to the leading zero of
     exponents and then the spaces after separators that Python's `json.dumps` writes
-    ("1e-06", ", ", ": "; a text with such spaces in a string is not plain). Such a text has no duplicate keys (the re-encoding has none, and these
-    edits change no token boundary and edit equal keys alike), no NaN and no integer that
-    orjson reads as a float; and the strict decoder reads the same value from it (the edits
-    change no value; tested against `_strict_json` on generated texts). The hot path of
-    opening a long history: about twice as fast as the strict decoder."""
+    ("1e-06", ", ", ": "; a text with such spaces in a string is not plain). Such a text has
+    no duplicate keys (the re-encoding has none, and these edits change no token boundary
+    and edit equal keys alike), no NaN and no integer that orjson reads as a float; and the
+    strict decoder reads the same value from it (the edits change no value; tested against
+    `_strict_json` on generated texts). The hot path of opening a long history: about twice
+    as fast as the strict decoder."""
     try:
         value = orjson.loads(raw)
         text = orjson.dumps(value)
