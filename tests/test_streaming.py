@@ -355,6 +355,79 @@ def test_flushed_batches_draw_the_same_image(ctx, fbo_for):
     assert images[0] == images[1]
 
 
+def test_paced_batches_draw_the_same_image_with_few_in_flight(ctx, fbo_for, monkeypatch):
+    """With the batches paced (at most `depth` flushed batches unfinished, fences on the real
+    context), the image is the one-draw image bit for bit, and no fence outlives the draw."""
+    from engine.render import gl
+
+    if gl.gl_flush_function() is not None:
+        assert gl._gl_sync_functions() is not None
+    world, cameras = _nested_world(levels=2, size=64, max_splats=900)
+    waits = []
+    images = []
+    for flush_splats, depth in ((0, 2), (97, 1), (97, 3)):
+        r = make_renderer(ctx, resort=None)
+        r.flush_splats = flush_splats
+        r._pacer.depth = depth
+        flushed = r._pacer.flushed
+
+        def counting(pacer=r._pacer, flushed=flushed):
+            flushed()
+            waits.append(len(pacer._fences))
+
+        monkeypatch.setattr(r._pacer, "flushed", counting)
+        fbo = fbo_for(cameras[1])
+        r.draw(world, cameras[1].with_fov_scale(1.5), fbo, complete=True)
+        images.append(fbo.read(components=4))
+        assert r._pacer._fences == []
+        r.release()
+    assert images[0] == images[1] == images[2]
+    if gl._gl_sync_functions() is not None:
+        assert len(waits) > 40 and max(waits) == 3 and 1 in waits
+
+
+def test_batch_pacer_waits_for_the_oldest_batch_beyond_its_depth(monkeypatch):
+    """The pacing rule on recorded GL calls: a fence per flushed batch; past `depth` the
+    oldest is waited for (again while the wait times out) and deleted; `end` deletes the
+    rest without waiting; without fence functions it does nothing."""
+    from engine.render import gl
+
+    calls = []
+    timeouts = {2: 2}  # fence 2 times out twice before it is signalled
+    counter = iter(range(1, 100))
+
+    def fence_sync(condition, flags):
+        fence = next(counter)
+        calls.append(("fence", fence))
+        return fence
+
+    def client_wait(fence, flags, timeout_ns):
+        calls.append(("wait", fence))
+        if timeouts.get(fence, 0):
+            timeouts[fence] -= 1
+            return gl.GL_TIMEOUT_EXPIRED
+        return 0x911C  # GL_CONDITION_SATISFIED
+
+    def delete_sync(fence):
+        calls.append(("delete", fence))
+
+    pacer = gl.BatchPacer(2)
+    pacer._sync = (fence_sync, client_wait, delete_sync)
+    for _ in range(4):
+        pacer.flushed()
+    assert calls == [("fence", 1), ("fence", 2), ("fence", 3), ("wait", 1), ("delete", 1),
+                     ("fence", 4), ("wait", 2), ("wait", 2), ("wait", 2), ("delete", 2)]
+    calls.clear()
+    pacer.end()
+    assert calls == [("delete", 3), ("delete", 4)] and pacer._fences == []
+    assert gl.BatchPacer(0).depth == 1
+    idle = gl.BatchPacer(1)
+    idle._sync = None
+    idle.flushed()
+    idle.end()
+    assert idle._fences == []
+
+
 def test_wait_for_gpu_finishes_through_the_released_entry_point(ctx, fbo_for):
     """The bench's wait: glFinish through ctypes (the GIL is released meanwhile), found in
     the same GL library as glFlush, then moderngl's finish; the frame is complete after it."""

@@ -55,9 +55,9 @@ import numpy as np
 from engine.camera import Camera
 from engine.errors import first_line
 from engine.lod import LodIndex
-from engine.render.gl import (GLSL_VERSION, OffscreenTargets, SplatRenderer, camera_uniforms,
-                              gl_flush_function, premultiplied_blending, set_uniforms,
-                              wait_for_gpu)
+from engine.render.gl import (GLSL_VERSION, BatchPacer, OffscreenTargets, SplatRenderer,
+                              camera_uniforms, gl_flush_function, premultiplied_blending,
+                              set_uniforms, wait_for_gpu)
 from engine.render.gpu_driven import (RENDER_PATHS, GpuDrivenPath, GpuItem, GpuSupport,
                                       RenderPathError, choose_path, gpu_support)
 from engine.render.prepare import PACKED_WIDTH, pack
@@ -84,6 +84,9 @@ LOD_MODES = {"soft": 0, "hard": 1, "none": 2}
 # 1.98 -> 2.11M splats/s; 16k batches gained about as much on it but cost the 921k-splat
 # native frame ~3%, per-flush overhead).
 FLUSH_SPLATS = 32768
+# ... and at most this many flushed batches wait to be rasterized (`gl.BatchPacer`): what
+# llvmpipe binned ahead stays allocated at its high-water mark
+BATCHES_IN_FLIGHT = 2
 SOFTWARE_RENDERERS = ("llvmpipe", "softpipe", "swiftshader")
 PROBE_SPLATS_SIDE = 256  # `probe_paths`: a plane of 256 x 256 splats...
 PROBE_VIEW = (640, 360)  # ...drawn at this size
@@ -194,6 +197,7 @@ class StreamingRenderer:
         self.arena = PagedArena(ctx, max_pages=self._arena_pages)
         # on a software GL the arena is host RAM: it then only holds what recent frames drew
         self.residency = Residency(self.arena, host_memory=self.flush_splats > 0)
+        self._pacer = BatchPacer(BATCHES_IN_FLIGHT)
         self._index = ctx.buffer(reserve=4 << 16, dynamic=True)
         self._index_capacity = 1 << 16
         self._vaos: dict[int, moderngl.VertexArray] = {}  # program glo -> VAO
@@ -681,6 +685,8 @@ class StreamingRenderer:
             vao.render(moderngl.POINTS, vertices=min(step, first + count - start), first=start)
             if step < count:
                 self._gl_flush()
+                self._pacer.flushed()
+        self._pacer.end()
         fbo.scissor = saved_scissor
 
     def _program(self, with_depth: bool) -> moderngl.Program:
