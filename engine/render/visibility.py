@@ -148,7 +148,7 @@ class ChunkLayout:
     """How the renderer stores one chunk: rows in Morton order, relative to its own centre."""
 
     chunk: SplatChunk  # the source (identity: a different object is a different chunk)
-    order: np.ndarray  # [N] int64: layout row -> chunk row
+    order: np.ndarray  # [N] int32: layout row -> chunk row (held for every resident chunk)
     centre: np.ndarray  # [3] float64 world point the local positions are relative to
     local: np.ndarray  # [N, 3] float32 splat centre - centre (world axes)
     radius: np.ndarray  # [N] float32 3 sigma of the largest axis (world units)
@@ -188,7 +188,8 @@ def chunk_layout(chunk: SplatChunk) -> ChunkLayout:
     else:
         group_centre = np.zeros((3, 0))
         group_radius = group_splat_radius = np.zeros(0)
-    return ChunkLayout(chunk, order, centre, np.ascontiguousarray(localT.T, np.float32),
+    return ChunkLayout(chunk, order.astype(np.int32), centre,
+                       np.ascontiguousarray(localT.T, np.float32),
                        radius64.astype(np.float32), np.ascontiguousarray(group_centre.T, np.float32),
                        group_radius.astype(np.float32), group_splat_radius.astype(np.float32))
 
