@@ -187,14 +187,14 @@ def _parse_array(entry: Any, n: int, degree: int, payload_len: int, data_start: 
     codec = entry["codec"]
     if codec not in CODECS:
         raise SaveFormatError(f"chunk {cid} array {name}: unknown codec {ascii(codec)[:60]}")
-    shape = expected_shape(name, n, degree)
-    if entry["shape"] != list(shape):
+    shape, shape_list, size = _shape_and_size(name, n, degree)
+    if entry["shape"] != shape_list:
         raise SaveFormatError(f"chunk {cid} array {name}: shape {ascii(entry['shape'])[:60]} "
                               f"does not match n={n}, sh_degree={degree}")
     raw_nbytes, offset, nbytes = entry["raw_nbytes"], entry["offset"], entry["nbytes"]
     if type(raw_nbytes) is not int or not 0 <= raw_nbytes <= 1 << 62:
         _int(raw_nbytes, f"chunk {cid} array {name} raw_nbytes", 0, 1 << 62)
-    if raw_nbytes != math.prod(shape) * ITEMSIZE:
+    if raw_nbytes != size:
         raise SaveFormatError(f"chunk {cid} array {name}: raw_nbytes {raw_nbytes} does not "
                               "match its shape")
     if type(offset) is not int or not data_start <= offset <= payload_len:
@@ -209,23 +209,25 @@ def _parse_array(entry: Any, n: int, degree: int, payload_len: int, data_start: 
     if codec != "raw" and raw_nbytes > max(nbytes, 1) * limits.max_decompression_ratio:
         raise SaveFormatError(f"chunk {cid} array {name}: claims a compression ratio above "
                               f"{limits.max_decompression_ratio:g}")
-    # An open world keeps one of these per array (14 a chunk: 57,344 for the 64M-splat bench
+    # An open world keeps one of these per array (7 a chunk: 28,672 for the 64M-splat bench
     # world): share the objects equal values already have instead of keeping the JSON's
-    # copies (the name and codec strings, the shape tuple, the sizes), ~8 MB there.
+    # copies (the name and codec strings, the shape tuple, the sizes), ~6 MB there.
     name, codec = _CANONICAL[name], _CANONICAL[codec]
-    shape, raw_nbytes = _shape_and_size(name, n, degree)
     if codec == "raw":
-        nbytes = raw_nbytes
-    return ArrayDesc(name, shape, codec, offset, nbytes, raw_nbytes)
+        nbytes = size
+    return ArrayDesc(name, shape, codec, offset, nbytes, size)
 
 
 _CANONICAL = {value: value for value in ARRAY_NAMES + CODECS}
 
 
 @functools.lru_cache(maxsize=256)
-def _shape_and_size(name: str, n: int, sh_degree: int) -> tuple[tuple[int, ...], int]:
+def _shape_and_size(name: str, n: int, sh_degree: int
+                    ) -> tuple[tuple[int, ...], list[int], int]:
+    """(the array's shape, the same as the list JSON holds, its raw bytes); shared by every
+    chunk of that size (nothing may change the list)."""
     shape = expected_shape(name, n, sh_degree)
-    return shape, math.prod(shape) * ITEMSIZE
+    return shape, list(shape), math.prod(shape) * ITEMSIZE
 
 
 def _inflate(data: Buffer, raw_nbytes: int, where: str) -> np.ndarray:
