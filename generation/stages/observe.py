@@ -5,7 +5,8 @@ Owns: `ObserveInput` / `ObserveOutput` and the builtin backend, which renders th
 - at C_i itself: alpha, expected depth and median depth (the coarse geometry the new level is
   registered to), and the RGB the blurry magnification shows;
 - at C_i with `factor`x fewer pixels (same pose and field of view): the view at the parent
-  level's own resolution, which super-resolution then enlarges.
+  level's own resolution, which super-resolution then enlarges: the render at C_i
+  area-averaged (`parent_resolution_view`), so both views share one pixel grid.
 Does not own: choosing C_i or which chunks are sent (the caller frustum-culls them).
 """
 
@@ -20,7 +21,7 @@ import numpy as np
 from engine.camera import Camera
 from engine.render.reference import RenderOutput
 from engine.zoom import Scene, scene_seen_by
-from generation.imaging import inpaint_rgb, unpremultiply
+from generation.imaging import inpaint_rgb, resize, unpremultiply
 from generation.registry import Registry
 
 
@@ -77,6 +78,22 @@ def depth_probe(scene: Scene) -> Callable[[Camera], RenderOutput]:
     return render
 
 
+def parent_resolution_view(rgb: np.ndarray,  # [H, W, 3] premultiplied (over black)
+                           alpha: np.ndarray,  # [H, W]
+                           width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    """The view at the parent's resolution: `rgb` and `alpha` area-averaged to `width` x
+    `height` pixels (what a sensor with that many pixels records), then un-premultiplied,
+    holes inpainted. Averaging the render at C_i keeps the two views on one pixel grid. A
+    second render at the low resolution does not: its 0.3 px^2 low-pass is 3-4 working pixels
+    wide there, and alpha compositing is not linear, so the splats in front (along a tilted
+    surface, the near side's) spread over the ones behind and the whole view moved 1.5-1.7
+    working pixels towards the far side (docs/benchmarks.md, "Issue 21: the parent view
+    was off by a pixel"); super-resolution carried that offset into every new level."""
+    low_rgb = np.clip(resize(rgb, width, height), 0.0, None)
+    low_alpha = np.clip(resize(alpha, width, height), 0.0, 1.0)
+    return inpaint_rgb(unpremultiply(low_rgb, low_alpha), low_alpha < 0.02), low_alpha
+
+
 @REGISTRY.register("builtin")
 class RasterObserver:
     """Renders with the differentiable rasterizer (torch on CPU, gsplat on CUDA), no grads."""
@@ -93,8 +110,8 @@ class RasterObserver:
         if low_cam is cam:
             low_rgb, low_alpha = colour, alpha
         else:
-            lrgb, low_alpha, _, _ = render_view(low_cam, inp.scene)
-            low_rgb = inpaint_rgb(unpremultiply(lrgb, low_alpha), low_alpha < 0.02)
+            low_rgb, low_alpha = parent_resolution_view(rgb, alpha, low_cam.width,
+                                                        low_cam.height)
         return ObserveOutput(colour, alpha, depth, expected, low_cam, low_rgb, low_alpha)
 
 
