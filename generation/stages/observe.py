@@ -87,7 +87,7 @@ def parent_resolution_view(rgb: np.ndarray,  # [H, W, 3] premultiplied (over bla
     second render at the low resolution does not: its 0.3 px^2 low-pass is 3-4 working pixels
     wide there, and alpha compositing is not linear, so the splats in front (along a tilted
     surface, the near side's) spread over the ones behind and the whole view moved 1.5-1.7
-    working pixels towards the far side (docs/benchmarks.md, "Issue 21: the parent view
+    working pixels towards the far side (docs/benchmarks.md, issue 21, "The parent view
     was off by a pixel"); super-resolution carried that offset into every new level."""
     low_rgb = np.clip(resize(rgb, width, height), 0.0, None)
     low_alpha = np.clip(resize(alpha, width, height), 0.0, 1.0)
