@@ -65,6 +65,9 @@ class GenerationConfig:
     # ... all but the detail finer than this Gaussian (working pixels), which the level keeps
     # up to its edge (0 = the fade takes the detail too)
     fade_detail_px: float = 1.0
+    # ... and the splat fit's own tone shift is corrected in this many render-and-correct
+    # rounds after it (0 = none; generation.stages.harmonize.correct_fit_tone)
+    fit_tone_steps: int = 2
     # new splats: std-dev / spacing of their back-projected pixels. Half the spacing is the
     # narrowest Gaussian whose sum over the grid is flat (ripple 2 exp(-2 pi^2 0.5^2) ~ 1.4 %)
     # when the level is magnified; a wider one only blurs the image the level is made from
@@ -153,7 +156,7 @@ _RANGES = (
     ("relief", 0.0, 20.0), ("aux_views_per_step", 0, 16), ("num_threads", 0, 1024),
     ("max_chunk_splats", 1024, 1 << 22), ("splat_footprint", 0.25, 2.0),
     ("tone_sigma", 0.0, 16.0), ("border_fade", 0.0, 0.25),
-    ("fade_detail_px", 0.0, 8.0),
+    ("fade_detail_px", 0.0, 8.0), ("fit_tone_steps", 0, 8),
 )
 
 

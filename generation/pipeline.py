@@ -358,7 +358,10 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
                             seed, threads),
             config.backend_for("optimize"), lambda f: run.report("optimize", f), run.check)
         run.check()
-    level = SplatChunk.concatenate(list(opt.chunks))
+        fitted, fit_tone = harmonize_stage.correct_fit_tone(
+            opt.chunks, cam, rgb, linked, hm.reference, msk.mask,
+            config.tone_sigma * max(factor, 1.0), config.fit_tone_steps)
+    level = SplatChunk.concatenate(list(fitted))
     chunks = tuple(split_level(level, config.max_chunk_splats))
     backend = _backend_info(config, seed, ZOOM_STAGES, extra={
         "caption": ctx.caption, "edit": ed.label, "understood": list(ed.understood),
@@ -367,6 +370,7 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
         "sr_model": sr.model, "mask": msk.source, "depth_fit": [_num(dep.scale), _num(dep.shift)],
         "tone_shift_255": [round(float(v) * 255, 2) for v in  # mean tone correction per channel
                            hm.correction.reshape(-1, 3).mean(axis=0)],
+        "fit_tone_255": [round(float(v) * 255, 2) for v in fit_tone.reshape(-1, 3).mean(axis=0)],
         "final_loss": _num(opt.final_loss)})
     return ZoomRun(request, cam, factor, obs, ctx, sr, ed, msk, hm, dep, aux, init, opt, chunks,
                    linked, run.total(), backend)

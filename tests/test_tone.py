@@ -204,3 +204,76 @@ def test_the_fade_s_detail_setting_is_checked():
         GenerationConfig.from_settings({"fade_detail_px": "9"})
     with pytest.raises(ConfigError):
         GenerationConfig.from_settings({"fade_detail_px": "-1"})
+
+
+# ---- the splat fit's own tone shift -------------------------------------------------------
+def _tilted_level(colours: np.ndarray, opacity: float = 0.95):
+    """Pixel-aligned opaque splats of `colours` [48, 64, 3] on a plane whose top is nearer
+    (so at an edge across it the near side's splats spread over the far side's)."""
+    from engine.camera import Camera
+    from engine.synthetic import pixel_aligned_splats
+
+    cam = Camera.look_at([0, 0, -4.0], [0, 0, 0], fov_y_deg=50, width=64, height=48)
+    v = np.arange(48)[:, None] + np.zeros((1, 64))
+    return cam, pixel_aligned_splats(cam, 4.0 + 0.04 * v, colours, level=1, opacity=opacity)
+
+
+def _low_residual(cam, chunks, target, sigma=2.0):
+    from generation.stages.observe import render_view
+
+    rgb = render_view(cam, tuple((c, None) for c in chunks))[0]
+    return (blur(rgb, sigma) - blur(target, sigma))[6:-6, 6:-6]  # [36, 52, 3] inside the view
+
+
+def test_the_fit_s_tone_shift_is_corrected_where_it_listens_and_the_structure_kept():
+    from generation.stages.harmonize import correct_fit_tone
+
+    v = np.arange(48)[:, None, None] + np.zeros((1, 64, 3))
+    target = np.where(v < 24, 0.15, 0.85) + 0.05 * np.sin(np.arange(64) / 3.0)[None, :, None]
+    cam, level = _tilted_level(target)
+    before = _low_residual(cam, [level], target)
+    keep = np.zeros((48, 64))
+    keep[30:40, 40:52] = 1.0  # "an inserted structure": its colours are its own
+    reference = 1.0 - keep
+    fixed, field = correct_fit_tone([level], cam, target, (), reference, keep, sigma=2.0)
+    after = _low_residual(cam, fixed, target)
+    listen = np.ones((48, 64), bool)
+    listen[26:44, 36:56] = False  # the structure and the reach of its blur
+    listen = listen[6:-6, 6:-6]
+    assert np.abs(before[listen]).max() > 0.02  # the edge moved: several 1/255 off
+    # each round removes the residual's lowest frequencies (two rounds: ~60 % of it here)
+    assert np.abs(after[listen]).max() < 0.5 * np.abs(before[listen]).max()
+    assert np.abs(after[listen]).mean() < 0.4 * np.abs(before[listen]).mean()
+    # the structure's splats and every other array keep their values bit for bit
+    uv, _ = cam.project(level.world_positions())
+    inside = (uv[:, 0] >= 40) & (uv[:, 0] < 52) & (uv[:, 1] >= 30) & (uv[:, 1] < 40)
+    np.testing.assert_array_equal(fixed[0].sh_dc[inside], level.sh_dc[inside])
+    for name in ("positions", "rotations", "log_scales", "opacity_logits", "s_native"):
+        np.testing.assert_array_equal(getattr(fixed[0], name), getattr(level, name))
+    # the field is smooth: what it adds has no detail finer than its low-pass
+    assert np.abs(field - blur(field, 1.0)).max() < 0.25 * np.abs(field).max()
+    # no rounds: nothing changes
+    same, none = correct_fit_tone([level], cam, target, (), reference, keep, 2.0, steps=0)
+    assert same[0] is level and not none.any()
+
+
+def test_a_level_already_in_tone_barely_changes():
+    from generation.stages.harmonize import correct_fit_tone
+
+    u = np.arange(64)[None, :, None] / 63.0 + np.zeros((48, 1, 3))
+    target = 0.2 + u * np.array([0.6, 0.3, 0.1])  # linear across: splats render it as it is
+    cam, level = _tilted_level(target)
+    fixed, field = correct_fit_tone([level], cam, target, (), np.ones((48, 64)),
+                                    np.zeros((48, 64)), sigma=2.0)
+    assert np.abs(field[6:-6, 6:-6]).max() < 2.0 / 255
+    assert np.abs(_low_residual(cam, fixed, target)).max() <= \
+        np.abs(_low_residual(cam, [level], target)).max() + 1e-3
+
+
+def test_the_fit_tone_setting_is_checked():
+    from generation.config import ConfigError, GenerationConfig
+
+    assert GenerationConfig().fit_tone_steps == 2
+    assert GenerationConfig.from_settings({"fit_tone_steps": "0"}).fit_tone_steps == 0
+    with pytest.raises(ConfigError):
+        GenerationConfig.from_settings({"fit_tone_steps": "-1"})

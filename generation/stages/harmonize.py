@@ -13,6 +13,8 @@ content, and the level's spatial border fades into O_i:
    pixels (detail finer than that, what super-resolution adds, is kept), listening only
    where the coarse world is solid (alpha >= 0.5) and away from the inserted structure and
    its contact shadow, applied everywhere but on the structure: it keeps its own colours.
+After the splat fit, `correct_fit_tone` takes out the fit's own tone shift the same way
+(against the image the level was made from; the structure untouched).
 The LoD links stay the paper's: the fade is in the level's content, so parent + child
 opacity stays 1 on the band between their native scales everywhere, border included
 (docs/design.md, "seamless joins").
@@ -23,14 +25,18 @@ Does not own: rendering O_i (observe), the edit or its mask (edit, masks), or th
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, replace
+from typing import Protocol, Sequence
 
 import numpy as np
 from scipy import ndimage
 
+from engine.camera import Camera
+from engine.splats import SplatChunk, rgb_to_sh_dc, sh_dc_to_rgb
+from engine.zoom import Scene
 from generation.registry import Registry
-from generation.tone import border_weight, feather_keeping_detail, match_low_frequencies
+from generation.tone import (border_weight, feather_keeping_detail, low_frequency_correction,
+                             match_low_frequencies)
 
 SOLID_ALPHA = 0.5  # the coarse world counts as a reference where it is at least this opaque
 STRUCTURE = 0.02  # mask values above this are the inserted structure
@@ -94,3 +100,56 @@ class ToneAndFade:
 
 def run(inp: HarmonizeInput, backend: str = "builtin", **options) -> HarmonizeOutput:
     return REGISTRY.get(backend, **options)(inp)
+
+
+def correct_fit_tone(chunks: Sequence[SplatChunk],  # the fitted new level
+                     camera: Camera,  # C_i, the camera the level was made at
+                     target: np.ndarray,  # [H, W, 3] the image it was made from
+                     old_scene: Scene,  # the old world, links as after the append
+                     reference: np.ndarray,  # [H, W] where to listen (HarmonizeOutput)
+                     keep: np.ndarray,  # [H, W] in [0, 1]: 1 = colours untouched (structure)
+                     sigma: float,  # the tone match's low-pass, working pixels
+                     steps: int = 2) -> tuple[tuple[SplatChunk, ...], np.ndarray]:
+    """The splat fit's own tone shift, corrected against the image the level was made from
+    (issue 21: whatever shifts tone, the fit included, is corrected outside the edit). The
+    optimiser moves opacity, scale and rotation only, and compositing overlapping opaque
+    splats is not linear (at an edge the near side's splats spread over the far side's), so
+    the fitted render's low frequencies miss the image's by a few 1/255 along edges. A
+    render is linear in the colours, so the smooth field that brings the render (old world
+    included, as the optimiser sees it) to the image, added to each splat's colour at the
+    pixel it projects to, removes it; `steps` rounds of render and correct. Colours change
+    by a smooth field only: detail finer than `sigma` and the structure stay as fitted.
+    Returns (corrected chunks, the total field added [H, W, 3])."""
+    from generation.stages.observe import render_view
+
+    H, W = camera.height, camera.width
+    chunks = tuple(chunks)
+    total = np.zeros((H, W, 3))
+    free = (1.0 - np.clip(np.asarray(keep, np.float64), 0.0, 1.0))[..., None]
+    for _ in range(max(0, int(steps))):
+        rgb, alpha, _, _ = render_view(camera, tuple(old_scene) + tuple((c, None) for c in chunks))
+        weight = np.asarray(reference, np.float64) * (alpha >= SOLID_ALPHA)
+        if not weight.any():
+            break
+        field = low_frequency_correction(rgb, target, weight, sigma) * free
+        total += field
+        chunks = tuple(_add_colour(c, camera, field) for c in chunks)
+    return chunks, total
+
+
+def _add_colour(chunk: SplatChunk, camera: Camera, field: np.ndarray) -> SplatChunk:
+    """`chunk` with `field` [H, W, 3] at the pixel each splat projects to added to its colour
+    (splats outside the view or behind the camera unchanged)."""
+    uv, z = camera.project(chunk.world_positions())
+    H, W = field.shape[:2]
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(uv).all(axis=1) & (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < W) \
+            & (uv[:, 1] >= 0) & (uv[:, 1] < H)
+    rows = np.nonzero(ok)[0]
+    add = field[np.clip(np.floor(uv[rows, 1]).astype(np.int64), 0, H - 1),
+                np.clip(np.floor(uv[rows, 0]).astype(np.int64), 0, W - 1)]  # [n, 3]
+    moved = (add != 0).any(axis=1)  # the others keep their colour bit for bit
+    rows, add = rows[moved], add[moved]
+    sh_dc = chunk.sh_dc.copy()
+    sh_dc[rows] = rgb_to_sh_dc(np.clip(sh_dc_to_rgb(sh_dc[rows]) + add, 0.0, 1.0))
+    return replace(chunk, sh_dc=sh_dc)
