@@ -68,9 +68,60 @@ def low_frequency_correction(image: np.ndarray,  # [H, W, 3]
                              sigma: float) -> np.ndarray:  # [H, W, 3]
     """The smooth additive field that brings `image`'s local weighted mean (Gaussian, `sigma`
     px) to `reference`'s: a constant offset is corrected exactly, detail finer than `sigma`
-    is left alone."""
-    return normalized_blur(np.asarray(reference, np.float64) - np.asarray(image, np.float64),
-                           weight, sigma)
+    is left alone. Across a region with nothing to listen to (an inserted structure and its
+    shadow, a hole in the old world) the field is the smoothest one that meets its values
+    around it (`harmonic_fill`), so it has no edge where listening stops."""
+    field = normalized_blur(np.asarray(reference, np.float64) - np.asarray(image, np.float64),
+                            weight, sigma)
+    w = np.clip(np.asarray(weight, np.float64), 0.0, None)
+    if w.max() <= 0:
+        return field
+    return harmonic_fill(field, blur(w / w.max(), sigma) < MIN_SUPPORT)
+
+
+def harmonic_fill(x: np.ndarray,  # [H, W] or [H, W, C]
+                  holes: np.ndarray,  # [H, W] bool: the values to replace
+                  ) -> np.ndarray:  # like x
+    """`x` with its `holes` replaced by the solution of Laplace's equation that equals `x`
+    on the pixels around them (4-neighbours; the image's edge is a mirror): the smoothest
+    fill, continuous where it meets the known values. A hole that touches no known pixel
+    keeps its values (each unknown is tied to its old value with a weight of 1e-6)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.linalg import splu
+
+    x = np.asarray(x, np.float64)
+    holes = np.asarray(holes, bool)
+    if not holes.any() or holes.all():
+        return x
+    H, W = holes.shape
+    flat = x.reshape(H * W, -1)
+    index = -np.ones(H * W, np.int64)
+    unknown = np.flatnonzero(holes)
+    index[unknown] = np.arange(len(unknown))
+    rows, cols, vals = [], [], []
+    degree = np.zeros(len(unknown))
+    rhs = 1e-6 * flat[unknown].copy()
+    v, u = np.divmod(unknown, W)
+    for dv, du in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        nv, nu = v + dv, u + du
+        inside = (nv >= 0) & (nv < H) & (nu >= 0) & (nu < W)
+        k = np.flatnonzero(inside)
+        j = nv[k] * W + nu[k]
+        degree[k] += 1.0
+        free = index[j] >= 0
+        rows.append(k[free])
+        cols.append(index[j[free]])
+        vals.append(-np.ones(free.sum()))
+        np.add.at(rhs, k[~free], flat[j[~free]])
+    n = len(unknown)
+    rows.append(np.arange(n))
+    cols.append(np.arange(n))
+    vals.append(degree + 1e-6)
+    A = coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                   shape=(n, n)).tocsc()
+    out = flat.copy()
+    out[unknown] = splu(A).solve(rhs)
+    return out.reshape(x.shape)
 
 
 def match_low_frequencies(image: np.ndarray,  # [H, W, 3] float in [0, 1]

@@ -277,3 +277,55 @@ def test_the_fit_tone_setting_is_checked():
     assert GenerationConfig.from_settings({"fit_tone_steps": "0"}).fit_tone_steps == 0
     with pytest.raises(ConfigError):
         GenerationConfig.from_settings({"fit_tone_steps": "-1"})
+
+
+# ---- where the tone match has nothing to listen to ------------------------------------------
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**31), st.floats(-1, 1), st.floats(-1, 1), st.floats(-1, 1))
+def test_harmonic_fill_reproduces_a_linear_field_and_stays_within_its_boundary(seed, a, b, c):
+    from generation.tone import harmonic_fill
+
+    rng = np.random.default_rng(seed)
+    H, W = 30, 40
+    v, u = np.mgrid[0:H, 0:W]
+    linear = a * u / W + b * v / H + c
+    holes = np.zeros((H, W), bool)
+    for _ in range(3):  # blobs away from the image's edge
+        cy, cx, r = rng.integers(6, H - 6), rng.integers(6, W - 6), rng.integers(2, 6)
+        holes |= (v - cy) ** 2 + (u - cx) ** 2 <= r * r
+    holes[:2] = holes[-2:] = False
+    holes[:, :2] = holes[:, -2:] = False
+    garbage = np.where(holes, rng.normal(0, 5, (H, W)), linear)
+    filled = harmonic_fill(garbage, holes)
+    np.testing.assert_allclose(filled, linear, atol=1e-4)
+    np.testing.assert_array_equal(filled[~holes], garbage[~holes])
+    # any boundary: the fill stays between the values around it (maximum principle)
+    noisy = np.where(holes, 100.0, rng.random((H, W)))
+    out = harmonic_fill(noisy, holes)
+    assert out[holes].min() >= -1e-6 and out[holes].max() <= 1 + 1e-6
+    assert harmonic_fill(noisy, np.ones((H, W), bool)) is not None
+
+
+def test_the_tone_field_has_no_edge_around_what_it_cannot_hear():
+    """An offset that varies smoothly across the view, and a large disc (a structure and its
+    shadow) where the reference is not listened to: inside the disc the field continues the
+    offset instead of taking a widened average (which drew the disc's outline)."""
+    H, W = 60, 80
+    v, u = np.mgrid[0:H, 0:W]
+    offset = 0.2 * u / W - 0.1 * v / H  # what the reference differs by, smooth
+    image = np.full((H, W, 3), 0.4)
+    reference = image + offset[..., None]
+    disc = (v - 30) ** 2 + (u - 40) ** 2 <= 15 ** 2
+    weight = (~disc).astype(float)
+    from generation.tone import low_frequency_correction
+
+    field = low_frequency_correction(image, reference, weight, sigma=2.0)[..., 0]
+
+    def steepest(f):  # the largest change between neighbouring pixels, inside the view
+        return max(np.abs(np.diff(f, axis=0))[4:-4, 4:-4].max(),
+                   np.abs(np.diff(f, axis=1))[4:-4, 4:-4].max())
+
+    # (the widened average made steps of 2.7x the offset's and missed it by 0.021 inside)
+    assert steepest(field) < 2.0 * steepest(offset)
+    inside = (v - 30) ** 2 + (u - 40) ** 2 <= 12 ** 2
+    assert np.abs(field - offset)[inside].max() < 0.015
