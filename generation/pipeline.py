@@ -35,7 +35,8 @@ from engine.splats import SplatChunk
 from engine.world import World
 from engine.zoom import Scene, crop_camera, pick_surface, world_scene, zoom_request
 from generation.config import GenerationConfig
-from generation.sizes import DISPLAY_LONG_SIDE, WorkingSize, working_long_side
+from generation.sizes import (DISPLAY_LONG_SIDE, WorkingSize, display_low_pass_px2,
+                              working_long_side)
 from generation.stages import aux_views as aux_stage
 from generation.stages import context as context_stage
 from generation.stages import depth as depth_stage
@@ -183,7 +184,7 @@ def run_new(image: np.ndarray,  # [H, W, 3] uint8, any size
     with run.stage("optimize"):
         opt = optimize_stage.run(
             _optimize_input(init, cam, rgb, aux, (), config.new_iterations, config, seed,
-                            threads),
+                            threads, display_low_pass_px2(W, DISPLAY_LONG_SIDE)),
             config.backend_for("optimize"), lambda f: run.report("optimize", f), run.check)
         run.check()  # the optimiser stops early when cancelled; that is not a result
     level = SplatChunk.concatenate(list(opt.chunks))
@@ -301,6 +302,7 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
     if not scene:
         raise ZoomInputError("the request carries no existing world to zoom into")
     cam, size = working_camera(request, config)
+    low_pass = display_low_pass_px2(cam.width, request.camera.width)  # the fit sees the screen's
     point = np.asarray(request.point, np.float64).reshape(3)
     H, W = cam.height, cam.width
     seed = int(request.seed)
@@ -333,7 +335,8 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
                               config.backend_for("masks"), **config.options_for("masks"))
     with run.stage("harmonize"):
         hm = harmonize_stage.run(harmonize_stage.HarmonizeInput(
-            ed.rgb, obs.rgb * obs.alpha[..., None], obs.rgb, obs.alpha, msk.mask, factor,
+            ed.rgb, obs.seen if obs.seen is not None else obs.rgb * obs.alpha[..., None],
+            obs.rgb, obs.alpha, msk.mask, factor,
             config.tone_sigma, config.border_fade, config.fade_detail_px),
             config.backend_for("harmonize"),
             **config.options_for("harmonize"))
@@ -355,12 +358,13 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
     with run.stage("optimize"):
         opt = optimize_stage.run(
             _optimize_input(init, cam, rgb, aux, linked, config.zoom_iterations, config,
-                            seed, threads),
+                            seed, threads, low_pass),
             config.backend_for("optimize"), lambda f: run.report("optimize", f), run.check)
         run.check()
+        solid, fit_alpha = optimize_stage.close_coverage(opt.chunks, cam, low_pass)
         fitted, fit_tone = harmonize_stage.correct_fit_tone(
-            opt.chunks, cam, rgb, linked, hm.reference, msk.mask,
-            config.tone_sigma * max(factor, 1.0), config.fit_tone_steps)
+            solid, cam, rgb, linked, hm.reference, msk.mask,
+            config.tone_sigma * max(factor, 1.0), config.fit_tone_steps, low_pass)
     level = SplatChunk.concatenate(list(fitted))
     chunks = tuple(split_level(level, config.max_chunk_splats))
     backend = _backend_info(config, seed, ZOOM_STAGES, extra={
@@ -371,7 +375,7 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
         "tone_shift_255": [round(float(v) * 255, 2) for v in  # mean tone correction per channel
                            hm.correction.reshape(-1, 3).mean(axis=0)],
         "fit_tone_255": [round(float(v) * 255, 2) for v in fit_tone.reshape(-1, 3).mean(axis=0)],
-        "final_loss": _num(opt.final_loss)})
+        "fit_alpha": _num(fit_alpha), "final_loss": _num(opt.final_loss)})
     return ZoomRun(request, cam, factor, obs, ctx, sr, ed, msk, hm, dep, aux, init, opt, chunks,
                    linked, run.total(), backend)
 
@@ -429,13 +433,13 @@ def _init_input(cam: Camera, rgb: np.ndarray, depth: np.ndarray,
 
 def _optimize_input(init: init_stage.SplatInitOutput, cam: Camera, rgb: np.ndarray,
                     aux: aux_stage.AuxViewsOutput, old: Scene, iterations: int,
-                    config: GenerationConfig, seed: int, threads: int
+                    config: GenerationConfig, seed: int, threads: int, low_pass_px2: float
                     ) -> optimize_stage.OptimizeInput:
     return optimize_stage.OptimizeInput(
         init.chunks, optimize_stage.TargetView(cam, rgb),
         tuple(optimize_stage.TargetView(v.camera, v.rgb, v.loss_mask, AUX_WEIGHT)
               for v in aux.views),
-        old, iterations, config.aux_views_per_step, seed, threads)
+        old, iterations, config.aux_views_per_step, seed, threads, low_pass_px2)
 
 
 def _items(options: Mapping[str, Any]) -> tuple[tuple[str, Any], ...]:

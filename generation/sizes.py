@@ -11,12 +11,16 @@ made smaller, every splat is magnified (a 320-px level in a 1280-px window: 4x4 
   `bench/generation.py` figures stay within the targets (zoom <= 30 s, new <= 45 s on 2 cores;
   docs/benchmarks.md);
 - a size set explicitly (`--size`, `zoom_long_side` / `new_long_side` > 0) wins.
+And the consequence for the splat fit (`display_low_pass_px2`): a level made smaller than it
+is shown is fitted with the viewers' antialias term as the display applies it.
 Does not own: resampling cameras (`engine.camera`) or the other settings (`generation.config`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from engine.render.reference import LOW_PASS_PX2
 
 DISPLAY_LONG_SIDE = 1280  # `play`'s default window is 1280x720 (`render` draws the same views)
 CPU_ZOOM_LONG_SIDE = 480  # ~25 s a zoom on 2 cores (320: ~12 s, 640: ~45 s), see the module doc
@@ -27,6 +31,19 @@ CPU_NEW_LONG_SIDE = 640  # ~30 s for scene E0 on 2 cores
 class WorkingSize:
     long_side: int
     rule: str  # why: "set", "shown size" or "CPU limit" (the HUD and `info` say it)
+
+
+def display_low_pass_px2(working_px: int, shown_px: int) -> float:
+    """The viewers' antialias term (`LOW_PASS_PX2`, 0.3 px^2 added to every splat's screen
+    covariance) in the pixels of a level made `working_px` across and shown `shown_px` across:
+    0.3 (working / shown)^2, never more than 0.3. The term widens each splat by a fixed
+    amount of *screen*; a fit at a coarser grid with the full term leans on a widening that
+    the display does not give, and the level shows its gaps (darker over black, 4 % less
+    coverage at 480 px shown at 1280) once it is drawn full-size (issue 21, docs/benchmarks.md
+    "A level fitted for the screen it is shown on")."""
+    if working_px <= 0 or shown_px <= working_px:
+        return LOW_PASS_PX2
+    return LOW_PASS_PX2 * (working_px / shown_px) ** 2
 
 
 def accelerated(device: str = "auto") -> bool:

@@ -24,6 +24,7 @@ import numpy as np
 
 from generation.imaging import blur
 
+CLIP_ROUNDS = 4  # match_low_frequencies: rounds of match-and-clip at most
 MIN_SUPPORT = 0.05  # normalised blur: below this much weight around a pixel, widen the blur
 WIDEN = 4.0  # ... by this factor, at most twice; then the weighted mean of the whole image
 SEAM_SIGMA_PX = 4.0  # the seam figure's low-pass (pixels of the image it is measured on)
@@ -130,11 +131,25 @@ def match_low_frequencies(image: np.ndarray,  # [H, W, 3] float in [0, 1]
                           sigma: float,
                           keep: np.ndarray | None = None,  # [H, W] in [0, 1]: 1 = untouched
                           ) -> tuple[np.ndarray, np.ndarray]:
-    """(corrected image clipped to [0, 1], the correction field [H, W, 3] as applied)."""
-    field = low_frequency_correction(image, reference, weight, sigma)
-    if keep is not None:
-        field = field * (1.0 - np.clip(np.asarray(keep, np.float64), 0.0, 1.0))[..., None]
-    return np.clip(np.asarray(image, np.float64) + field, 0.0, 1.0), field
+    """(corrected image clipped to [0, 1], the correction field [H, W, 3] as applied).
+    Clipping takes away what a field pushes past 0 or 1 (texture on a blown-out highlight
+    loses its bright half, so the region comes out darker than the reference), so the match
+    is repeated on the clipped image, up to `CLIP_ROUNDS` times, while clipping still moved
+    a pixel by more than 1/4 of a gray level: the detail there is squeezed toward the limit,
+    as a photo's is, and the low frequencies meet the reference's."""
+    image = np.asarray(image, np.float64)
+    free = None if keep is None else (1.0 - np.clip(np.asarray(keep, np.float64), 0.0, 1.0))
+    out, total = image, np.zeros_like(image)
+    for _ in range(CLIP_ROUNDS):
+        field = low_frequency_correction(out, reference, weight, sigma)
+        if free is not None:
+            field = field * free[..., None]
+        total += field
+        moved = out + field
+        out = np.clip(moved, 0.0, 1.0)
+        if np.abs(moved - out).max() <= 0.25 / 255:
+            break
+    return out, total
 
 
 def smoothstep(t: np.ndarray) -> np.ndarray:

@@ -82,3 +82,26 @@ def test_cancel_and_errors_become_failed_results(e0):
     r = zoom(ZoomRequest(3, 0, request(e0).camera, (0.0, 0.0, 0.0), "x", scene=request(e0).scene,
                          settings={"bogus": 1}), CFG)
     assert not r.ok and r.error.startswith("unknown setting 'bogus'")  # a user error: no class name
+
+
+def test_a_level_made_smaller_than_it_is_shown_is_solid_where_it_is_shown(e0):
+    """A CPU-sized level is fitted at fewer pixels than the window shows it with: it is fitted
+    with the display's antialias term and its thin spots are closed, so drawn at the request
+    camera's size it covers its view (the old world no longer shows through a level at its own
+    scale, the background would; issue 21)."""
+    from generation.stages.observe import render_view
+
+    req = request(e0)
+    shown = req.camera.resampled(192, 192 * req.camera.height // req.camera.width)
+    req = ZoomRequest(req.request_id, req.parent_step, shown, req.point, req.prompt,
+                      seed=req.seed, scene=req.scene, level=req.level, context=req.context)
+    run = run_zoom(req, CFG)
+    assert run.camera.width == 64 and run.backend["fit_alpha"] is not None
+
+    def coverage(chunks):
+        _, alpha, _, _ = render_view(shown, tuple((c, None) for c in chunks))
+        h, w = alpha.shape
+        return alpha[h // 8: -h // 8, w // 8: -w // 8]
+
+    fitted, solid = coverage(run.optimized.chunks), coverage(run.chunks)
+    assert solid.mean() > 0.965 and solid.mean() > fitted.mean() + 0.02

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -61,6 +63,51 @@ def test_observe_low_resolution_view_stays_on_the_working_pixel_grid(near):
     assert out.low_rgb.shape == (16, 24, 3)
     scale = out.rgb.shape[0] / out.low_rgb.shape[0]
     assert abs(_edge_row(out.low_rgb) * scale - _edge_row(out.rgb)) < 0.5
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_seen_colours_copy_the_world_as_seen_and_fill_only_holes(seed):
+    """What a level copies: the render itself wherever the old world is at least HOLE_ALPHA
+    opaque (see-through parts as they look), the un-premultiplied colour with holes
+    inpainted where it is a hole, and a blend of the two (never outside them) between."""
+    rng = np.random.default_rng(seed)
+    h, w = 40, 60
+    colour = imaging.blur(rng.random((h, w, 3)), 3.0)
+    alpha = np.clip(imaging.blur(rng.random((h, w)), 4.0) * 2.4 - 0.7, 0.0, 1.0)
+    alpha[:, :8] = 0.0  # a hole the level fills
+    rgb = colour * alpha[..., None]  # the render over black
+    out = observe.seen_colours(rgb, alpha)
+    seen = alpha >= observe.HOLE_ALPHA
+    assert seen.any() and (~seen).any()
+    np.testing.assert_allclose(out[seen], rgb[seen])
+    filled = imaging.inpaint_rgb(imaging.unpremultiply(rgb, alpha), alpha < 0.02)
+    np.testing.assert_allclose(out[alpha == 0], filled[alpha == 0])
+    between = ~seen & (alpha > 0)
+    lo, hi = np.minimum(rgb, filled), np.maximum(rgb, filled)
+    assert ((out[between] >= lo[between] - 1e-12) & (out[between] <= hi[between] + 1e-12)).all()
+    # a hole is filled with the colours around it, not with the background
+    assert out[:, :4].mean() > 0.2
+
+
+def test_observe_copies_a_see_through_band_as_it_looks():
+    """A half-transparent band across an opaque plane (a streak along a depth edge): the
+    colours a level is made from are as dark there as the world looks, so a level faded in
+    over its parent does not fill the band with the band's un-premultiplied colour."""
+    cam = Camera.look_at([0, 0, -4.0], [0, 0, 0], fov_y_deg=50, width=64, height=48)
+    d = np.full((48, 64), 4.0)
+    rgb = np.full((48, 64, 3), 0.8)
+    band = (np.arange(48) >= 16) & (np.arange(48) < 32)
+    opacity = (np.where(band[:, None], 0.05, 0.95) * np.ones((1, 64))).ravel()
+    chunk = pixel_aligned_splats(cam, d, rgb, level=0)
+    chunk = dataclasses.replace(chunk, opacity_logits=np.log(opacity / (1 - opacity)).astype(
+        chunk.opacity_logits.dtype))
+    out = observe.run(observe.ObserveInput(cam, ((chunk, LodLinks.root(len(chunk))),), 4.0))
+    mid = out.alpha[22:26, 8:-8]
+    assert ((mid > observe.HOLE_ALPHA) & (mid < 0.5)).all()
+    np.testing.assert_allclose(out.rgb[22:26, 8:-8], out.seen[22:26, 8:-8])
+    assert out.rgb[22:26, 8:-8].mean() < 0.6 * out.rgb[5:10, 8:-8].mean()
+    low_band = out.low_rgb[22 // 4: 26 // 4, 2:-2]
+    assert low_band.mean() < 0.8 * out.low_rgb[1:3, 2:-2].mean()
 
 
 def test_observe_of_nothing_is_empty(plane):

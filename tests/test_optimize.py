@@ -335,3 +335,47 @@ def test_a_short_budget_still_closes_the_surface(iterations):
     (out,) = optimize_splats(chunk, View(cam, _target()), config=config).chunks
     alpha = render_chunks(cam, [(out, None)]).alpha.detach().numpy()
     assert np.median(alpha[4:-4, 4:-4]) > 0.9
+
+
+def test_a_fit_for_a_larger_screen_sees_the_screen_s_antialias_term():
+    """The rasterizer's 0.3 px^2 widening is in the pixels it draws: a level made at a coarser
+    grid than it is shown at and rendered with the display's term (scaled to its grid) covers
+    about what the display shows, where the full term would lean on a widening the display
+    never gives (issue 21)."""
+    from generation.sizes import display_low_pass_px2
+
+    cam = _camera()
+    big = cam.resampled(3 * S, 3 * S)
+    chunk = init_pixel_aligned(cam, _slanted_depth(), _target(), opacity=0.3)
+    default = render_chunks(cam, [(chunk, None)]).alpha.numpy()
+    same = render_chunks(cam, [(chunk, None)], low_pass_px2=0.3).alpha.numpy()
+    np.testing.assert_array_equal(default, same)
+    scaled = render_chunks(cam, [(chunk, None)],
+                           low_pass_px2=display_low_pass_px2(S, 3 * S)).alpha.numpy()
+    shown = render_chunks(big, [(chunk, None)]).alpha.numpy()
+    inner, inner3 = (slice(4, -4),) * 2, (slice(12, -12),) * 2
+    assert default[inner].mean() > shown[inner3].mean() + 0.02  # the full term flatters
+    assert abs(scaled[inner].mean() - shown[inner3].mean()) < 0.5 * abs(
+        default[inner].mean() - shown[inner3].mean())
+
+
+def test_close_coverage_makes_a_thin_level_solid_and_touches_nothing_else():
+    from generation.stages.optimize import close_coverage
+
+    cam = _camera()
+    thin = init_pixel_aligned(cam, _slanted_depth(), _target(), opacity=0.35)
+    before = render_chunks(cam, [(thin, None)]).alpha.numpy()
+    (solid,), mean_before = close_coverage((thin,), cam)
+    after = render_chunks(cam, [(solid, None)]).alpha.numpy()
+    inner = (slice(3, -3),) * 2
+    assert before[inner].mean() < 0.9 and mean_before < 0.9
+    assert after[inner].min() > 0.97 and after[inner].mean() > 0.99
+    assert (solid.opacities() >= thin.opacities()).all()
+    for k, v in _arrays(thin).items():
+        if k != "opacity_logits":
+            np.testing.assert_array_equal(getattr(solid, k), v)
+    # an already solid level comes back unchanged
+    opaque = init_pixel_aligned(cam, _slanted_depth(), _target(), opacity=0.99, footprint=1.0)
+    (same,), _ = close_coverage((opaque,), cam)
+    changed = same.opacity_logits != opaque.opacity_logits
+    assert changed.mean() < 0.2  # only the splats on the view's outermost pixels

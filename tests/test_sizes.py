@@ -8,7 +8,7 @@ from engine.messages import ZoomRequest
 from generation.config import ConfigError, GenerationConfig
 from generation.pipeline import working_camera
 from generation.sizes import (CPU_NEW_LONG_SIDE, CPU_ZOOM_LONG_SIDE, DISPLAY_LONG_SIDE,
-                              working_long_side)
+                              display_low_pass_px2, working_long_side)
 
 
 def test_a_level_is_made_at_the_size_it_is_shown_where_the_machine_affords_it():
@@ -44,3 +44,14 @@ def test_the_zoom_camera_keeps_its_view_at_the_working_size():
     np.testing.assert_allclose(cam.fx / cam.width, window.fx / window.width)  # same view
     cam, size = working_camera(request, GenerationConfig(zoom_long_side=320))
     assert (cam.width, size.rule) == (320, "set")
+
+
+def test_the_fit_s_antialias_term_is_the_display_s_in_working_pixels():
+    from engine.render.reference import LOW_PASS_PX2
+
+    assert display_low_pass_px2(1280, 1280) == LOW_PASS_PX2  # the GPU-size path: unchanged
+    assert display_low_pass_px2(1280, 640) == LOW_PASS_PX2  # never more than the viewers'
+    assert display_low_pass_px2(480, 1280) == pytest.approx(LOW_PASS_PX2 * (480 / 1280) ** 2)
+    assert display_low_pass_px2(0, 1280) == LOW_PASS_PX2
+    terms = [display_low_pass_px2(w, 1280) for w in (160, 320, 480, 640, 960, 1280)]
+    assert terms == sorted(terms)

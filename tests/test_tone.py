@@ -8,7 +8,8 @@ from hypothesis import strategies as st
 from generation.imaging import blur
 from generation.stages.harmonize import HarmonizeInput, run as harmonize, shadow_zone
 from generation.tone import (border_band, border_weight, feather, feather_keeping_detail,
-                             match_low_frequencies, normalized_blur, seam_stats)
+                             low_frequency_correction, match_low_frequencies, normalized_blur,
+                             seam_stats)
 
 SHAPES = st.tuples(st.integers(4, 24), st.integers(4, 24))
 unit = st.floats(0.0, 1.0, allow_nan=False)
@@ -31,6 +32,27 @@ def test_a_constant_tone_shift_is_undone_exactly_whatever_the_weights(shape, see
     fixed, field = match_low_frequencies(image, reference, weight, sigma)
     np.testing.assert_allclose(fixed, reference, atol=1e-9)
     np.testing.assert_allclose(field, -np.broadcast_to(shift, field.shape), atol=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("limit", [0.0, 1.0])
+def test_texture_on_a_clipped_region_keeps_the_reference_s_low_frequencies(seed, limit):
+    """A blown-out highlight (or a black shadow) with zero-mean texture on it: clipping
+    takes one half of the texture away, so one pass of the match leaves the region off by
+    its lost half; matching again on the clipped image brings it back."""
+    rng = np.random.default_rng(seed)
+    h, w = 60, 90
+    reference = np.full((h, w, 3), 0.5)
+    reference[:, :40] = limit
+    image = reference + (blur(rng.random((h, w, 1)), 1.5) - 0.5) * 0.3
+    once = np.clip(image + low_frequency_correction(image, reference, np.ones((h, w)), 2.0),
+                   0.0, 1.0)
+    fixed, _ = match_low_frequencies(image, reference, np.ones((h, w)), 2.0)
+    assert fixed.min() >= 0.0 and fixed.max() <= 1.0
+    region = (slice(None), slice(5, 35))
+    before = np.abs((blur(once, 4.0) - blur(reference, 4.0))[region].mean())
+    after = np.abs((blur(fixed, 4.0) - blur(reference, 4.0))[region].mean())
+    assert before > 0.5 / 255 and after < 0.25 * before, (before * 255, after * 255)
 
 
 @settings(max_examples=40, deadline=None)
@@ -165,6 +187,29 @@ def test_harmonize_matches_the_parent_outside_the_edit_and_keeps_the_structure()
     far = ~shadow_zone(mask)
     kept = (out.rgb - blur(out.rgb, 1.0))[far]
     assert np.std(kept) > 0.5 * np.std((edited - blur(edited, 1.0))[far])
+
+
+def test_harmonize_listens_to_a_see_through_parent_as_it_looks():
+    """A tone shift made only on a half-transparent band of the parent (what detail
+    synthesis does on a dark streak) is taken out there: the match listens wherever the
+    parent is seen, not only where it is solid, so the band does not stand out."""
+    from generation.stages.observe import HOLE_ALPHA
+
+    coarse, _, _, _ = _scene()
+    h, w = coarse.shape[:2]
+    alpha = np.full((h, w), 0.98)
+    alpha[25:35] = 2 * HOLE_ALPHA  # the band
+    seen = coarse * alpha[..., None]
+    edited = seen.copy()
+    edited[25:35] += np.array([0.06, 0.05, 0.04])
+    none = np.zeros((h, w))
+    out = harmonize(HarmonizeInput(edited, seen, seen, alpha, none, parent_px=4.0,
+                                   tone_sigma=0.5, border_fade=0.0))
+    band = np.zeros((h, w), bool)
+    band[27:33, 5:-5] = True
+    before = np.abs(blur(edited - seen, 2.0)[band]).mean()
+    after = np.abs(blur(out.rgb - seen, 2.0)[band]).mean()
+    assert after < 0.2 * before, (before, after)
 
 
 def test_harmonize_fades_the_border_into_the_parent_s_look():

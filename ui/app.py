@@ -49,7 +49,7 @@ from ui.redraw import RedrawTracker, WorldImage, camera_key, hud_key
 from ui.session import WorldState
 from ui.window import Window
 
-BACKGROUND = (0.05, 0.06, 0.08)
+BACKGROUND = (0.0, 0.0, 0.0)  # what every viewer clears to; levels copy the world as seen over it
 ZOOM_REQUEST_FACTOR = 4.0  # a zoom step looks at the picked point with a 4x narrower view
 # C_i, a zoom request's camera, has the window's size: the generator makes the level at the size
 # it is shown at where the machine affords it (`generation.sizes`); generators that need the

@@ -69,6 +69,7 @@ def project(
     scales: Tensor,  # [N, 3] Gaussian std-devs in world units
     camera: Camera,
     origin: np.ndarray | None = None,  # [3] float64 world position of the means' frame
+    low_pass_px2: float = LOW_PASS_PX2,  # added to the 2D covariance diagonal, px^2
 ) -> Projected:
     """EWA projection of every splat (no culling; splats behind the camera give garbage rows
     that the caller must drop by depth)."""
@@ -83,8 +84,8 @@ def project(
     # rows of J M, J = d(u, v) / d(x, y, z) at the centre
     T0 = (fx * inv_z)[:, None] * M[:, 0, :] - (fx * x * inv_z * inv_z)[:, None] * M[:, 2, :]
     T1 = (fy * inv_z)[:, None] * M[:, 1, :] - (fy * y * inv_z * inv_z)[:, None] * M[:, 2, :]
-    cxx = (T0 * T0).sum(-1) + LOW_PASS_PX2
-    cyy = (T1 * T1).sum(-1) + LOW_PASS_PX2
+    cxx = (T0 * T0).sum(-1) + low_pass_px2
+    cyy = (T1 * T1).sum(-1) + low_pass_px2
     cxy = (T0 * T1).sum(-1)
     det = cxx * cyy - cxy * cxy
     conics = torch.stack([cyy / det, -cxy / det, cxx / det], -1)  # [N, 3]

@@ -101,8 +101,11 @@ def rasterize(
     median_depth: bool = True,
     max_band_fragments: int = MAX_BAND_FRAGMENTS,
     cache_bytes: int = CACHE_BYTES,
+    low_pass_px2: float = LOW_PASS_PX2,
 ) -> RasterOutput:
     """Render splats at `camera`; differentiable in means, quats, scales, opacities, colors.
+    `low_pass_px2`: the antialias term added to every 2D covariance (the viewers' 0.3 px^2;
+    a fit at a coarser grid than its display passes the display's, in its own pixels).
 
     `origin` keeps far-away worlds precise: pass float32 offsets from a nearby float64 origin
     (for example the camera position). The torch backend works on any device and dtype; the
@@ -127,8 +130,8 @@ def rasterize(
     keep &= ~outside_frustum(means, scales, camera, origin)
     if chosen == "gsplat":
         return _rasterize_gsplat(means, quats, scales, opac, colors, camera, origin, keep, bg,
-                                 median_depth)
-    proj = project(means, quats, scales, camera, origin)
+                                 median_depth, low_pass_px2)
+    proj = project(means, quats, scales, camera, origin, low_pass_px2)
     with torch.no_grad():
         keep &= (proj.depths > camera.near) & (proj.depths < camera.far)
         keep &= torch.isfinite(proj.means2d).all(-1) & torch.isfinite(proj.conics).all(-1)
@@ -156,8 +159,9 @@ def _rasterize_gsplat(
     keep: Tensor,  # [N] bool, not culled by modulation
     bg: Tensor,  # [3]
     median_depth: bool,
+    low_pass_px2: float = LOW_PASS_PX2,
 ) -> RasterOutput:
-    """gsplat.rasterization with the same conventions (eps2d = 0.3, classic mode)."""
+    """gsplat.rasterization with the same conventions (eps2d = the low-pass, classic mode)."""
     import gsplat
 
     idx = torch.nonzero(keep).squeeze(1)
@@ -170,7 +174,7 @@ def _rasterize_gsplat(
     f32 = [x[idx].float() for x in (means, quats, scales, opac, colors)]
     colors_out, alphas, _ = gsplat.rasterization(
         f32[0], f32[1], f32[2], f32[3], f32[4], viewmat[None], K[None], camera.width,
-        camera.height, near_plane=camera.near, far_plane=camera.far, eps2d=LOW_PASS_PX2,
+        camera.height, near_plane=camera.near, far_plane=camera.far, eps2d=low_pass_px2,
         packed=False, backgrounds=bg.float()[None], render_mode="RGB+ED",
         rasterize_mode="classic")
     alpha = alphas[0, ..., 0].to(dt)

@@ -20,6 +20,7 @@ from engine.camera import Camera
 from engine.lod import LodLinks
 from engine.modulation import alpha as modulation_alpha
 from engine.splats import SH_C0, SplatChunk
+from generation.raster.projection import LOW_PASS_PX2
 from generation.raster.rasterize import Backend, RasterOutput, rasterize
 
 
@@ -66,11 +67,11 @@ class SplatTensors:
 
     def render(self, camera: Camera, modulation: Tensor | None = None,  # [N]
                background: tuple[float, float, float] = (0.0, 0.0, 0.0),
-               backend: Backend = "auto") -> RasterOutput:
+               backend: Backend = "auto", low_pass_px2: float = LOW_PASS_PX2) -> RasterOutput:
         return rasterize(self.means, self.quats, torch.exp(self.log_scales),
                          torch.sigmoid(self.opacity_logits), self.colors, camera,
                          origin=self.origin, modulation=modulation, background=background,
-                         backend=backend)
+                         backend=backend, low_pass_px2=low_pass_px2)
 
 
 def modulation_at(
@@ -98,6 +99,7 @@ def render_chunks(
     background: tuple[float, float, float] = (0.0, 0.0, 0.0),
     backend: Backend = "auto",
     device: torch.device | str = "cpu",
+    low_pass_px2: float = LOW_PASS_PX2,
 ) -> RasterOutput:
     """Render the world (modulated at this camera) without gradients, positions relative to
     the camera so a world zoomed 10^6x stays precise."""
@@ -105,4 +107,4 @@ def render_chunks(
         splats = SplatTensors.from_chunks([c for c, _ in chunks], origin=camera.position,
                                           device=device)
         mod = torch.as_tensor(modulation_at(camera, chunks), dtype=torch.float32, device=device)
-        return splats.render(camera, mod, background, backend)
+        return splats.render(camera, mod, background, backend, low_pass_px2)

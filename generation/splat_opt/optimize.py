@@ -29,6 +29,7 @@ from engine.modulation import ALPHA_CULL
 from engine.splats import (LOG_SCALE_MAX, LOG_SCALE_MIN, MAX_ABS_OPACITY_LOGIT, SplatChunk,
                            normalize_quaternions)
 from generation.cores import background_threads
+from generation.raster.projection import LOW_PASS_PX2
 from generation.raster.rasterize import Backend, gsplat_available, rasterize
 from generation.raster.scene import SplatTensors, modulation_at
 from generation.splat_opt.losses import photometric_loss, psnr
@@ -67,6 +68,9 @@ class OptimizeConfig:
     # A fresh random background each iteration (as 3DGS trains): over a fixed black one, dark
     # surfaces fit just as well half-transparent and then show holes in the world.
     random_background: bool = True
+    # the rasterizer's antialias term in the views' pixels: the viewers' 0.3 px^2, or less
+    # for views coarser than the display the level is shown on (`generation.sizes`)
+    low_pass_px2: float = LOW_PASS_PX2
 
 
 @dataclass(frozen=True)
@@ -170,6 +174,7 @@ def _render(
     colors: Tensor,  # [N, 3] frozen
     backend: Backend,
     background: tuple[float, float, float],
+    low_pass_px2: float = LOW_PASS_PX2,
 ) -> Tensor:
     """[H, W, 3] render of the frozen old world plus the new splats at one view."""
     o = pv.old
@@ -182,7 +187,8 @@ def _render(
         torch.cat([o.colors, colors]),
         pv.camera, origin=pv.camera.position,
         modulation=torch.cat([pv.old_modulation, new_mod]),
-        background=background, backend=backend, median_depth=False)
+        background=background, backend=backend, median_depth=False,
+        low_pass_px2=low_pass_px2)
     return out.rgb
 
 
@@ -261,7 +267,8 @@ def optimize_splats(
                 pv = prepared[i]
                 if pv.weight == 0:
                     continue
-                image = _render(pv, quats, log_scales, logits, colors, backend, background)
+                image = _render(pv, quats, log_scales, logits, colors, backend, background,
+                                config.low_pass_px2)
                 loss = photometric_loss(image, pv.target, pv.mask, config.ssim_weight)
                 if loss.requires_grad:  # False when no splat is drawn in this view
                     (loss * (pv.weight / total_w)).backward()  # one graph alive at a time
@@ -272,7 +279,8 @@ def optimize_splats(
                 progress(Progress(it + 1, config.iterations, loss_value))
         with torch.no_grad():
             pv = prepared[0]
-            final = _render(pv, quats, log_scales, logits, colors, backend, config.background)
+            final = _render(pv, quats, log_scales, logits, colors, backend, config.background,
+                            config.low_pass_px2)
             main_psnr = psnr(final.clamp(0, 1), pv.target, pv.mask)
             result = _write_back(chunks, quats, log_scales, logits)
         backend_used = "gsplat" if (backend == "gsplat" or (

@@ -10,9 +10,10 @@ content, and the level's spatial border fades into O_i:
    `fade_detail_px`): at the edge the parent's coarse look with the level's fine texture
    (`generation.tone.feather_keeping_detail`; an inserted structure never fades);
 2. tone: `generation.tone.match_low_frequencies` with a Gaussian of `tone_sigma` parent
-   pixels (detail finer than that, what super-resolution adds, is kept), listening only
-   where the coarse world is solid (alpha >= 0.5) and away from the inserted structure and
-   its contact shadow, applied everywhere but on the structure: it keeps its own colours.
+   pixels (detail finer than that, what super-resolution adds, is kept), listening wherever
+   the coarse world is seen (alpha >= `observe.HOLE_ALPHA`: see-through parts too, as they
+   look) and away from the inserted structure and its contact shadow, applied everywhere
+   but on the structure: it keeps its own colours.
 After the splat fit, `correct_fit_tone` takes out the fit's own tone shift the same way
 (against the image the level was made from; the structure untouched).
 The LoD links stay the paper's: the fade is in the level's content, so parent + child
@@ -35,10 +36,11 @@ from engine.camera import Camera
 from engine.splats import SplatChunk, rgb_to_sh_dc, sh_dc_to_rgb
 from engine.zoom import Scene
 from generation.registry import Registry
+from generation.stages.observe import HOLE_ALPHA
 from generation.tone import (border_weight, feather_keeping_detail, low_frequency_correction,
                              match_low_frequencies)
 
-SOLID_ALPHA = 0.5  # the coarse world counts as a reference where it is at least this opaque
+SOLID_ALPHA = 0.5  # the fitted level's render counts where it is at least this opaque
 STRUCTURE = 0.02  # mask values above this are the inserted structure
 SHADOW_REACH = 0.6  # a structure of radius r darkens the ground up to 0.6 r beyond its edge
 
@@ -47,7 +49,7 @@ SHADOW_REACH = 0.6  # a structure of radius r darkens the ground up to 0.6 r bey
 class HarmonizeInput:
     rgb: np.ndarray  # [H, W, 3] float in [0, 1]: the edited view
     seen: np.ndarray  # [H, W, 3] O_i as seen: the coarse world at C_i over black
-    colour: np.ndarray  # [H, W, 3] O_i's colours (un-premultiplied, holes inpainted)
+    colour: np.ndarray  # [H, W, 3] the colours the level copies (`observe.seen_colours`)
     alpha: np.ndarray  # [H, W] the coarse world's accumulated opacity at C_i
     mask: np.ndarray  # [H, W] float in [0, 1]: the inserted structure
     parent_px: float = 4.0  # working pixels per parent pixel (the zoom factor)
@@ -89,7 +91,7 @@ class ToneAndFade:
         mask = np.clip(np.asarray(inp.mask, np.float64), 0.0, 1.0)
         fade = np.maximum(border_weight(H, W, inp.border_fade * min(H, W)), mask)
         image = feather_keeping_detail(inp.rgb, inp.colour, fade, inp.fade_detail_px)
-        reference = ((np.asarray(inp.alpha) >= SOLID_ALPHA) & ~shadow_zone(mask)).astype(np.float64)
+        reference = ((np.asarray(inp.alpha) >= HOLE_ALPHA) & ~shadow_zone(mask)).astype(np.float64)
         if inp.tone_sigma > 0 and reference.any():
             sigma = inp.tone_sigma * max(float(inp.parent_px), 1.0)
             image, field = match_low_frequencies(image, inp.seen, reference, sigma, keep=mask)
@@ -109,7 +111,9 @@ def correct_fit_tone(chunks: Sequence[SplatChunk],  # the fitted new level
                      reference: np.ndarray,  # [H, W] where to listen (HarmonizeOutput)
                      keep: np.ndarray,  # [H, W] in [0, 1]: 1 = colours untouched (structure)
                      sigma: float,  # the tone match's low-pass, working pixels
-                     steps: int = 2) -> tuple[tuple[SplatChunk, ...], np.ndarray]:
+                     steps: int = 2,
+                     low_pass_px2: float | None = None,  # the fit's antialias term
+                     ) -> tuple[tuple[SplatChunk, ...], np.ndarray]:
     """The splat fit's own tone shift, corrected against the image the level was made from
     (issue 21: whatever shifts tone, the fit included, is corrected outside the edit). The
     optimiser moves opacity, scale and rotation only, and compositing overlapping opaque
@@ -127,7 +131,8 @@ def correct_fit_tone(chunks: Sequence[SplatChunk],  # the fitted new level
     total = np.zeros((H, W, 3))
     free = (1.0 - np.clip(np.asarray(keep, np.float64), 0.0, 1.0))[..., None]
     for _ in range(max(0, int(steps))):
-        rgb, alpha, _, _ = render_view(camera, tuple(old_scene) + tuple((c, None) for c in chunks))
+        rgb, alpha, _, _ = render_view(camera, tuple(old_scene) + tuple((c, None) for c in chunks),
+                                       low_pass_px2)
         weight = np.asarray(reference, np.float64) * (alpha >= SOLID_ALPHA)
         if not weight.any():
             break

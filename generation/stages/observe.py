@@ -4,6 +4,9 @@ Owns: `ObserveInput` / `ObserveOutput` and the builtin backend, which renders th
 (modulated at the render camera, i.e. at the target scale) with `generation.raster`:
 - at C_i itself: alpha, expected depth and median depth (the coarse geometry the new level is
   registered to), and the RGB the blurry magnification shows;
+- the colours the new level is made from (`seen_colours`): the old world *as seen* wherever
+  it is at least `HOLE_ALPHA` opaque, see-through parts included, so that a level drawn
+  over (or faded into) its parent shows the same picture; only a hole is filled;
 - at C_i with `factor`x fewer pixels (same pose and field of view): the view at the parent
   level's own resolution, which super-resolution then enlarges: the render at C_i
   area-averaged (`parent_resolution_view`), so both views share one pixel grid.
@@ -23,6 +26,10 @@ from engine.render.reference import RenderOutput
 from engine.zoom import Scene, scene_seen_by
 from generation.imaging import inpaint_rgb, resize, unpremultiply
 from generation.registry import Registry
+from generation.tone import smoothstep
+
+
+HOLE_ALPHA = 0.1  # below this opacity the old world is a hole that a new level fills
 
 
 @dataclass(frozen=True, eq=False)
@@ -34,13 +41,14 @@ class ObserveInput:
 
 @dataclass(frozen=True, eq=False)
 class ObserveOutput:
-    rgb: np.ndarray  # [H, W, 3] float in [0, 1], un-premultiplied, holes inpainted
+    rgb: np.ndarray  # [H, W, 3] float in [0, 1]: `seen_colours`, what the level is made from
     alpha: np.ndarray  # [H, W] accumulated opacity of the old world at C_i
     depth: np.ndarray  # [H, W] median depth (alpha crosses 0.5); nan where alpha < 0.5
     expected_depth: np.ndarray  # [H, W] expected depth; nan where alpha == 0
     low_camera: Camera  # C_i with `factor`x fewer pixels
-    low_rgb: np.ndarray  # [h, w, 3] float, the parent-resolution view (holes inpainted)
+    low_rgb: np.ndarray  # [h, w, 3] float, the parent-resolution view (`seen_colours`)
     low_alpha: np.ndarray  # [h, w]
+    seen: np.ndarray | None = None  # [H, W, 3] the render at C_i over black (transparency in)
 
 
 class ObserveBackend(Protocol):
@@ -50,9 +58,10 @@ class ObserveBackend(Protocol):
 REGISTRY: Registry[ObserveBackend] = Registry("observe")
 
 
-def render_view(camera: Camera, scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                       np.ndarray]:
-    """(rgb over black [H, W, 3], alpha [H, W], expected depth, median depth) as float64."""
+def render_view(camera: Camera, scene: Scene, low_pass_px2: float | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(rgb over black [H, W, 3], alpha [H, W], expected depth, median depth) as float64.
+    `low_pass_px2`: the rasterizer's antialias term (None: the viewers' own)."""
     from generation.raster import render_chunks
 
     H, W = camera.height, camera.width
@@ -60,7 +69,8 @@ def render_view(camera: Camera, scene: Scene) -> tuple[np.ndarray, np.ndarray, n
     if not pairs:
         z = np.zeros((H, W))
         return np.zeros((H, W, 3)), z, z.copy(), z.copy()
-    out = render_chunks(camera, list(pairs))
+    out = (render_chunks(camera, list(pairs)) if low_pass_px2 is None else
+           render_chunks(camera, list(pairs), low_pass_px2=low_pass_px2))
     rgb = out.rgb.double().cpu().numpy()
     alpha = out.alpha.double().cpu().numpy()
     depth = out.depth.double().cpu().numpy()
@@ -78,12 +88,30 @@ def depth_probe(scene: Scene) -> Callable[[Camera], RenderOutput]:
     return render
 
 
+def seen_colours(rgb: np.ndarray,  # [H, W, 3] the old world rendered over black
+                 alpha: np.ndarray,  # [H, W] its accumulated opacity
+                 ) -> np.ndarray:  # [H, W, 3] in [0, 1]
+    """The colours a new level copies: the render itself (over black, the background every
+    viewer clears to) wherever the old world is at least `HOLE_ALPHA` opaque, the
+    un-premultiplied colours with holes inpainted where it is not, a smoothstep of alpha
+    between. A level is opaque, and parent + child draw w child + (1 - w) parent as it is
+    seen, so only a level that copies the see-through parts as they look (a half-transparent
+    streak along a depth edge looks dark) joins its parent without showing a patch at every
+    scale between them (issue 21, docs/benchmarks.md "A see-through parent"); where nothing
+    of the old world is there, the level fills the hole. Solid pixels come out unchanged."""
+    rgb = np.clip(np.asarray(rgb, np.float64), 0.0, 1.0)
+    alpha = np.clip(np.asarray(alpha, np.float64), 0.0, 1.0)
+    filled = inpaint_rgb(unpremultiply(rgb, alpha), alpha < 0.02)
+    r = smoothstep(alpha / HOLE_ALPHA)[..., None]
+    return r * rgb + (1.0 - r) * filled
+
+
 def parent_resolution_view(rgb: np.ndarray,  # [H, W, 3] premultiplied (over black)
                            alpha: np.ndarray,  # [H, W]
                            width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
     """The view at the parent's resolution: `rgb` and `alpha` area-averaged to `width` x
-    `height` pixels (what a sensor with that many pixels records), then un-premultiplied,
-    holes inpainted. Averaging the render at C_i keeps the two views on one pixel grid. A
+    `height` pixels (what a sensor with that many pixels records), then `seen_colours`.
+    Averaging the render at C_i keeps the two views on one pixel grid. A
     second render at the low resolution does not: its 0.3 px^2 low-pass is 3-4 working pixels
     wide there, and alpha compositing is not linear, so the splats in front (along a tilted
     surface, the near side's) spread over the ones behind and the whole view moved 1.5-1.7
@@ -91,7 +119,7 @@ def parent_resolution_view(rgb: np.ndarray,  # [H, W, 3] premultiplied (over bla
     was off by a pixel"); super-resolution carried that offset into every new level."""
     low_rgb = np.clip(resize(rgb, width, height), 0.0, None)
     low_alpha = np.clip(resize(alpha, width, height), 0.0, 1.0)
-    return inpaint_rgb(unpremultiply(low_rgb, low_alpha), low_alpha < 0.02), low_alpha
+    return seen_colours(low_rgb, low_alpha), low_alpha
 
 
 @REGISTRY.register("builtin")
@@ -101,8 +129,7 @@ class RasterObserver:
     def __call__(self, inp: ObserveInput) -> ObserveOutput:
         cam = inp.camera
         rgb, alpha, expected, median = render_view(cam, inp.scene)
-        colour = unpremultiply(rgb, alpha)
-        colour = inpaint_rgb(colour, alpha < 0.02)
+        colour = seen_colours(rgb, alpha)
         depth = np.where((alpha >= 0.5) & (median > 0), median, np.nan)
         expected = np.where(alpha > 0, expected, np.nan)
         factor = inp.factor if math.isfinite(inp.factor) and inp.factor > 1.0 else 1.0
@@ -112,7 +139,8 @@ class RasterObserver:
         else:
             low_rgb, low_alpha = parent_resolution_view(rgb, alpha, low_cam.width,
                                                         low_cam.height)
-        return ObserveOutput(colour, alpha, depth, expected, low_cam, low_rgb, low_alpha)
+        return ObserveOutput(colour, alpha, depth, expected, low_cam, low_rgb, low_alpha,
+                             np.clip(rgb, 0.0, 1.0))
 
 
 def run(inp: ObserveInput, backend: str = "builtin", **options) -> ObserveOutput:
