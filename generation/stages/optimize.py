@@ -91,7 +91,7 @@ def run(inp: OptimizeInput, backend: str = "builtin",
     return REGISTRY.get(backend)(inp, progress, cancel)
 
 
-COVERED_ALPHA = 0.995  # a level counts as solid where its own render is at least this opaque
+COVERED_ALPHA = 0.95  # a level counts as solid where its own render is at least this opaque
 MAX_COVERAGE_GAIN = 4.0  # close_coverage makes a splat at most as opaque as this many copies
 COVERAGE_ROUNDS = 2  # close_coverage: rounds of render and raise
 
