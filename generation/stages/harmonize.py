@@ -33,10 +33,11 @@ import numpy as np
 from scipy import ndimage
 
 from engine.camera import Camera
+from engine.render.reference import LOW_PASS_PX2
 from engine.splats import SplatChunk, rgb_to_sh_dc, sh_dc_to_rgb
 from engine.zoom import Scene
 from generation.registry import Registry
-from generation.stages.observe import HOLE_ALPHA
+from generation.stages.observe import HOLE_ALPHA, splat_pixels
 from generation.tone import (border_weight, feather_keeping_detail, low_frequency_correction,
                              match_low_frequencies)
 
@@ -112,7 +113,7 @@ def correct_fit_tone(chunks: Sequence[SplatChunk],  # the fitted new level
                      keep: np.ndarray,  # [H, W] in [0, 1]: 1 = colours untouched (structure)
                      sigma: float,  # the tone match's low-pass, working pixels
                      steps: int = 2,
-                     low_pass_px2: float | None = None,  # the fit's antialias term
+                     low_pass_px2: float = LOW_PASS_PX2,  # the fit's antialias term
                      ) -> tuple[tuple[SplatChunk, ...], np.ndarray]:
     """The splat fit's own tone shift, corrected against the image the level was made from
     (issue 21: whatever shifts tone, the fit included, is corrected outside the edit). The
@@ -145,14 +146,8 @@ def correct_fit_tone(chunks: Sequence[SplatChunk],  # the fitted new level
 def _add_colour(chunk: SplatChunk, camera: Camera, field: np.ndarray) -> SplatChunk:
     """`chunk` with `field` [H, W, 3] at the pixel each splat projects to added to its colour
     (splats outside the view or behind the camera unchanged)."""
-    uv, z = camera.project(chunk.world_positions())
-    H, W = field.shape[:2]
-    with np.errstate(invalid="ignore"):
-        ok = np.isfinite(uv).all(axis=1) & (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < W) \
-            & (uv[:, 1] >= 0) & (uv[:, 1] < H)
-    rows = np.nonzero(ok)[0]
-    add = field[np.clip(np.floor(uv[rows, 1]).astype(np.int64), 0, H - 1),
-                np.clip(np.floor(uv[rows, 0]).astype(np.int64), 0, W - 1)]  # [n, 3]
+    rows, v, u = splat_pixels(camera, chunk)
+    add = field[v, u]  # [n, 3]
     moved = (add != 0).any(axis=1)  # the others keep their colour bit for bit
     rows, add = rows[moved], add[moved]
     sh_dc = chunk.sh_dc.copy()

@@ -22,7 +22,8 @@ from typing import Callable, Protocol
 import numpy as np
 
 from engine.camera import Camera
-from engine.render.reference import RenderOutput
+from engine.render.reference import LOW_PASS_PX2, RenderOutput
+from engine.splats import SplatChunk
 from engine.zoom import Scene, scene_seen_by
 from generation.imaging import inpaint_rgb, resize, unpremultiply
 from generation.registry import Registry
@@ -58,10 +59,10 @@ class ObserveBackend(Protocol):
 REGISTRY: Registry[ObserveBackend] = Registry("observe")
 
 
-def render_view(camera: Camera, scene: Scene, low_pass_px2: float | None = None
+def render_view(camera: Camera, scene: Scene, low_pass_px2: float = LOW_PASS_PX2
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(rgb over black [H, W, 3], alpha [H, W], expected depth, median depth) as float64.
-    `low_pass_px2`: the rasterizer's antialias term (None: the viewers' own)."""
+    `low_pass_px2`: the rasterizer's antialias term (default: the viewers' own)."""
     from generation.raster import render_chunks
 
     H, W = camera.height, camera.width
@@ -69,8 +70,7 @@ def render_view(camera: Camera, scene: Scene, low_pass_px2: float | None = None
     if not pairs:
         z = np.zeros((H, W))
         return np.zeros((H, W, 3)), z, z.copy(), z.copy()
-    out = (render_chunks(camera, list(pairs)) if low_pass_px2 is None else
-           render_chunks(camera, list(pairs), low_pass_px2=low_pass_px2))
+    out = render_chunks(camera, list(pairs), low_pass_px2=low_pass_px2)
     rgb = out.rgb.double().cpu().numpy()
     alpha = out.alpha.double().cpu().numpy()
     depth = out.depth.double().cpu().numpy()
@@ -86,6 +86,20 @@ def depth_probe(scene: Scene) -> Callable[[Camera], RenderOutput]:
         return RenderOutput(rgb, alpha, median)
 
     return render
+
+
+def splat_pixels(camera: Camera, chunk: SplatChunk
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # rows, v, u: [n] int64
+    """The splats of `chunk` whose centre lies in front of `camera` and inside its image, and
+    the pixel (row v, column u) each centre falls in."""
+    uv, z = camera.project(chunk.world_positions())
+    H, W = camera.height, camera.width
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(uv).all(axis=1) & (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < W) \
+            & (uv[:, 1] >= 0) & (uv[:, 1] < H)
+    rows = np.nonzero(ok)[0]
+    return (rows, np.clip(np.floor(uv[rows, 1]).astype(np.int64), 0, H - 1),
+            np.clip(np.floor(uv[rows, 0]).astype(np.int64), 0, W - 1))
 
 
 def seen_colours(rgb: np.ndarray,  # [H, W, 3] the old world rendered over black

@@ -41,7 +41,7 @@ class OptimizeInput:
     aux_views_per_step: int = 1
     seed: int = 0
     threads: int = 1
-    low_pass_px2: float | None = None  # the rasterizer's antialias term (None: the viewers')
+    low_pass_px2: float = LOW_PASS_PX2  # the rasterizer's antialias term (the viewers')
 
 
 @dataclass(frozen=True, eq=False)
@@ -72,8 +72,7 @@ class AdamOptimizer:
         config = OptimizeConfig(iterations=inp.iterations, seed=inp.seed,
                                 num_threads=inp.threads,
                                 aux_views_per_step=inp.aux_views_per_step,
-                                **({} if inp.low_pass_px2 is None else
-                                   {"low_pass_px2": inp.low_pass_px2}))
+                                low_pass_px2=inp.low_pass_px2)
         res = optimize_splats(
             list(inp.chunks), view(inp.main), [view(a) for a in inp.aux],
             old_world=list(inp.old_scene), config=config,
@@ -98,7 +97,7 @@ COVERAGE_ROUNDS = 2  # close_coverage: rounds of render and raise
 
 def close_coverage(chunks: tuple[SplatChunk, ...],  # the fitted new level
                    camera: Camera,  # C_i at the working size
-                   low_pass_px2: float | None = None,  # the fit's antialias term
+                   low_pass_px2: float = LOW_PASS_PX2,  # the fit's antialias term
                    ) -> tuple[tuple[SplatChunk, ...], float]:
     """The fitted level made solid: the fit leaves thin spots where overlapping splats at
     opacity ~0.6 blend colours well at the working grid, and the old world no longer shows
@@ -120,40 +119,34 @@ def close_coverage(chunks: tuple[SplatChunk, ...],  # the fitted new level
     return chunks, first
 
 
-def _raise_opacity(chunks: tuple[SplatChunk, ...], camera: Camera, low_pass_px2: float | None
+def _raise_opacity(chunks: tuple[SplatChunk, ...], camera: Camera, low_pass_px2: float
                    ) -> tuple[tuple[SplatChunk, ...], float]:
     """One round of `close_coverage`: (chunks, the level's mean alpha before the round)."""
     from scipy.ndimage import minimum_filter
 
-    from generation.stages.observe import render_view
+    from generation.stages.observe import render_view, splat_pixels
 
     # sampled at twice the working grid (the term scales with the pixel's area), so the dips
     # between the splats' centres are seen, and each splat answers for the thinnest spot
     # within ~0.75 working pixels of its centre
     fine = camera.resampled(2 * camera.width, 2 * camera.height)
-    term = None if low_pass_px2 is None else min(4.0 * low_pass_px2, LOW_PASS_PX2)
+    term = min(4.0 * low_pass_px2, LOW_PASS_PX2)
     _, alpha, _, _ = render_view(fine, tuple((c, None) for c in chunks), term)
     mean = float(alpha.mean())
     alpha = minimum_filter(alpha, size=3, mode="nearest")
-    H, W = alpha.shape
     with np.errstate(divide="ignore"):
         gain = np.log1p(-COVERED_ALPHA) / np.log(np.clip(1.0 - alpha, 1e-12, 1.0))
     gain = np.clip(np.where(alpha < COVERED_ALPHA, gain, 1.0), 1.0, MAX_COVERAGE_GAIN)
     out = []
     for chunk in chunks:
-        uv, z = fine.project(chunk.world_positions())
-        with np.errstate(invalid="ignore"):
-            ok = np.isfinite(uv).all(axis=1) & (z > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < W) \
-                & (uv[:, 1] >= 0) & (uv[:, 1] < H)
-        iu = np.clip(np.floor(np.where(ok, uv[:, 0], 0)).astype(np.int64), 0, W - 1)
-        iv = np.clip(np.floor(np.where(ok, uv[:, 1], 0)).astype(np.int64), 0, H - 1)
-        k = np.where(ok, gain[iv, iu], 1.0)
-        rows = np.nonzero(k > 1.0)[0]
+        rows, v, u = splat_pixels(fine, chunk)
+        k = gain[v, u]
+        rows, k = rows[k > 1.0], k[k > 1.0]
         if len(rows) == 0:
             out.append(chunk)
             continue
         o = chunk.opacities().astype(np.float64)[rows]
-        o_new = np.clip(1.0 - (1.0 - o) ** k[rows], o, 1.0 - 1e-6)
+        o_new = np.clip(1.0 - (1.0 - o) ** k, o, 1.0 - 1e-6)
         logits = chunk.opacity_logits.copy()
         logits[rows] = np.log(o_new / (1.0 - o_new)).astype(logits.dtype)
         out.append(replace(chunk, opacity_logits=logits))
