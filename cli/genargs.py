@@ -29,8 +29,17 @@ def add_cluster_argument(p: argparse.ArgumentParser) -> None:
                         "$WONDERZOOM_CLUSTER if set, else the config file's [service]")
 
 
-def add_generation_arguments(p: argparse.ArgumentParser, default_size: int,
+def add_generation_arguments(p: argparse.ArgumentParser, kind: str,
                              default_iterations: int) -> None:
+    """`kind`: "new" or "zoom", whose default working size `--help` states."""
+    from generation.sizes import CPU_NEW_LONG_SIDE, CPU_ZOOM_LONG_SIDE, DISPLAY_LONG_SIDE
+
+    if kind == "zoom":
+        size_help = (f"the long side of the view it is asked from, the size it is shown "
+                     f"at; on a CPU at most {CPU_ZOOM_LONG_SIDE}")
+    else:
+        size_help = (f"the photo's long side, at most {DISPLAY_LONG_SIDE} (play's window); on "
+                     f"a CPU at most {CPU_NEW_LONG_SIDE}")
     p.add_argument("--prompt", default="", help="what to grow (zoom) / describes the scene (new)")
     p.add_argument("--backend", default=None,
                    help="use this backend (builtin, bicubic, diffusers, transformers) for every "
@@ -39,7 +48,8 @@ def add_generation_arguments(p: argparse.ArgumentParser, default_size: int,
     add_config_argument(p)
     p.add_argument("--seed", type=int, default=None, help="random seed (default: the step id)")
     p.add_argument("--size", type=int, default=None, metavar="PX",
-                   help=f"working size: long side in pixels (default {default_size})")
+                   help=f"working size: long side in pixels (default: {size_help}; "
+                        "docs/benchmarks.md says why)")
     p.add_argument("--iterations", type=int, default=None, metavar="N",
                    help=f"optimiser iterations (default {default_iterations})")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

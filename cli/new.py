@@ -20,7 +20,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("image", help="input image (JPEG, PNG or WebP, any size)")
     p.add_argument("-o", "--output", required=True, metavar="WORLD", help="output world (.wzs)")
     p.add_argument("--force", action="store_true", help="replace WORLD if it exists")
-    add_generation_arguments(p, default_size=384, default_iterations=12)
+    add_generation_arguments(p, "new", default_iterations=12)
     return p
 
 

@@ -28,7 +28,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
                         "inline JSON (default: the head step's camera)")
     p.add_argument("--factor", type=float, default=4.0,
                    help="how many times narrower the new view is (default 4)")
-    add_generation_arguments(p, default_size=320, default_iterations=10)
+    add_generation_arguments(p, "zoom", default_iterations=10)
     return p
 
 

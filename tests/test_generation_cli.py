@@ -181,3 +181,16 @@ def test_zoom_refuses_missing_and_non_world_files(tmp_path, capsys, photo):
     bad.write_bytes(b"garbage")
     code, _, err = run(capsys, "zoom", bad, "--at", "1,1")
     assert code == 2 and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command, cpu_cap", [("zoom", "CPU_ZOOM_LONG_SIDE"),
+                                              ("new", "CPU_NEW_LONG_SIDE")])
+def test_help_states_the_working_size_the_level_is_made_at(command, cpu_cap, capsys):
+    """`--size`'s default is the size-rule of `generation.sizes`, not a fixed number."""
+    from generation import sizes
+
+    with pytest.raises(SystemExit):
+        main.main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"on a CPU at most {getattr(sizes, cpu_cap)}" in text
+    assert "default 320" not in text and "default 384" not in text
