@@ -270,3 +270,30 @@ def test_needles_and_edge_on_discs_match_the_reference(renderer):
     prepared = prepare(cam, [(chunk, None)])
     assert prepared.count > n // 2
     assert_matches(renderer.render_offscreen(prepared, cam), reference_render(prepared, cam))
+
+
+def _beside_the_camera(n: int = 200, seed: int = 4):
+    """A few large splats just in front of the camera plane and far to its sides (centres
+    at x / z, y / z up to 20, the image's edge at ~0.6) over an ordinary cloud in view."""
+    rng = np.random.default_rng(seed)
+    cam = Camera.look_at([0, 0, 0], [0, 0, 1], fov_y_deg=60, width=96, height=72)
+    pts = np.stack([rng.uniform(-1.5, 1.5, n), rng.uniform(-1, 1, n), rng.uniform(2, 5, n)], 1)
+    side = np.array([[0.4, 0.0, 0.02], [-0.3, 0.1, 0.05], [0.05, -0.35, 0.03], [0.25, 0.25, 0.04]])
+    pts = np.concatenate([pts, side])
+    sigma = np.concatenate([np.full(n, 0.03), np.full(len(side), 0.2)])
+    m = len(pts)
+    chunk = SplatChunk.from_world(pts, np.tile([1.0, 0, 0, 0], (m, 1)),
+                                  np.log(np.repeat(sigma[:, None], 3, 1)), np.full(m, 1.0),
+                                  rgb_to_sh_dc(rng.uniform(0, 1, (m, 3))), np.full(m, 1e-3))
+    return cam, [(chunk, None)]
+
+
+def test_splats_beside_the_camera_match_the_reference(renderer):
+    """The shader linearises a centre outside the widened view where the reference does
+    (`engine.render.reference.jacobian_directions`)."""
+    cam, chunks = _beside_the_camera()
+    prepared = prepare(cam, chunks)
+    assert prepared.count == 204  # none culled: their 3-sigma spheres reach into the view
+    ref = reference_render(prepared, cam)
+    assert 0.05 < ref.alpha.min() and ref.alpha.mean() < 0.9  # seen, and not smeared opaque
+    assert_matches(renderer.render_offscreen(prepared, cam), ref)

@@ -742,3 +742,19 @@ def test_an_arena_whose_budget_drops_below_its_size_still_uses_its_free_pages(ct
     assert arena.allocate(1) is None
     arena.free(np.concatenate([used, more]))
     arena.release()
+
+
+def test_splats_beside_the_camera_match_the_reference_on_both_paths(ctx, monkeypatch):
+    """points.glsl linearises a centre outside the widened view as the reference does, on
+    the point path and on the quad path."""
+    from tests.test_render_gl import _beside_the_camera
+
+    cam, pieces = _beside_the_camera()
+    world = flat_scene(pieces)
+    for max_runs in (streaming.MAX_RUNS, 4):
+        monkeypatch.setattr(streaming, "MAX_RUNS", max_runs)
+        r = make_renderer(ctx, resort=None)
+        r.max_point_size = min(r.max_point_size, 64.0)
+        gpu = r.render_offscreen(world, cam)
+        assert_matches(gpu, reference_render(_reference_in_draw_order(r, world, cam), cam))
+        r.release()

@@ -69,6 +69,7 @@ flat out float v_depth;
 
 const float ALPHA_CULL = 0.01;
 const float LOW_PASS_PX2 = 0.3;
+const float JACOBIAN_MARGIN = 0.3;  // engine.render.reference.JACOBIAN_MARGIN
 const float FOOTPRINT_SIGMAS = 3.0;
 const float MIN_FRAGMENT_ALPHA = 1.0 / 255.0;
 const float POINT_MARGIN_PX = 0.1;  // float slack: every pixel centre of the ellipse is inside
@@ -129,8 +130,13 @@ void main() {
     if (m <= ALPHA_CULL || opacity < MIN_FRAGMENT_ALPHA) { emit_nothing(); return; }
 
     vec2 xy_over_z = mean.xy / z;
-    vec3 j0 = vec3(u_focal.x / z, 0.0, -u_focal.x * xy_over_z.x / z);
-    vec3 j1 = vec3(0.0, u_focal.y / z, -u_focal.y * xy_over_z.y / z);
+    // linearised along the centre's direction clamped to the widened image
+    // (engine.render.reference.jacobian_directions)
+    vec2 j_margin = JACOBIAN_MARGIN * 0.5 * u_image_size / u_focal;
+    vec2 j_dir = clamp(xy_over_z, -u_principal / u_focal - j_margin,
+                       (u_image_size - u_principal) / u_focal + j_margin);
+    vec3 j0 = vec3(u_focal.x / z, 0.0, -u_focal.x * j_dir.x / z);
+    vec3 j1 = vec3(0.0, u_focal.y / z, -u_focal.y * j_dir.y / z);
     mat3 WM = u_R_camera_world * M;
     vec3 t0 = j0 * WM;  // row vectors: rows of J W M
     vec3 t1 = j1 * WM;

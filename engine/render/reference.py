@@ -4,7 +4,11 @@ Owns: the exact definition of a rendered frame, in float64:
 - EWA projection (3DGS): camera-space covariance W R S S^T R^T W^T (W = camera rotation),
   the Jacobian J of the perspective projection at the splat centre, 2D covariance
   J Sigma J^T + 0.3 px^2 on the diagonal (the 3DGS low-pass / antialias term), conic = inverse.
-  It is evaluated as (J W R S)(J W R S)^T so tiny splats never square tiny numbers.
+  It is evaluated as (J W R S)(J W R S)^T so tiny splats never square tiny numbers. J is taken
+  along the centre's direction clamped to the field of view widened by `JACOBIAN_MARGIN`
+  (`jacobian_directions`), as 3DGS and gsplat do: a large splat beside the camera, whose
+  centre projects far outside the image, is linearised where the projection is steep and
+  would otherwise smear across the whole view (docs/design.md "Splats beside the camera").
 - footprint: the 3-sigma ellipse of the 2D covariance (d^T conic d <= 9); pixels outside it get
   nothing. Pixel (u, v) is sampled at its centre (u + 0.5, v + 0.5), OpenCV rows (v down).
 - fragment alpha = min(0.99, opacity * modulation * exp(-0.5 d^T conic d)), discarded below
@@ -35,6 +39,25 @@ from engine.splats import quaternions_to_matrices
 LOW_PASS_PX2 = 0.3  # added to the 2D covariance diagonal (3DGS antialias term)
 MAX_FRAGMENT_ALPHA = 0.99
 FOOTPRINT_SIGMAS = 3.0
+JACOBIAN_MARGIN = 0.3  # J's direction may leave the image by this fraction of its half-size
+
+
+def jacobian_limits(camera: Camera) -> tuple[float, float, float, float]:
+    """(x_lo, x_hi, y_lo, y_hi): the range of directions x/z, y/z at which a splat's projection
+    is linearised. The image widened on each side by `JACOBIAN_MARGIN` of its half-size
+    (gsplat's limits, off-centre principal points included); a centre outside it is
+    linearised at the nearest direction inside (`jacobian_directions`)."""
+    mx = JACOBIAN_MARGIN * 0.5 * camera.width / camera.fx
+    my = JACOBIAN_MARGIN * 0.5 * camera.height / camera.fy
+    return (-camera.cx / camera.fx - mx, (camera.width - camera.cx) / camera.fx + mx,
+            -camera.cy / camera.fy - my, (camera.height - camera.cy) / camera.fy + my)
+
+
+def jacobian_directions(x_over_z: np.ndarray, y_over_z: np.ndarray, camera: Camera
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """The centre's direction clamped to `jacobian_limits`: unchanged inside the image."""
+    x_lo, x_hi, y_lo, y_hi = jacobian_limits(camera)
+    return np.clip(x_over_z, x_lo, x_hi), np.clip(y_over_z, y_lo, y_hi)
 
 
 @dataclass(frozen=True)
@@ -66,11 +89,12 @@ def project(prepared: PreparedSplats, camera: Camera) -> Projected:
     x, y, z = mean[:, 0], mean[:, 1], mean[:, 2]
     fx, fy = camera.fx, camera.fy
     mean2d = np.stack([fx * x / z + camera.cx, fy * y / z + camera.cy], axis=1)  # [M, 2]
+    tx, ty = jacobian_directions(x / z, y / z, camera)
     J = np.zeros((len(p), 2, 3))  # [M, 2, 3] d(u, v) / d(camera xyz) at the centre
     J[:, 0, 0] = fx / z
-    J[:, 0, 2] = -fx * x / z**2
+    J[:, 0, 2] = -fx * tx / z
     J[:, 1, 1] = fy / z
-    J[:, 1, 2] = -fy * y / z**2
+    J[:, 1, 2] = -fy * ty / z
     W = camera.T_world_camera[:3, :3].T  # [3, 3] world -> camera rotation
     R = quaternions_to_matrices(p[:, COL_QUAT])  # [M, 3, 3]
     T = J @ (W[None] @ R) * p[:, None, COL_SCALE]  # [M, 2, 3] = J W R S

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from engine.camera import Camera
 from engine.render.reference import LOW_PASS_PX2  # the viewers' 3DGS antialias term
+from engine.render.reference import jacobian_limits
 
 FOOTPRINT_SIGMAS = 3.0  # fragments beyond d^T conic d > 9 are never drawn
 MIN_FRAGMENT_ALPHA = 1.0 / 255.0  # fragments below this are discarded (3DGS)
@@ -81,9 +82,12 @@ def project(
     # M = W R_q S: the splat's axes in camera space, scaled (columns)
     M = torch.matmul(R.T, quats_to_rotmats(quats)) * scales[:, None, :]  # [N, 3, 3]
     inv_z = 1.0 / z
-    # rows of J M, J = d(u, v) / d(x, y, z) at the centre
-    T0 = (fx * inv_z)[:, None] * M[:, 0, :] - (fx * x * inv_z * inv_z)[:, None] * M[:, 2, :]
-    T1 = (fy * inv_z)[:, None] * M[:, 1, :] - (fy * y * inv_z * inv_z)[:, None] * M[:, 2, :]
+    # rows of J M, J = d(u, v) / d(x, y, z) at the centre, its direction clamped as
+    # `engine.render.reference.jacobian_directions` clamps it (as gsplat does)
+    x_lo, x_hi, y_lo, y_hi = jacobian_limits(camera)
+    tx, ty = (x * inv_z).clamp(x_lo, x_hi), (y * inv_z).clamp(y_lo, y_hi)
+    T0 = (fx * inv_z)[:, None] * M[:, 0, :] - (fx * tx * inv_z)[:, None] * M[:, 2, :]
+    T1 = (fy * inv_z)[:, None] * M[:, 1, :] - (fy * ty * inv_z)[:, None] * M[:, 2, :]
     cxx = (T0 * T0).sum(-1) + low_pass_px2
     cyy = (T1 * T1).sum(-1) + low_pass_px2
     cxy = (T0 * T1).sum(-1)
