@@ -36,6 +36,7 @@ With --out, writes the worlds and PNG frames (ours / blurry per level) there.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import statistics
 import sys
@@ -245,6 +246,11 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a generation setting other than the default (repeatable)")
     args = ap.parse_args()
+    missing = [m for m in ("skvideo", "brisque", "cv2", "skimage")
+               if importlib.util.find_spec(m) is None]
+    if missing:  # say so before minutes of zooms, not after
+        ap.error(f"missing {', '.join(missing)}: run `make bench` or "
+                 "`.venv/bin/pip install -e '.[dev,bench]'` first")
     import skimage.data
 
     out = Path(args.out) if args.out else None
