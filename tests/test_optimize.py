@@ -379,3 +379,40 @@ def test_close_coverage_makes_a_thin_level_solid_and_touches_nothing_else():
     (same,), _ = close_coverage((opaque,), cam)
     changed = same.opacity_logits != opaque.opacity_logits
     assert changed.mean() < 0.2  # only the splats on the view's outermost pixels
+
+
+def test_the_pipeline_renders_where_the_fit_runs(monkeypatch):
+    """observe's renders (the old world at C_i, `close_coverage`, `correct_fit_tone`) use
+    `generation.raster.default_device`, as the optimiser does: on a GPU the level's own
+    renders at twice its working grid are the size of the screen."""
+    import generation.raster as raster
+    from generation.stages.observe import render_view
+
+    seen = []
+    real = raster.render_chunks
+
+    def spy(camera, chunks, *args, **kwargs):
+        seen.append(torch.device(kwargs.get("device", "cpu")))
+        return real(camera, chunks, *args, **{**kwargs, "device": "cpu"})
+
+    monkeypatch.setattr(raster, "render_chunks", spy)
+    monkeypatch.setattr(raster, "default_device", lambda: torch.device("cuda"))
+    cam = _camera()
+    render_view(cam, ((init_pixel_aligned(cam, _slanted_depth(), _target()), None),))
+    assert seen == [torch.device("cuda")]
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_close_coverage_on_the_gpu_matches_the_cpu():
+    from generation.stages.optimize import close_coverage
+
+    cam = _camera()
+    thin = init_pixel_aligned(cam, _slanted_depth(), _target(), opacity=0.35)
+    (gpu,), mean_gpu = close_coverage((thin,), cam)
+    with pytest.MonkeyPatch.context() as mp:
+        import generation.raster as raster
+        mp.setattr(raster, "default_device", lambda: torch.device("cpu"))
+        (cpu,), mean_cpu = close_coverage((thin,), cam)
+    assert abs(mean_gpu - mean_cpu) < 0.01
+    assert np.abs(gpu.opacities() - cpu.opacities()).mean() < 0.02

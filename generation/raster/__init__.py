@@ -17,9 +17,10 @@ from generation.raster.composite import composite_patches
 from generation.raster.dense import composite_dense
 from generation.raster.projection import Projected, project
 from generation.raster.rasterize import RasterOutput, gsplat_available, rasterize
-from generation.raster.scene import SplatTensors, modulation_at, render_chunks
+from generation.raster.scene import SplatTensors, default_device, modulation_at, render_chunks
 
 __all__ = [
     "Projected", "RasterOutput", "SplatTensors", "composite_dense", "composite_patches",
-    "gsplat_available", "modulation_at", "project", "rasterize", "render_chunks",
+    "default_device", "gsplat_available", "modulation_at", "project", "rasterize",
+    "render_chunks",
 ]

@@ -93,6 +93,12 @@ def modulation_at(
     return np.concatenate(out) if out else np.zeros(0)
 
 
+def default_device() -> torch.device:
+    """Where the pipeline renders and fits splats: the current CUDA device when there is
+    one (gsplat's rasterizer where it imports, `rasterize.resolve_backend`), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def render_chunks(
     camera: Camera,
     chunks: Sequence[tuple[SplatChunk, LodLinks | None]],

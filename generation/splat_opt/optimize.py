@@ -31,7 +31,7 @@ from engine.splats import (LOG_SCALE_MAX, LOG_SCALE_MIN, MAX_ABS_OPACITY_LOGIT, 
 from generation.cores import background_threads
 from generation.raster.projection import LOW_PASS_PX2
 from generation.raster.rasterize import Backend, gsplat_available, rasterize
-from generation.raster.scene import SplatTensors, modulation_at
+from generation.raster.scene import SplatTensors, default_device, modulation_at
 from generation.splat_opt.losses import photometric_loss, psnr
 from generation.splat_opt.pixel_init import as_float_image
 
@@ -224,7 +224,7 @@ def optimize_splats(
         raise ValueError(f"{len(links)} link sets for {len(chunks)} new chunks")
     if config.iterations < 0:
         raise ValueError("iterations must be >= 0")
-    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    device = torch.device(config.device) if config.device else default_device()
     threads = config.num_threads or background_threads()
     previous_threads = torch.get_num_threads()
     start = time.perf_counter()

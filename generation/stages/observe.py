@@ -62,15 +62,18 @@ REGISTRY: Registry[ObserveBackend] = Registry("observe")
 def render_view(camera: Camera, scene: Scene, low_pass_px2: float = LOW_PASS_PX2
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(rgb over black [H, W, 3], alpha [H, W], expected depth, median depth) as float64.
-    `low_pass_px2`: the rasterizer's antialias term (default: the viewers' own)."""
-    from generation.raster import render_chunks
+    `low_pass_px2`: the rasterizer's antialias term (default: the viewers' own). Rendered
+    where the fit runs (`generation.raster.default_device`: CUDA when there is one), since
+    the level's own renders (`close_coverage` at twice the working grid, `correct_fit_tone`)
+    and the old world's at C_i are the size the level is shown at on the GPU path."""
+    from generation.raster import default_device, render_chunks
 
     H, W = camera.height, camera.width
     pairs = scene_seen_by(camera, scene)
     if not pairs:
         z = np.zeros((H, W))
         return np.zeros((H, W, 3)), z, z.copy(), z.copy()
-    out = render_chunks(camera, list(pairs), low_pass_px2=low_pass_px2)
+    out = render_chunks(camera, list(pairs), device=default_device(), low_pass_px2=low_pass_px2)
     rgb = out.rgb.double().cpu().numpy()
     alpha = out.alpha.double().cpu().numpy()
     depth = out.depth.double().cpu().numpy()
