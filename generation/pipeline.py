@@ -122,12 +122,17 @@ class _Runner:
 
 
 def _set_threads(config: GenerationConfig) -> int:
+    """Threads and device for this run (process-wide, like torch's own thread count): the
+    builtin stages' renders and the fit follow `config.device` (`generation.raster`)."""
     import cv2
     import torch
+
+    from generation.raster import set_device_policy
 
     n = config.threads()
     torch.set_num_threads(n)
     cv2.setNumThreads(n)
+    set_device_policy(config.device)
     return n
 
 

@@ -416,3 +416,25 @@ def test_close_coverage_on_the_gpu_matches_the_cpu():
         (cpu,), mean_cpu = close_coverage((thin,), cam)
     assert abs(mean_gpu - mean_cpu) < 0.01
     assert np.abs(gpu.opacities() - cpu.opacities()).mean() < 0.02
+
+
+@pytest.mark.parametrize("setting, cuda, expected", [
+    ("auto", False, "cpu"), ("auto", True, "cuda"), ("cpu", True, "cpu"),
+    ("cuda:1", True, "cuda:1"), ("cuda", False, "cpu")])
+def test_the_device_setting_decides_where_the_pipeline_renders_and_fits(
+        monkeypatch, setting, cuda, expected):
+    """`device = "cpu"` in a config keeps the builtin renders and the fit on the CPU on a
+    machine with CUDA (the working size already followed the setting); without CUDA every
+    setting falls back to the CPU, as the working size does."""
+    import generation.raster as raster
+    from generation.config import GenerationConfig
+    from generation.pipeline import _set_threads
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(raster.scene, "_device_policy", "auto")  # restored after the test
+    threads = torch.get_num_threads()
+    try:
+        _set_threads(GenerationConfig(device=setting, num_threads=threads))
+    finally:
+        torch.set_num_threads(threads)
+    assert raster.default_device() == torch.device(expected)

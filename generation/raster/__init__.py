@@ -17,10 +17,11 @@ from generation.raster.composite import composite_patches
 from generation.raster.dense import composite_dense
 from generation.raster.projection import Projected, project
 from generation.raster.rasterize import RasterOutput, gsplat_available, rasterize
-from generation.raster.scene import SplatTensors, default_device, modulation_at, render_chunks
+from generation.raster.scene import (SplatTensors, default_device, modulation_at, render_chunks,
+                                     set_device_policy)
 
 __all__ = [
     "Projected", "RasterOutput", "SplatTensors", "composite_dense", "composite_patches",
     "default_device", "gsplat_available", "modulation_at", "project", "rasterize",
-    "render_chunks",
+    "render_chunks", "set_device_policy",
 ]

@@ -93,10 +93,25 @@ def modulation_at(
     return np.concatenate(out) if out else np.zeros(0)
 
 
+_device_policy = "auto"  # the `device` setting of the running generation (set_device_policy)
+
+
+def set_device_policy(device: str) -> None:
+    """The `device` setting (`GenerationConfig.device`: auto, cpu, cuda or cuda:N) the
+    pipeline's renders and fit follow from now on in this process; the pipeline sets it at
+    the start of each run, as it sets torch's thread count."""
+    global _device_policy
+    _device_policy = device
+
+
 def default_device() -> torch.device:
-    """Where the pipeline renders and fits splats: the current CUDA device when there is
-    one (gsplat's rasterizer where it imports, `rasterize.resolve_backend`), else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """Where the pipeline renders and fits splats: a CUDA device when the device setting
+    allows it and there is one (gsplat's rasterizer where it imports,
+    `rasterize.resolve_backend`), else the CPU, as `generation.sizes.accelerated` decides
+    the working size."""
+    if _device_policy == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda" if _device_policy == "auto" else _device_policy)
 
 
 def render_chunks(
