@@ -420,21 +420,26 @@ def test_close_coverage_on_the_gpu_matches_the_cpu():
 
 @pytest.mark.parametrize("setting, cuda, expected", [
     ("auto", False, "cpu"), ("auto", True, "cuda"), ("cpu", True, "cpu"),
-    ("cuda:1", True, "cuda:1"), ("cuda", False, "cpu")])
+    ("cuda:1", True, "cuda:1"), ("cuda", False, "no CUDA GPU"), ("cuda:2", True, "2 CUDA")])
 def test_the_device_setting_decides_where_the_pipeline_renders_and_fits(
         monkeypatch, setting, cuda, expected):
     """`device = "cpu"` in a config keeps the builtin renders and the fit on the CPU on a
-    machine with CUDA (the working size already followed the setting); without CUDA every
-    setting falls back to the CPU, as the working size does."""
+    machine with CUDA (the working size already followed the setting); a CUDA device the
+    machine does not have is a one-line error before any work."""
     import generation.raster as raster
-    from generation.config import GenerationConfig
+    from generation.config import ConfigError, GenerationConfig
     from generation.pipeline import _set_threads
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2 if cuda else 0)
     monkeypatch.setattr(raster.scene, "_device_policy", "auto")  # restored after the test
     threads = torch.get_num_threads()
     try:
-        _set_threads(GenerationConfig(device=setting, num_threads=threads))
+        if expected.startswith(("cpu", "cuda")):
+            _set_threads(GenerationConfig(device=setting, num_threads=threads))
+            assert raster.default_device() == torch.device(expected)
+        else:
+            with pytest.raises(ConfigError, match=expected):
+                _set_threads(GenerationConfig(device=setting, num_threads=threads))
     finally:
         torch.set_num_threads(threads)
-    assert raster.default_device() == torch.device(expected)

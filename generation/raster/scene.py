@@ -99,8 +99,19 @@ _device_policy = "auto"  # the `device` setting of the running generation (set_d
 def set_device_policy(device: str) -> None:
     """The `device` setting (`GenerationConfig.device`: auto, cpu, cuda or cuda:N) the
     pipeline's renders and fit follow from now on in this process; the pipeline sets it at
-    the start of each run, as it sets torch's thread count."""
+    the start of each run, as it sets torch's thread count. A CUDA device this machine does
+    not have is a one-line `ConfigError`, as the model backends say it (`backends.hf`)."""
     global _device_policy
+    if device.startswith("cuda"):
+        from generation.config import ConfigError
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} is configured but this machine has no CUDA "
+                              "GPU (set device = \"auto\" or \"cpu\")")
+        index = device.partition(":")[2]
+        if index and int(index) >= torch.cuda.device_count():
+            raise ConfigError(f"device {device!r}: this machine has "
+                              f"{torch.cuda.device_count()} CUDA device(s), numbered from 0")
     _device_policy = device
 
 
@@ -109,7 +120,7 @@ def default_device() -> torch.device:
     allows it and there is one (gsplat's rasterizer where it imports,
     `rasterize.resolve_backend`), else the CPU, as `generation.sizes.accelerated` decides
     the working size."""
-    if _device_policy == "cpu" or not torch.cuda.is_available():
+    if _device_policy == "cpu" or not torch.cuda.is_available():  # auto on a CPU machine
         return torch.device("cpu")
     return torch.device("cuda" if _device_policy == "auto" else _device_policy)
 
