@@ -142,7 +142,8 @@ class GenerationConfig:
         if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
             raise ConfigError(f"setting dtype={self.dtype!r} must be auto, float32, float16 or "
                               "bfloat16")
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+        if not (self.device in ("auto", "cpu", "cuda")
+                or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
             raise ConfigError(f"setting device={self.device!r} must be auto, cpu, cuda or cuda:N")
 
 

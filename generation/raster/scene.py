@@ -109,6 +109,8 @@ def set_device_policy(device: str) -> None:
             raise ConfigError(f"device {device!r} is configured but this machine has no CUDA "
                               "GPU (set device = \"auto\" or \"cpu\")")
         index = device.partition(":")[2]
+        if index and not index.isdigit():  # GenerationConfig.check says so too
+            raise ConfigError(f"device {device!r} must be auto, cpu, cuda or cuda:N")
         if index and int(index) >= torch.cuda.device_count():
             raise ConfigError(f"device {device!r}: this machine has "
                               f"{torch.cuda.device_count()} CUDA device(s), numbered from 0")

@@ -63,7 +63,7 @@ def render_view(camera: Camera, scene: Scene, low_pass_px2: float = LOW_PASS_PX2
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(rgb over black [H, W, 3], alpha [H, W], expected depth, median depth) as float64.
     `low_pass_px2`: the rasterizer's antialias term (default: the viewers' own). Rendered
-    where the fit runs (`generation.raster.default_device`: CUDA when there is one), since
+    where the fit runs (`generation.raster.default_device`: the device setting), since
     the level's own renders (`close_coverage` at twice the working grid, `correct_fit_tone`)
     and the old world's at C_i are the size the level is shown at on the GPU path."""
     from generation.raster import default_device, render_chunks
