@@ -43,6 +43,7 @@ class GenerationConfig:
     new_iterations: int = 12
     aux_views_new: int = 4
     aux_angle_new_deg: float = 5.0  # orbit of E0's auxiliary cameras around the scene centre
+    under_edge_px_new: int = 2  # E0's far surfaces carried this many pixels under depth edges
     # a zoom step
     zoom_long_side: int = 0  # C_i is re-sampled to this long side (same pose and field of view)
     zoom_iterations: int = 10
@@ -153,6 +154,7 @@ _RANGES = (
     ("new_long_side", 16, 4096), ("zoom_long_side", 16, 4096), ("new_fov_deg", 5.0, 150.0),
     ("depth_ratio", 1.0, 100.0), ("new_iterations", 0, 10_000), ("zoom_iterations", 0, 10_000),
     ("aux_views_new", 0, 16), ("aux_views_zoom", 0, 16), ("aux_angle_new_deg", 0.0, 45.0),
+    ("under_edge_px_new", 0, 16),
     ("aux_angle_zoom_deg", 0.0, 45.0), ("detail_strength", 0.0, 4.0), ("edit_size", 0.01, 0.5),
     ("relief", 0.0, 20.0), ("aux_views_per_step", 0, 16), ("num_threads", 0, 1024),
     ("max_chunk_splats", 1024, 1 << 22), ("splat_footprint", 0.25, 2.0),

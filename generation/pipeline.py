@@ -184,7 +184,8 @@ def run_new(image: np.ndarray,  # [H, W, 3] uint8, any size
             config.relief, config.backend_for("depth"), _items(config.options_for("depth")),
             prompt), config.backend_for("aux_views"), **config.options_for("aux_views"))
     with run.stage("init"):
-        init = init_stage.run(_init_input(cam, rgb, depth, aux, 0, config),
+        init = init_stage.run(_init_input(cam, rgb, depth, aux, 0, config,
+                                          config.under_edge_px_new),
                               config.backend_for("init"), **config.options_for("init"))
     with run.stage("optimize"):
         opt = optimize_stage.run(
@@ -428,12 +429,12 @@ def one_line(exc: BaseException) -> str:
 
 # ---- shared helpers ---------------------------------------------------------------------
 def _init_input(cam: Camera, rgb: np.ndarray, depth: np.ndarray,
-                aux: aux_stage.AuxViewsOutput, level: int, config: GenerationConfig
-                ) -> init_stage.SplatInitInput:
+                aux: aux_stage.AuxViewsOutput, level: int, config: GenerationConfig,
+                under_edge_px: int = 0) -> init_stage.SplatInitInput:
     return init_stage.SplatInitInput(
         init_stage.InitView(cam, rgb, depth, None),
         tuple(init_stage.InitView(v.camera, v.rgb, v.depth, v.holes) for v in aux.views),
-        level, config.splat_footprint)
+        level, config.splat_footprint, under_edge_px)
 
 
 def _optimize_input(init: init_stage.SplatInitOutput, cam: Camera, rgb: np.ndarray,

@@ -9,10 +9,11 @@ Does not own: rendering (`generation.raster`), depth registration, LoD links (`e
 from generation.splat_opt.losses import l1, photometric_loss, psnr, ssim, ssim_map
 from generation.splat_opt.optimize import (OptimizeConfig, OptimizeResult, OptimizeStats,
                                            Progress, View, optimize_splats)
-from generation.splat_opt.pixel_init import as_float_image, cap_footprints, init_pixel_aligned
+from generation.splat_opt.pixel_init import (as_float_image, cap_footprints, init_pixel_aligned,
+                                              init_under_edges, under_edge_layer)
 
 __all__ = [
     "OptimizeConfig", "OptimizeResult", "OptimizeStats", "Progress", "View", "as_float_image",
-    "cap_footprints", "init_pixel_aligned", "l1", "optimize_splats",
-    "photometric_loss", "psnr", "ssim", "ssim_map",
+    "cap_footprints", "init_pixel_aligned", "init_under_edges", "l1", "optimize_splats",
+    "photometric_loss", "psnr", "ssim", "ssim_map", "under_edge_layer",
 ]

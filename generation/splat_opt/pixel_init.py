@@ -6,6 +6,8 @@ Nyquist footprint, colour, opacity 0.1 and `s_native`), and the one thing it lac
 depth maps: capping footprints stretched by depth discontinuities (central differences across
 an occlusion edge make a splat as wide as the depth jump); the footprint generation uses (half
 the pixel spacing).
+And the strip of the farther surface under each depth edge (`under_edge_layer`,
+`init_under_edges`), which a camera flying in uncovers.
 Does not own: the maths of the initialisation itself (engine.synthetic) or optimisation.
 """
 
@@ -20,6 +22,10 @@ from generation.config import GenerationConfig
 
 MAX_STRETCH = 4.0  # tangential sigma <= this x the fronto-parallel footprint (a 75 deg slant)
 FOOTPRINT = GenerationConfig.splat_footprint  # sigma / pixel spacing (the config says why)
+UNDER_EDGE_RATIO = 1.02  # a depth step this deep (relative) is an edge the far side extends under
+UNDER_EDGE_OPACITY = 0.9  # the under-edge splats' opacity (no view fits them)
+UNDER_EDGE_SIGMA = 1.0  # their std-dev in pixels at their depth: neighbours overlap to ~0.95
+STEEP_SLANT = 6.0  # tan of the slant (80.5 deg) past which a depth ramp counts as an edge
 
 
 def as_float_image(image: np.ndarray, height: int, width: int, name: str = "image"
@@ -81,3 +87,58 @@ def cap_footprints(chunk: SplatChunk, stride: int, max_stretch: float = MAX_STRE
     return SplatChunk(chunk.origin, chunk.positions, chunk.rotations, log_scales,
                       chunk.opacity_logits, chunk.sh_dc, chunk.s_native, chunk.level,
                       chunk.sh_rest).validate()
+
+
+def under_edge_layer(depth: np.ndarray,  # [H, W] camera depth (inf / <= 0: nothing there)
+                     rgb: np.ndarray,  # [H, W, 3] float in [0, 1]
+                     band_px: int,
+                     focal_px: float,  # the camera's focal length in pixels
+                     min_ratio: float = UNDER_EDGE_RATIO,
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The farther surface carried `band_px` pixels under the nearer one at each depth edge:
+    (depth [H, W], rgb [H, W, 3], mask [H, W] bool). Each step takes, per pixel, the deepest
+    of its 3x3 neighbourhood with that pixel's colour; the mask holds the pixels where what
+    was carried lies deeper than the pixel's own surface by more than a surface slanted
+    `STEEP_SLANT` could rise over `band_px` pixels (and at least `min_ratio` times): the
+    strips on the near side of every depth edge, but not a steep slope, wherever the image is
+    small enough to make its per-pixel steps large. What a camera moving toward the scene
+    uncovers there is that strip of the far surface: without it the view shows the background
+    through (docs/benchmarks.md "Dark lines at depth edges when flying in")."""
+    depth = np.asarray(depth, np.float64)
+    known = np.isfinite(depth) & (depth > 0)
+    d = np.where(known, depth, -np.inf)
+    c = np.asarray(rgb, np.float64).copy()
+    H, W = d.shape
+    for _ in range(int(band_px)):
+        pd = np.pad(d, 1, constant_values=-np.inf)
+        pc = np.pad(c, ((1, 1), (1, 1), (0, 0)))
+        nd, nc = d.copy(), c.copy()
+        for dy in range(3):
+            for dx in range(3):
+                cand = pd[dy:dy + H, dx:dx + W]
+                deeper = cand > nd
+                nd = np.where(deeper, cand, nd)
+                nc = np.where(deeper[..., None], pc[dy:dy + H, dx:dx + W], nc)
+        d, c = nd, nc
+    ratio = max(min_ratio, float(np.exp(STEEP_SLANT * int(band_px) / focal_px)))
+    mask = known & (d > depth * ratio)
+    return np.where(mask, d, depth), c, mask
+
+
+
+def init_under_edges(camera: Camera, depth: np.ndarray, rgb: np.ndarray, band_px: int,
+                     level: int = 0, opacity: float = UNDER_EDGE_OPACITY,
+                     sigma_px: float = UNDER_EDGE_SIGMA) -> SplatChunk:
+    """Splats of `under_edge_layer`: round (every axis `sigma_px` times the pixel's size at
+    its depth, so the strip is covered from wherever it is seen) and nearly opaque, since the
+    main view cannot fit them: they lie behind what it sees."""
+    H, W = camera.height, camera.width
+    d, c, mask = under_edge_layer(depth, as_float_image(rgb, H, W, "rgb"), band_px,
+                                  camera.focal)
+    chunk = init_pixel_aligned(camera, d, c, mask=mask, level=level, opacity=opacity)
+    if len(chunk) == 0:
+        return chunk
+    round_ = np.log(sigma_px * chunk.s_native.astype(np.float64))[:, None]
+    return SplatChunk(chunk.origin, chunk.positions, chunk.rotations,
+                      np.repeat(round_, 3, axis=1).astype(np.float32), chunk.opacity_logits,
+                      chunk.sh_dc, chunk.s_native, chunk.level, chunk.sh_rest).validate()

@@ -4,7 +4,9 @@ Owns: `SplatInitInput` / `SplatInitOutput` and the builtin backend: one splat pe
 main view (position back-projected from the registered depth, orientation from the depth map's
 normal, std-dev `footprint` x the pixel spacing, colour from the pixel, opacity 0.1,
 `s_native = depth / sqrt(fx fy)` in the camera that made it), and one per hole pixel of each
-auxiliary view (grown by a pixel so the patches overlap what is there), all at the new level.
+auxiliary view (grown by a pixel so the patches overlap what is there), and with
+`under_edge_px` the far surface's strip under each of the main view's depth edges
+(`generation.splat_opt.init_under_edges`), all at the new level.
 Does not own: the maths of the initialisation (`generation.splat_opt.init_pixel_aligned` and
 `engine.synthetic`) or optimisation.
 """
@@ -37,6 +39,7 @@ class SplatInitInput:
     aux: tuple[InitView, ...] = ()
     level: int = 1
     footprint: float = GenerationConfig.splat_footprint  # splat std-dev / pixel spacing
+    under_edge_px: int = 0  # the far side of the main view's depth edges, this far under
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,12 +66,16 @@ REGISTRY: Registry[SplatInitBackend] = Registry("init")
 @REGISTRY.register("builtin")
 class PixelAligned:
     def __call__(self, inp: SplatInitInput) -> SplatInitOutput:
-        from generation.splat_opt import init_pixel_aligned
+        from generation.splat_opt import init_pixel_aligned, init_under_edges
 
         m = inp.main
         main = init_pixel_aligned(m.camera, m.depth, m.rgb, mask=m.mask, level=inp.level,
                                   footprint=inp.footprint)
         aux = []
+        if inp.under_edge_px > 0:
+            under = init_under_edges(m.camera, m.depth, m.rgb, inp.under_edge_px, inp.level)
+            if len(under):
+                aux.append(under)
         for v in inp.aux:
             if v.mask is None or not v.mask.any():
                 continue
