@@ -143,9 +143,15 @@ class GenerationConfig:
         if self.dtype not in ("auto", "float32", "float16", "bfloat16"):
             raise ConfigError(f"setting dtype={self.dtype!r} must be auto, float32, float16 or "
                               "bfloat16")
-        if not (self.device in ("auto", "cpu", "cuda")
-                or (self.device.startswith("cuda:") and self.device[5:].isdigit())):
-            raise ConfigError(f"setting device={self.device!r} must be auto, cpu, cuda or cuda:N")
+        check_device(self.device)
+
+
+def check_device(device: str) -> None:
+    """The `device` setting's form: auto, cpu, cuda or cuda:N (whether this machine has that
+    device is `generation.raster.set_device_policy`'s question)."""
+    if not (device in ("auto", "cpu", "cuda")
+            or (device.startswith("cuda:") and device[5:].isdigit())):
+        raise ConfigError(f"setting device={device!r} must be auto, cpu, cuda or cuda:N")
 
 
 

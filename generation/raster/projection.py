@@ -21,8 +21,7 @@ import torch
 from torch import Tensor
 
 from engine.camera import Camera
-from engine.render.reference import LOW_PASS_PX2  # the viewers' 3DGS antialias term
-from engine.render.reference import jacobian_limits
+from engine.render.reference import LOW_PASS_PX2, jacobian_limits  # the viewers' conventions
 
 FOOTPRINT_SIGMAS = 3.0  # fragments beyond d^T conic d > 9 are never drawn
 MIN_FRAGMENT_ALPHA = 1.0 / 255.0  # fragments below this are discarded (3DGS)

@@ -13,6 +13,8 @@ Does not own: the maths of the initialisation itself (engine.synthetic) or optim
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from engine.camera import Camera
@@ -125,7 +127,6 @@ def under_edge_layer(depth: np.ndarray,  # [H, W] camera depth (inf / <= 0: noth
     return np.where(mask, d, depth), c, mask
 
 
-
 def init_under_edges(camera: Camera, depth: np.ndarray, rgb: np.ndarray, band_px: int,
                      level: int = 0, opacity: float = UNDER_EDGE_OPACITY,
                      sigma_px: float = UNDER_EDGE_SIGMA) -> SplatChunk:
@@ -139,6 +140,4 @@ def init_under_edges(camera: Camera, depth: np.ndarray, rgb: np.ndarray, band_px
     if len(chunk) == 0:
         return chunk
     round_ = np.log(sigma_px * chunk.s_native.astype(np.float64))[:, None]
-    return SplatChunk(chunk.origin, chunk.positions, chunk.rotations,
-                      np.repeat(round_, 3, axis=1).astype(np.float32), chunk.opacity_logits,
-                      chunk.sh_dc, chunk.s_native, chunk.level, chunk.sh_rest).validate()
+    return replace(chunk, log_scales=np.repeat(round_, 3, axis=1).astype(np.float32)).validate()
