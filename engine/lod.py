@@ -145,20 +145,32 @@ def _fill_from_neighbours(depth: np.ndarray, s_map: np.ndarray, holes: np.ndarra
                           ) -> tuple[np.ndarray, np.ndarray]:
     if not holes.any():
         return depth, s_map
-    d = depth.copy()
-    s = s_map.copy()
-    pd = np.pad(depth, 1, constant_values=np.inf)
-    ps = np.pad(s_map, 1, constant_values=np.nan)
-    best = np.full(depth.shape, np.inf)
+    near, s = neighbour_extreme(depth, s_map, deepest=False)
+    return np.where(holes, near, depth), np.where(holes, s, s_map)
+
+
+def neighbour_extreme(depth: np.ndarray,  # [H, W]
+                      carried: np.ndarray,  # [H, W] or [H, W, C], what goes with each depth
+                      deepest: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel, the nearest (or the deepest) depth of its 3x3 neighbourhood, itself
+    included, and the `carried` values of the pixel it came from; outside the image counts
+    as nothing (never chosen). Ties keep the pixel's own, then the first in row-major order.
+    The one neighbourhood step of the coverage maps' filling here and of the strip of far
+    surface the generator carries under depth edges (`generation.splat_opt.pixel_init`)."""
+    H, W = depth.shape
+    sign = 1.0 if deepest else -1.0
+    key = sign * np.asarray(depth, np.float64)
+    pk = np.pad(key, 1, constant_values=-np.inf)
+    pc = np.pad(carried, ((1, 1), (1, 1)) + ((0, 0),) * (carried.ndim - 2))
+    best, out = key.copy(), carried.copy()
     for dy in range(3):
         for dx in range(3):
-            cand = pd[dy:dy + depth.shape[0], dx:dx + depth.shape[1]]
-            cs = ps[dy:dy + depth.shape[0], dx:dx + depth.shape[1]]
-            take = holes & (cand < best)
+            cand = pk[dy:dy + H, dx:dx + W]
+            take = cand > best
             best = np.where(take, cand, best)
-            s = np.where(take, cs, s)
-    d = np.where(holes, best, d)
-    return d, s
+            out = np.where(take.reshape(take.shape + (1,) * (carried.ndim - 2)),
+                           pc[dy:dy + H, dx:dx + W], out)
+    return sign * best, out
 
 
 def _erode(mask: np.ndarray) -> np.ndarray:

@@ -142,3 +142,26 @@ def test_the_join_shows_no_background_along_the_new_level_s_edge():
     near_edge = a[np.abs(edge) <= 2]
     floor = min(np.percentile(far_inside, 1), np.percentile(far_outside, 1))
     assert near_edge.min() >= floor - 0.02, (near_edge.min(), floor)
+
+
+def test_neighbour_extreme_is_the_3x3_min_or_max_with_what_it_carries():
+    """Brute force per pixel: the nearest / deepest of the 3x3 neighbourhood (own pixel on a
+    tie, then row-major order), and the carried values of that neighbour."""
+    from engine.lod import neighbour_extreme
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        H, W = rng.integers(1, 9, 2)
+        depth = np.round(rng.uniform(1, 2, (H, W)), 1)  # coarse values: many ties
+        depth[rng.random((H, W)) < 0.2] = np.inf
+        carried = rng.random((H, W, 2))
+        for deepest in (False, True):
+            d, c = neighbour_extreme(depth, carried, deepest)
+            for i in range(H):
+                for j in range(W):
+                    cands = [(i, j)] + [(y, x) for y in range(i - 1, i + 2)
+                                        for x in range(j - 1, j + 2) if 0 <= y < H and 0 <= x < W]
+                    keyed = [(-depth[p] if deepest else depth[p]) for p in cands]
+                    k = int(np.argmin(keyed))
+                    assert d[i, j] == depth[cands[k]]
+                    np.testing.assert_array_equal(c[i, j], carried[cands[k]])

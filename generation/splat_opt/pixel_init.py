@@ -18,6 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from engine.camera import Camera
+from engine.lod import neighbour_extreme
 from engine.splats import SplatChunk
 from engine.synthetic import INIT_OPACITY, THIN_RATIO, pixel_aligned_splats
 from generation.config import GenerationConfig
@@ -110,18 +111,8 @@ def under_edge_layer(depth: np.ndarray,  # [H, W] camera depth (inf / <= 0: noth
     known = np.isfinite(depth) & (depth > 0)
     d = np.where(known, depth, -np.inf)
     c = np.asarray(rgb, np.float64).copy()
-    H, W = d.shape
     for _ in range(int(band_px)):
-        pd = np.pad(d, 1, constant_values=-np.inf)
-        pc = np.pad(c, ((1, 1), (1, 1), (0, 0)))
-        nd, nc = d.copy(), c.copy()
-        for dy in range(3):
-            for dx in range(3):
-                cand = pd[dy:dy + H, dx:dx + W]
-                deeper = cand > nd
-                nd = np.where(deeper, cand, nd)
-                nc = np.where(deeper[..., None], pc[dy:dy + H, dx:dx + W], nc)
-        d, c = nd, nc
+        d, c = neighbour_extreme(d, c, deepest=True)
     ratio = max(min_ratio, float(np.exp(STEEP_SLANT * int(band_px) / focal_px)))
     mask = known & (d > depth * ratio)
     return np.where(mask, d, depth), c, mask
