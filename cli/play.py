@@ -14,6 +14,7 @@ from pathlib import Path
 from cli.common import open_file, parse_size
 from cli.common import add_ram_argument, add_renderer_argument, ram_budget, renderer_choice
 from cli.genargs import add_cluster_argument, add_config_argument
+from engine.camera import DEFAULT_VIEW_SIZE
 
 HEADLESS_FRAMES = 90
 
@@ -34,7 +35,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--screenshot", metavar="PATH", help="write the last frame (with HUD) as PNG")
     p.add_argument("--bindings", metavar="TOML", help="rebind keys/buttons from a TOML file")
     p.add_argument("--size", default=None,
-                   help="window size WIDTHxHEIGHT (default 1280x720; 960x540 headless)")
+                   help="window size WIDTHxHEIGHT (default {}x{}; 960x540 headless)".format(
+                       *DEFAULT_VIEW_SIZE))
     p.add_argument("--fps-cap", type=float, default=60.0, help="frame-rate cap (0 = none)")
     p.add_argument("--no-vsync", action="store_true", help="do not wait for the display refresh")
     p.add_argument("--out", default="out/play", help="folder for screenshots (default out/play)")
@@ -73,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from ui.bindings import load_bindings
 
     headless = not has_display()
-    size = parse_size(args.size or ("960x540" if headless else "1280x720"))
+    size = parse_size(args.size or ("960x540" if headless else "{}x{}".format(*DEFAULT_VIEW_SIZE)))
     if args.frames is not None and args.frames < 1:
         from engine.errors import UserError
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from cli.common import (add_ram_argument, add_renderer_argument, open_file, parse_pixel,
                         ram_budget, renderer_choice, step_arg)
 from engine.atomic import atomic_write, write_all
+from engine.camera import DEFAULT_VIEW_SIZE
 from engine.errors import UserError
 
 
@@ -27,8 +28,11 @@ def add_parser(sub) -> argparse.ArgumentParser:
                            "centre (or --at; default for a zoomed world: the point of its "
                            "deepest zoom) down to the finest level there")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder for frame_0000.png ...")
-    p.add_argument("--width", type=int, default=None, help="image width (default: the path's, or 640)")
-    p.add_argument("--height", type=int, default=None, help="image height (default: the path's, or 480)")
+    w, h = DEFAULT_VIEW_SIZE
+    p.add_argument("--width", type=int, default=None,
+                   help=f"image width (default: the path's, or {w}: play's window)")
+    p.add_argument("--height", type=int, default=None,
+                   help=f"image height (default: the path's, or {h})")
     p.add_argument("--step", type=int, default=None, help="render the world at this step (default: head)")
     p.add_argument("--frames", type=int, default=None,
                    help="frames of the zoom sweep (default 60) or of a keyframe path")
@@ -93,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
                 raise
             try:
                 if cameras is None:
-                    start = start_camera(world, args.width or 640, args.height or 480)
+                    start = start_camera(world, args.width or DEFAULT_VIEW_SIZE[0],
+                                         args.height or DEFAULT_VIEW_SIZE[1])
                     point, scale = ((None, None) if at is not None
                                     else zoom_chain_point(source.history, step))
                     cameras = zoom_sweep_path(renderer, world, start, args.frames or 60, at,

@@ -21,6 +21,9 @@ from engine.errors import UserError
 
 MAX_IMAGE_SIDE = 1 << 15
 MAX_RENDER_SIDE = 8192  # what `render`, `play` and the GL targets draw
+# the size a world is shown at unless told otherwise: `play`'s window, `render`'s frames and a
+# camera path's default, and so the size generation makes levels for (`generation.sizes`)
+DEFAULT_VIEW_SIZE = (1280, 720)
 # focal length / image side: below 1e-5 the field of view is 180 degrees to float precision
 # (projections blow up); above 1e30 no zoom chain reaches (4x a zoom: ~50 zooms)
 FOCAL_PER_SIDE = (1e-5, 1e30)

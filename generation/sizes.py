@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from engine.camera import DEFAULT_VIEW_SIZE
 from engine.render.reference import LOW_PASS_PX2
 
-DISPLAY_LONG_SIDE = 1280  # `play`'s default window is 1280x720 (`render` draws the same views)
+DISPLAY_LONG_SIDE = max(DEFAULT_VIEW_SIZE)  # `play`'s window, `render`'s frames (1280x720)
 CPU_ZOOM_LONG_SIDE = 480  # ~25 s a zoom on 2 cores (320: ~12 s, 640: ~45 s), see the module doc
 CPU_NEW_LONG_SIDE = 640  # ~30 s for scene E0 on 2 cores
 

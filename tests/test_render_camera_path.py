@@ -45,8 +45,8 @@ def test_explicit_cameras_round_trip_and_rescale(tmp_path):
 def test_a_single_keyframe_and_the_defaults():
     (cam,) = parse_camera_path({"version": 1,
                                 "keyframes": [{"eye": [0, 0, -1], "target": [0, 0, 1]}]})
-    assert (cam.width, cam.height) == (640, 480)
-    assert 2 * math.degrees(math.atan(240 / cam.fy)) == pytest.approx(50.0)
+    assert (cam.width, cam.height) == (1280, 720)  # play's window
+    assert 2 * math.degrees(math.atan(360 / cam.fy)) == pytest.approx(50.0)
     assert np.allclose(cam.T_world_camera[:3, 1], [0, 1, 0])  # image v grows along +y
 
 

@@ -194,3 +194,17 @@ def test_the_cpu_and_gpu_render_paths_give_the_same_frames(demo, tmp_path):
     for cpu, gpu in zip(frames["cpu"], frames["gpu"]):
         diff = np.abs(cpu - gpu)
         assert diff.mean() <= 0.5 and np.percentile(diff, 99.9) <= 8, (diff.mean(), diff.max())
+
+
+def test_frames_default_to_the_size_play_opens_and_levels_are_made_for(demo, tmp_path):
+    """`render` shows a world as `play`'s window does, the size `new` and `zoom` make levels
+    for (issue 21: a level made for 1280 px and rendered at 640 is seen at half its detail)."""
+    from engine.camera import DEFAULT_VIEW_SIZE
+    from generation.sizes import DISPLAY_LONG_SIDE
+    from ui.app import AppConfig
+
+    assert main.main(["render", str(demo / "demo.wzs"), "--zoom-sweep", "--frames", "1",
+                      "--out", str(tmp_path / "f")]) == 0
+    size = read_png_size(tmp_path / "f" / "frame_0000.png")
+    assert size == DEFAULT_VIEW_SIZE == (AppConfig().width, AppConfig().height)
+    assert max(size) == DISPLAY_LONG_SIDE

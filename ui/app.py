@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping, Protocol
 import numpy as np
 import pygame
 
-from engine.camera import Camera
+from engine.camera import DEFAULT_VIEW_SIZE, Camera
 from engine.catalog import link_on_path
 from engine.chunkstore import DEFAULT_RAM_BYTES
 from engine.clock import Clock
@@ -72,8 +72,8 @@ class Saver(Protocol):
 
 @dataclass
 class AppConfig:
-    width: int = 1280
-    height: int = 720
+    width: int = DEFAULT_VIEW_SIZE[0]
+    height: int = DEFAULT_VIEW_SIZE[1]
     fps_cap: float | None = 60.0
     vsync: bool = True
     screenshot_dir: Path = Path("screenshots")

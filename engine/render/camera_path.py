@@ -10,7 +10,7 @@ the app (`ui/`).
 
 File format, version 1 (a JSON object; unknown keys are refused so typos are caught):
     {"version": 1,
-     "width": 640, "height": 480,        optional, image size in pixels (default 640 x 480)
+     "width": 1280, "height": 720,       optional, image size in pixels (default 1280 x 720)
      "frames": 60,                       optional, frames to interpolate (default: one per key)
      "keyframes": [                      at least one; spaced evenly along the path
         {"eye": [x, y, z],               camera position (world units)
@@ -37,7 +37,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from engine.camera import Camera, CameraError, check_render_camera
+from engine.camera import DEFAULT_VIEW_SIZE, Camera, CameraError, check_render_camera
 from engine.errors import UserError
 from engine.textfiles import display_name, read_text_file
 
@@ -45,7 +45,7 @@ MAX_FILE_BYTES = 16 << 20
 MAX_FRAMES = 100_000
 MAX_KEYFRAMES = 10_000
 MAX_SIDE = 8192
-DEFAULT_SIZE = (640, 480)
+DEFAULT_SIZE = DEFAULT_VIEW_SIZE  # `play`'s window
 DEFAULT_FOV_Y_DEG = 50.0
 DEFAULT_UP = (0.0, -1.0, 0.0)
 PATH_KEYS = {"version", "width", "height", "frames", "keyframes", "cameras"}
