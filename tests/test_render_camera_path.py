@@ -66,9 +66,34 @@ def test_zoom_sweep_shrinks_the_pixel_scale_geometrically():
     np.testing.assert_allclose(scales[1:] / scales[:-1], (1e-6 / scales[0]) ** (1 / 8),
                                rtol=1e-9)
     for c in cams:
-        uv, _ = c.project(target[None])
-        np.testing.assert_allclose(uv[0], [32, 24], atol=1e-6)
         assert c.near < np.linalg.norm(c.position - target)
+
+
+def test_zoom_sweep_starts_as_the_start_view_and_slides_its_target_to_the_centre():
+    """Frame 0 is the start's view; the orientation never changes; the target moves to the
+    centre monotonically and is there at the end; and no frame sees past the start view's
+    edge on a plane facing the camera (the photo of a new world), however off-centre."""
+    start = Camera.look_at([0.0, 0.0, -4.0], [0.0, 0.0, 0.0], fov_y_deg=50, width=64,
+                           height=48)
+    rng = np.random.default_rng(1)
+    for tx, ty in [(1.2, -0.6), (-1.9, 1.5), (0.0, 1.8), *rng.uniform(-1.5, 1.5, (5, 2))]:
+        target = np.array([tx, ty, 0.0])
+        cams = zoom_sweep(start, target, s_end=1e-4, frames=31)
+        np.testing.assert_allclose(cams[0].T_world_camera, start.T_world_camera, atol=1e-12)
+        off = []
+        for c in cams:
+            np.testing.assert_allclose(c.T_world_camera[:3, :3], start.T_world_camera[:3, :3])
+            uv, z = c.project(target[None])
+            assert z[0] > 0
+            off.append(np.abs(uv[0] - [32, 24]))
+            # the frame's corners on the plane z = 0 lie inside the start view
+            corners = np.array([[0, 0], [64, 0], [0, 48], [64, 48]], np.float64)
+            rays = (corners - [c.cx, c.cy]) / [c.fx, c.fy]
+            pts = c.position[None, :2] + rays * (0.0 - c.position[2])
+            suv, _ = start.project(np.c_[pts, np.zeros(4)])
+            assert np.all(suv >= -1e-6) and np.all(suv <= [64 + 1e-6, 48 + 1e-6]), (tx, ty)
+        off = np.array(off)
+        assert np.all(np.diff(off, axis=0) <= 1e-9) and np.all(off[-1] < 1e-6)
 
 
 def test_default_camera_frames_the_bulk_of_the_points():

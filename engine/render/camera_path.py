@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -265,9 +266,30 @@ def default_camera(points: np.ndarray, width: int, height: int,
                        max(1e9, distance * 1e4))
 
 
+MIN_MARGIN = 0.05  # `centring` for a target on or past the start view's edge: as if this far in
+
+
+def centring(s: float, offset: float) -> float:
+    """How far (0..1) a zoom sweep has moved its target from where the start view shows it
+    toward the image centre, along one image axis, when its frame has shrunk to `s` (> 0;
+    none while s >= 1) of the start's around the target, which sits at `offset` half-widths from the
+    centre there: as far as keeps the frame inside the start's (for a surface facing the
+    camera), i.e. |offset| (1 - s (1 - w)) + s <= 1, so w = (1 - s)(1 - |offset|) /
+    (s |offset|), at most 1: none at the start, all of it once s <= 1 - |offset|."""
+    o = abs(offset)
+    if o == 0.0:
+        return 1.0
+    margin = 1.0 - o if o < 1.0 else MIN_MARGIN
+    return min(1.0, max(0.0, (1.0 - s) * margin / (s * o)))
+
+
 def zoom_sweep(start: Camera, target: np.ndarray, s_end: float, frames: int) -> list[Camera]:
-    """Fly straight from `start`'s eye toward `target`, looking at it, so that the pixel
-    scale at the target (distance / focal) shrinks geometrically to `s_end`."""
+    """Fly from `start` toward `target` so that the pixel scale at the target (distance /
+    focal) shrinks geometrically to `s_end`, keeping `start`'s orientation and intrinsics:
+    the target slides from where `start` shows it to the image centre (`centring`, per
+    axis), so the first frame is `start`'s view and no frame shows past the edge of what
+    `start` saw (of a world that faces the camera) — the zoom of a photo's crop into one of
+    its points."""
     target = np.asarray(target, np.float64)
     eye0 = start.position
     d0 = float(np.linalg.norm(target - eye0))
@@ -277,15 +299,24 @@ def zoom_sweep(start: Camera, target: np.ndarray, s_end: float, frames: int) -> 
     if not (math.isfinite(d_end) and d_end > 0):
         raise CameraPathError("no finite end scale for the zoom")
     d_end = min(d_end, d0)
-    up = -start.T_world_camera[:3, 1]
-    if np.linalg.norm(np.cross(target - eye0, up)) < 1e-9 * d0:
-        up = -start.T_world_camera[:3, 2]
-    fov_y = 2 * math.degrees(math.atan(0.5 * start.height / start.fy))
+    x, y, z = start.points_to_camera(target[None])[0]
+    if not z > 0:
+        raise CameraPathError("the zoom target is behind the start camera")
+    # the target's offset from the principal point, in pixels and in half-widths
+    off = np.array([start.fx * x / z, start.fy * y / z])
+    half = np.array([0.5 * start.width, 0.5 * start.height])
+    R0 = start.T_world_camera[:3, :3]
     out = []
     for k in range(frames):
         u = 0.0 if frames == 1 else k / (frames - 1)
         d = d0 * (d_end / d0) ** u
-        eye = target + (eye0 - target) * (d / d0)
-        out.append(camera_from(eye, target, up, fov_y, start.width, start.height,
-                               near=min(start.near, d * 1e-3), far=start.far))
+        # the frame's size on the target's plane over the start's is its depth there over
+        # the start's, at most d / z (the target's depth is at most its distance): taken so,
+        # the frame shrinks no slower than assumed and stays inside
+        w = np.array([centring(d / z, o) for o in off / half])
+        px = off * (1.0 - w)  # where this frame shows the target, from the principal point
+        ray = R0 @ np.array([px[0] / start.fx, px[1] / start.fy, 1.0])
+        T = start.T_world_camera.copy()
+        T[:3, 3] = target - d * ray / np.linalg.norm(ray)
+        out.append(replace(start, T_world_camera=T, near=min(start.near, d * 1e-3)))
     return out

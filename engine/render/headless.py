@@ -47,12 +47,13 @@ def world_chunks(world: World) -> list:
 
 
 def start_camera(world: World, width: int, height: int) -> Camera:
-    """The root level's camera at this image size (same pose and vertical field of view),
-    or, for a world without cameras, one looking at the bulk of its splats."""
+    """The root level's camera at this image size as `play` opens it (same pose and
+    horizontal field of view: a photo's width fills the frame), or, for a world without
+    cameras, one looking at the bulk of its splats."""
     levels = sorted(level_entities(world), key=lambda e: e[1].level)
     for _, node in levels:
         if node.camera is not None:
-            return node.camera.reframed(width, height)
+            return node.camera.reframed(width, height, keep="fov_x")
     if world.resource(ChunkStore).streaming:  # the boxes' centres, one per 1000 splats
         boxes = [b for _, (b,) in world.query(ChunkBounds) if b.count]
         if not boxes:

@@ -9,7 +9,7 @@ import json, numpy as np
 from engine.camera import Camera
 from engine.render.camera_path import zoom_sweep
 start = Camera.look_at([0.3, -0.2, -4.0], [0.0, 0.0, 0.0], fov_y_deg=50, width=320, height=240, near=1e-4)
-target = np.array([0.0137, -0.0071, 0.002])
+target = np.array([0.61, -0.37, 0.002])  # well off-centre: the sweep turns toward it
 sweep = zoom_sweep(start, target, 1e-7, 9)
 pts = np.array([[0.1, 0.2, 0.3], [1e6 + 0.5, -2.0, 7.0]])
 print(json.dumps(dict(start=start.to_dict(), target=target.tolist(), sweep=[c.to_dict() for c in sweep],

@@ -142,8 +142,19 @@ export class Camera {
   }
 }
 
-// engine.render.camera_path.zoom_sweep: fly straight toward `target`, looking at it, the
-// pixel scale there shrinking geometrically to sEnd; sweepCamera gives the camera at fraction u
+// engine.render.camera_path.centring: how far (0..1) the sweep has slid its target from where
+// the start view shows it toward the centre on one axis, its frame shrunk to s of the start's
+export const MIN_MARGIN = 0.05;
+export function centring(s, offset) {
+  const o = Math.abs(offset);
+  if (o === 0) return 1;
+  const margin = o < 1 ? 1 - o : MIN_MARGIN;
+  return Math.min(1, Math.max(0, ((1 - s) * margin) / (s * o)));
+}
+
+// engine.render.camera_path.zoom_sweep: fly toward `target`, the pixel scale there shrinking
+// geometrically to sEnd, keeping the start's orientation and intrinsics while the target slides
+// to the centre (never showing past the start view's edge); sweepCamera gives the camera at u
 export function sweepCamera(start, target, sEnd, u) {
   const eye0 = start.eye;
   const d0 = norm(sub(target, eye0));
@@ -151,11 +162,18 @@ export function sweepCamera(start, target, sEnd, u) {
   let dEnd = sEnd * start.focal;
   if (!(Number.isFinite(dEnd) && dEnd > 0)) throw new CameraError('no finite end scale for the zoom');
   dEnd = Math.min(dEnd, d0);
-  let up = scale(start.column(1), -1);
-  if (norm(cross(sub(target, eye0), up)) < 1e-9 * d0) up = scale(start.column(2), -1);
+  const [x, y, z] = start.toCamera(target);
+  if (!(z > 0)) throw new CameraError('the zoom target is behind the start camera');
+  const off = [(start.fx * x) / z, (start.fy * y) / z];
+  const half = [0.5 * start.width, 0.5 * start.height];
   const d = d0 * (dEnd / d0) ** u;
-  const eye = [0, 1, 2].map((i) => target[i] + (eye0[i] - target[i]) * (d / d0));
-  return Camera.lookAt(eye, target, up, start.fovYDeg, start.width, start.height,
+  const px = off.map((o, i) => o * (1 - centring(d / z, o / half[i])));
+  const r = [px[0] / start.fx, px[1] / start.fy, 1];
+  const R = start.R;
+  const ray = [0, 1, 2].map((i) => R[3 * i] * r[0] + R[3 * i + 1] * r[1] + R[3 * i + 2] * r[2]);
+  const n = norm(ray);
+  const eye = [0, 1, 2].map((i) => target[i] - (d * ray[i]) / n);
+  return new Camera(R, eye, start.fx, start.fy, start.cx, start.cy, start.width, start.height,
     Math.min(start.near, d * 1e-3), start.far);
 }
 
