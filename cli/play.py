@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     from ui.bindings import load_bindings
 
     headless = not has_display()
-    size = parse_size(args.size or ("960x540" if headless else "{}x{}".format(*DEFAULT_VIEW_SIZE)))
+    size = parse_size(args.size) if args.size else ((960, 540) if headless else DEFAULT_VIEW_SIZE)
     if args.frames is not None and args.frames < 1:
         from engine.errors import UserError
 

@@ -154,6 +154,21 @@ def check_device(device: str) -> None:
         raise ConfigError(f"setting device={device!r} must be auto, cpu, cuda or cuda:N")
 
 
+def missing_device(device: str, cuda_available: bool, cuda_count: int) -> str | None:
+    """Why this machine (CUDA available or not, with `cuda_count` devices) cannot run on a
+    well-formed `device` setting, as one line, or None: the one wording of the pipeline's
+    renders (`generation.raster.set_device_policy`) and the model backends (`backends.hf`)."""
+    if not device.startswith("cuda"):
+        return None
+    if not cuda_available:
+        return (f"device {device!r} is configured but this machine has no CUDA GPU "
+                "(set device = \"auto\" or \"cpu\")")
+    index = device.partition(":")[2]
+    if index.isdigit() and int(index) >= cuda_count:
+        return f"device {device!r}: this machine has {cuda_count} CUDA device(s), numbered from 0"
+    return None
+
+
 
 _AUTO_ZERO = ("new_long_side", "zoom_long_side")
 _RANGES = (

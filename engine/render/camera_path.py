@@ -272,10 +272,11 @@ MIN_MARGIN = 0.05  # `centring` for a target on or past the start view's edge: a
 def centring(s: float, offset: float) -> float:
     """How far (0..1) a zoom sweep has moved its target from where the start view shows it
     toward the image centre, along one image axis, when its frame has shrunk to `s` (> 0;
-    none while s >= 1) of the start's around the target, which sits at `offset` half-widths from the
-    centre there: as far as keeps the frame inside the start's (for a surface facing the
-    camera), i.e. |offset| (1 - s (1 - w)) + s <= 1, so w = (1 - s)(1 - |offset|) /
-    (s |offset|), at most 1: none at the start, all of it once s <= 1 - |offset|."""
+    none while s >= 1) of the start's around the target, which sits at `offset`
+    half-widths from the centre there: as far as keeps the frame inside the start's (for a
+    surface facing the camera), i.e. |offset| (1 - s (1 - w)) + s <= 1, so
+    w = (1 - s)(1 - |offset|) / (s |offset|), at most 1: none at the start, all of it once
+    s <= 1 - |offset|."""
     o = abs(offset)
     if o == 0.0:
         return 1.0

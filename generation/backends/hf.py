@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from engine.errors import UserError
-from generation.config import DEVICE_SETTINGS, GenerationConfig
+from generation.config import DEVICE_SETTINGS, GenerationConfig, missing_device
 
 # every model backend accepts these (GenerationConfig.options_for adds them), same defaults
 DEVICE_OPTIONS = {k: getattr(GenerationConfig, k) for k in DEVICE_SETTINGS}
@@ -114,9 +114,11 @@ class Runtime:
 
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ModelUnavailable(f"device {self.device!r} is configured but this machine has no "
-                                   "CUDA GPU (set device = \"auto\" or \"cpu\")")
+        available = torch.cuda.is_available()
+        problem = missing_device(self.device, available,
+                                 torch.cuda.device_count() if available else 0)
+        if problem:
+            raise ModelUnavailable(problem)
         return torch.device(self.device)
 
     @property

@@ -102,17 +102,13 @@ def set_device_policy(device: str) -> None:
     the start of each run, as it sets torch's thread count. A CUDA device this machine does
     not have is a one-line `ConfigError`, as the model backends say it (`backends.hf`)."""
     global _device_policy
-    from generation.config import ConfigError, check_device
+    from generation.config import ConfigError, check_device, missing_device
 
     check_device(device)
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} is configured but this machine has no CUDA "
-                              "GPU (set device = \"auto\" or \"cpu\")")
-        index = device.partition(":")[2]
-        if index and int(index) >= torch.cuda.device_count():
-            raise ConfigError(f"device {device!r}: this machine has "
-                              f"{torch.cuda.device_count()} CUDA device(s), numbered from 0")
+    available = torch.cuda.is_available()
+    problem = missing_device(device, available, torch.cuda.device_count() if available else 0)
+    if problem:
+        raise ConfigError(problem)
     _device_policy = device
 
 
