@@ -42,6 +42,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/frame_loop.py --json
 	$(BIN)/python bench/generation.py --json
 	$(BIN)/python bench/quality.py --json
+	$(BIN)/python bench/niqe_reference.py --json
 	$(BIN)/python bench/cluster.py --json
 	$(BIN)/python bench/web.py --json
 	$(BIN)/python bench/fuzz_saves.py --json

@@ -54,6 +54,17 @@ def _patch_features(mscn: np.ndarray, patch: int) -> np.ndarray:
     return np.array(feats)
 
 
+def as_displayed(rgb: np.ndarray) -> np.ndarray:
+    """`rgb` as the window's 8-bit framebuffer (and a screenshot) holds it: uint8, rounded.
+    NIQE's local contrast normalisation divides by the local deviation plus one grey level,
+    so a float render's sub-grey-level smoothness, which no screen shows, moves its score
+    (docs/benchmarks.md "NIQE on the frames the screen shows"); BRISQUE does not move."""
+    x = np.asarray(rgb)
+    if x.dtype == np.uint8:
+        return x
+    return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
 def niqe_features(rgb: np.ndarray) -> np.ndarray:
     """[n, 36] NIQE features of the 96-px patches of one image (n = whole patches)."""
     import cv2

@@ -17,7 +17,11 @@ the working size `generation.sizes` picks). At each zoom camera C_k, at the wind
   patches, and a 320x213 view has six: scored alone, the photos themselves resized to that
   size score 17-183 (5-22 at full size). So NIQE scores sets: all views of a level (per-level
   figures) and all views (the ratio), ours and blurry alike; `niqe_photos` is the same set
-  score of the input photos resized to the zoom working size, a natural-image reference;
+  score of the input photos resized to the zoom working size, a natural-image reference.
+  NIQE is scored twice: on the float renders (`niqe_ratio`, the figure the target was set
+  on) and on the 8-bit frames the window shows (`niqe_ratio_8bit`), since NIQE, unlike
+  BRISQUE, reads a float render's sub-grey-level smoothness; `bench/niqe_reference.py`
+  gives both figures for real photos made into levels of the same sizes;
 - `seam_255` and `seam_bias_255` (issue 21): our render minus the coarse world's, low-passed
   at 4 px, on a band along the view's edge (1/12 of each side), as the mean absolute value
   and the per-channel mean in 1/255 (`generation.tone.seam_stats`; target <= 1.5 with
@@ -80,7 +84,9 @@ def _render(camera, levels):
 def _save(path: Path, rgb: np.ndarray) -> None:
     from PIL import Image
 
-    Image.fromarray((np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)).save(path)
+    import iqa
+
+    Image.fromarray(iqa.as_displayed(rgb)).save(path)
 
 
 def screen_px_per_splat(chunk, camera) -> float:
@@ -127,6 +133,8 @@ def run_photo(name: str, image: np.ndarray, out: Path | None, config,
         ours, _ = _render(shown, levels)
         seam = seam_stats(ours, blurry, valid=blurry_alpha >= 0.5)
         feats_ours, feats_blurry = iqa.niqe_features(ours), iqa.niqe_features(blurry)
+        feats_8bit = (iqa.niqe_features(iqa.as_displayed(ours)),
+                      iqa.niqe_features(iqa.as_displayed(blurry)))
         holes = []
         for yaw, pitch in ((ORBIT_DEG, 0), (-ORBIT_DEG, 0), (0, ORBIT_DEG), (0, -ORBIT_DEG)):
             _, a = _render(orbit_camera(cam, np.asarray(req.point), yaw, pitch), levels)
@@ -139,7 +147,7 @@ def run_photo(name: str, image: np.ndarray, out: Path | None, config,
         coarse = run.observed.depth[iv, iu]
         ok = np.isfinite(coarse) & (run.edited.mask[iv, iu] < 0.05)
         depth_err = float(np.median(np.abs(z[ok] - coarse[ok]) / coarse[ok])) if ok.any() else None
-        row = {"_niqe_features": (feats_ours, feats_blurry),
+        row = {"_niqe_features": (feats_ours, feats_blurry), "_niqe_features_8bit": feats_8bit,
                "photo": name, "level": k, "prompt": prompt, "at": [round(u, 1), round(v, 1)],
                "niqe_patches": len(feats_ours),
                "brisque_ours": iqa.brisque(ours), "brisque_blurry": iqa.brisque(blurry),
@@ -170,12 +178,14 @@ def public(row: dict) -> dict:
     return {k: v for k, v in row.items() if not k.startswith("_")}
 
 
-def niqe_sets(rows: list[dict]) -> tuple[float, float]:
-    """(NIQE of our views, NIQE of the blurry views), each scored as one set of patches."""
+def niqe_sets(rows: list[dict], frames: str = "float") -> tuple[float, float]:
+    """(NIQE of our views, NIQE of the blurry views), each scored as one set of patches, of
+    the float renders (`frames="float"`) or of the 8-bit frames the window shows ("8bit")."""
     import iqa
 
-    ours = np.vstack([r["_niqe_features"][0] for r in rows])
-    blurry = np.vstack([r["_niqe_features"][1] for r in rows])
+    key = "_niqe_features" if frames == "float" else "_niqe_features_8bit"
+    ours = np.vstack([r[key][0] for r in rows])
+    blurry = np.vstack([r[key][1] for r in rows])
     return iqa.niqe_of_features(ours), iqa.niqe_of_features(blurry)
 
 
@@ -209,16 +219,20 @@ def summarise(rows: list[dict], niqe_photos: float | None = None) -> dict:
         d["seam_255_worst"] = round(max(r["seam_255"] for r in at_k), 3)
         d["seam_bias_255_worst"] = round(max(abs(b) for r in at_k for b in r["seam_bias_255"]), 3)
         ours, blurry = niqe_sets([r for r in rows if r["level"] == k])
+        ours8, blurry8 = niqe_sets([r for r in rows if r["level"] == k], "8bit")
         d.update(niqe_ours=round(ours, 3), niqe_blurry=round(blurry, 3),
-                 niqe_ratio=round(ours / blurry, 3),
+                 niqe_ratio=round(ours / blurry, 3), niqe_ratio_8bit=round(ours8 / blurry8, 3),
                  brisque_ratio=round(d["brisque_ours"] / d["brisque_blurry"], 3))
         per_level[str(k)] = d
     ours, blurry = niqe_sets(rows)
+    ours8, blurry8 = niqe_sets(rows, "8bit")
     brisque_ratio = statistics.median(r["brisque_ours"] / r["brisque_blurry"] for r in rows)
     return {
         "per_level": per_level,
         "niqe_ours": round(ours, 3), "niqe_blurry": round(blurry, 3),
         "niqe_ratio": round(ours / blurry, 3), "brisque_ratio": round(brisque_ratio, 3),
+        "niqe_ours_8bit": round(ours8, 3), "niqe_blurry_8bit": round(blurry8, 3),
+        "niqe_ratio_8bit": round(ours8 / blurry8, 3),
         "niqe_photos": None if niqe_photos is None else round(niqe_photos, 3),
         "niqe_patches": int(sum(r["niqe_patches"] for r in rows)),
         "seam_255_median": med("seam_255"),
