@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from scipy import ndimage
+
 from generation.imaging import blur
 
 COLOURS = {
@@ -97,16 +99,20 @@ def prompt_colour(prompt: str) -> tuple[float, float, float]:
 
 # ---- drawing ----------------------------------------------------------------------------
 class Canvas:
-    """Layers of (coverage [H, W], colour [H, W, 3], height [H, W] px) composited on top."""
+    """Layers of (coverage [H, W], colour [H, W, 3], height [H, W] px) composited on top, with
+    how glossy, how diffusely lit and how shadow-casting each is (1, 1 for a matte, opaque
+    thing; water: little diffuse shading, a light shadow)."""
 
     def __init__(self, height: int, width: int) -> None:
         self.alpha = np.zeros((height, width))
         self.rgb = np.zeros((height, width, 3))
         self.height = np.zeros((height, width))
         self.gloss = np.zeros((height, width))
+        self.diffuse = np.ones((height, width))
+        self.shadow = np.ones((height, width))
 
     def add(self, cover: np.ndarray, colour, height: np.ndarray | float,
-            gloss: float = 0.0) -> None:
+            gloss: float = 0.0, diffuse: float = 1.0, shadow: float = 1.0) -> None:
         """Paint a layer over what is there (later layers lie on top)."""
         col = np.broadcast_to(np.asarray(colour, np.float64), self.rgb.shape)
         a = np.clip(cover, 0.0, 1.0)
@@ -114,6 +120,8 @@ class Canvas:
         h = np.broadcast_to(np.asarray(height, np.float64), a.shape)
         self.height = np.where(a > 0.5, np.maximum(self.height, h), self.height)
         self.gloss = self.gloss * (1 - a) + gloss * a
+        self.diffuse = self.diffuse * (1 - a) + diffuse * a
+        self.shadow = self.shadow * (1 - a) + shadow * a
         self.alpha = 1 - (1 - self.alpha) * (1 - a)
 
 
@@ -222,21 +230,32 @@ def draw(recipe: Recipe, canvas: Canvas, cu: float, cv: float, radius: float,
         canvas.add(_cover((rr - 1) * 0.75 * R), base + grain[..., None], _dome(rr, 0.5 * R),
                    gloss=0.15)
     elif k == "drop":
+        # water on a surface, seen as a magnifying glass: the surface under the drop, upright
+        # and enlarged (1.6x at the centre, less toward the rim); a dark outline where the rim
+        # bends the view toward the dark surroundings, the sky's reflection growing at grazing
+        # angles, the light focused on the side away from it (a caustic), and the highlight
+        # that `shade` adds; almost no diffuse shading and a light shadow (it is clear)
         d, r = _ellipse(x, y, 0, 0, 0.8, 0.8)
-        # refraction: a flipped, magnified sample of what lies under the drop, tinted
-        su = np.clip(cu - (u - cu) * 0.6, 0, W - 1).astype(int)
-        sv = np.clip(cv - (v - cv) * 0.6, 0, H - 1).astype(int)
-        under = background[sv, su]
-        tint = np.asarray(col or (0.75, 0.88, 1.0))
-        canvas.add(_cover(d * R) * 0.95, np.clip(under * 0.7 * tint + 0.2, 0, 1),
-                   _dome(r, 0.7 * R), gloss=1.5)
+        lens = 0.62 + 0.3 * np.clip(r, 0, 1) ** 2
+        coords = np.stack([cv + (v - cv) * lens - 0.5, cu + (u - cu) * lens - 0.5])
+        under = np.stack([ndimage.map_coordinates(background[..., c], coords, order=1,
+                                                  mode="nearest") for c in range(3)], -1)
+        under = np.stack([blur(under[..., c], max(0.5, R / 60)) for c in range(3)], -1)
+        rim = np.clip((r - 0.75) / 0.25, 0, 1) ** 2
+        caustic = np.exp(-((x - 0.22) ** 2 + (y - 0.26) ** 2) / (2 * 0.2 ** 2))
+        tint = 1.0 - 0.35 * (1.0 - np.asarray(col or (0.88, 0.94, 1.0)))  # coloured water
+        water = under * tint * (0.95 + 0.35 * caustic[..., None]) * (1 - 0.6 * rim[..., None])
+        water = water + 0.12 * (np.clip(r, 0, 1) ** 4 * (1 - rim))[..., None]
+        canvas.add(_cover(d * R), np.clip(water, 0, 1), _dome(r, 0.5 * R), gloss=1.5,
+                   diffuse=0.1, shadow=0.3)
     elif k == "leaf":
         green = np.asarray(col or (0.25, 0.55, 0.15))
         ang = 0.5
         d, r = _ellipse(x, y, 0, 0, 0.45, 1.0, angle=ang)
         c, s = math.cos(ang), math.sin(ang)
         lu, lv = c * x + s * y, -s * x + c * y
-        vein = np.exp(-(lu / 0.025) ** 2) + 0.6 * np.exp(-((np.abs(lu) * 2.2 + lv * 0.8) % 0.3 - 0.15) ** 2 / 0.0006) * (np.abs(lu) < 0.4)
+        side = ((np.abs(lu) * 2.2 + lv * 0.8) % 0.3 - 0.15) ** 2 / 0.0006
+        vein = np.exp(-(lu / 0.025) ** 2) + 0.6 * np.exp(-side) * (np.abs(lu) < 0.4)
         canvas.add(_cover(d * R), _mix(green, green * 0.55, np.clip(vein, 0, 1)) + tex[..., None],
                    0.08 * R * (1 - np.clip(r, 0, 1)) + 0.05 * R, gloss=0.3)
     elif k == "house":
@@ -281,8 +300,9 @@ def shade(canvas: Canvas) -> np.ndarray:
     light = np.array([-0.45, -0.55, 0.7])
     light /= np.linalg.norm(light)
     lam = np.clip(n @ light, 0.0, 1.0)
+    lambert = 1.0 + canvas.diffuse * (0.45 + 0.65 * lam - 1.0)
     half = light + np.array([0.0, 0.0, 1.0])
     half /= np.linalg.norm(half)
     spec = np.clip(n @ half, 0.0, 1.0) ** 40 * canvas.gloss * 0.6
-    lit = canvas.rgb * (0.45 + 0.65 * lam)[..., None] + spec[..., None]
+    lit = canvas.rgb * lambert[..., None] + spec[..., None]
     return np.clip(lit, 0.0, 1.0)

@@ -71,7 +71,8 @@ class ProceduralEditor:
         # contact shadow: the coverage blurred and pushed away from the light, on the surface
         shadow_sigma = max(1.0, 0.15 * r)
         off = int(round(0.12 * r))
-        sh = np.roll(np.roll(blur(canvas.alpha, shadow_sigma), off, axis=0), off, axis=1)
+        sh = np.roll(np.roll(blur(canvas.alpha * canvas.shadow, shadow_sigma), off, axis=0), off,
+                     axis=1)
         ground = inp.rgb * (1.0 - 0.45 * np.clip(sh, 0, 1))[..., None]
         a = canvas.alpha[..., None]
         out = np.clip(lit * a + ground * (1 - a), 0.0, 1.0)
