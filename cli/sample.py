@@ -16,8 +16,8 @@ from pathlib import Path
 PHOTO = Path(__file__).with_name("assets") / "coffee.jpg"
 # change when the recipe changes: the cache then grows it anew (v3: the default working sizes
 # follow the screen and new levels are harmonized with their parents, issue 21; v4: E0 has
-# the far side under its depth edges)
-RECIPE = "coffee-v4"
+# the far side under its depth edges; v5: the dew drop is water)
+RECIPE = "coffee-v5"
 NEW_PROMPT = "an espresso cup on a wooden table"
 FIRST_ZOOM_AT = (0.48, 0.36)  # fraction of the root view: the crema in the cup
 ZOOMS = ("a red flower", "a ladybug", "a dew drop")
