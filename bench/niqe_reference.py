@@ -19,6 +19,7 @@ natural content at that size does not reach.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -91,10 +92,21 @@ def main() -> int:
                     help="the level's working size, pixels across (default 480, the CPU path)")
     ap.add_argument("--window", default="1280x720", help="the window (default 1280x720)")
     args = ap.parse_args()
+    missing = [m for m in ("skvideo", "cv2", "skimage") if importlib.util.find_spec(m) is None]
+    if missing:
+        ap.error(f"missing {', '.join(missing)}: run `make bench` or "
+                 "`.venv/bin/pip install -e '.[dev,bench]'` first")
+    if args.level < 64:
+        ap.error("--level must be at least 64 pixels (its parent is a quarter of it)")
     from generation.config import GenerationConfig
     from generation.cores import usable_cores
 
-    window = tuple(int(v) for v in args.window.split("x"))
+    try:
+        window = tuple(int(v) for v in args.window.lower().split("x"))
+    except ValueError:
+        window = ()
+    if len(window) != 2 or min(window) <= 2 * 96:
+        ap.error(f"--window takes WIDTHxHEIGHT, both over 192 (NIQE's patches), got {args.window!r}")
     config = GenerationConfig(num_threads=usable_cores())
     crops = {}
     for name in PHOTOS:
