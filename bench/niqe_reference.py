@@ -106,7 +106,8 @@ def main() -> int:
     except ValueError:
         window = ()
     if len(window) != 2 or min(window) <= 2 * 96:
-        ap.error(f"--window takes WIDTHxHEIGHT, both over 192 (NIQE's patches), got {args.window!r}")
+        ap.error(f"--window takes WIDTHxHEIGHT, both over 192 (NIQE's patches), "
+                 f"got {args.window!r}")
     config = GenerationConfig(num_threads=usable_cores())
     crops = {}
     for name in PHOTOS:
