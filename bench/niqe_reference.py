@@ -101,13 +101,11 @@ def main() -> int:
     from generation.config import GenerationConfig
     from generation.cores import usable_cores
 
-    try:
-        window = tuple(int(v) for v in args.window.lower().split("x"))
-    except ValueError:
-        window = ()
-    if len(window) != 2 or min(window) <= 2 * 96:
-        ap.error(f"--window takes WIDTHxHEIGHT, both over 192 (NIQE's patches), "
-                 f"got {args.window!r}")
+    from quality import parse_window
+
+    window = parse_window(args.window)
+    if window is None:
+        ap.error(f"--window takes WIDTHxHEIGHT, both over 192, got {args.window!r}")
     config = GenerationConfig(num_threads=usable_cores())
     crops = {}
     for name in PHOTOS:

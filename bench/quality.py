@@ -173,6 +173,16 @@ def run_photo(name: str, image: np.ndarray, out: Path | None, config,
     return rows
 
 
+def parse_window(text: str) -> tuple[int, int] | None:
+    """'WIDTHxHEIGHT' -> (width, height), both over 192 (NIQE's 96-px patches at two
+    scales), or None."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        return None
+    return (w, h) if min(w, h) > 2 * 96 else None
+
+
 def public(row: dict) -> dict:
     """The row without its private (non-JSON) fields."""
     return {k: v for k, v in row.items() if not k.startswith("_")}
@@ -282,7 +292,9 @@ def main() -> int:
                                                 GenerationConfig(num_threads=usable_cores()))
     except ValueError as exc:  # ConfigError: an unknown key or a value out of range
         ap.error(str(exc))
-    window = tuple(int(v) for v in args.window.split("x"))
+    window = parse_window(args.window)
+    if window is None:
+        ap.error(f"--window takes WIDTHxHEIGHT, both over 192, got {args.window!r}")
     rows = []
     photos = {name: getattr(skimage.data, name)() for name in args.photos.split(",")}
     for name, image in photos.items():
