@@ -50,11 +50,12 @@ class GenerationConfig:
     aux_views_zoom: int = 4
     aux_angle_zoom_deg: float = 12.0  # orbit of the auxiliary cameras around the zoom target
     sr_model: str = "realesrgan-x4plus"  # or "realesr-animevideov3-x4" (fast, flatter)
-    # synthesized texture amplitude / the parent's (self-similar); the texture tops the view's
-    # own up to this share of the parent's, so below 1 it only fills what super-resolution
-    # left flat (issue 21, docs/benchmarks.md: at 1.0 its blobs, ~10 window pixels across on
-    # a CPU-sized level, cost NIQE and showed through the seam's 4-px low-pass)
-    detail_strength: float = 0.5
+    # synthesized texture amplitude / the parent's (self-similar) for a level shown at its own
+    # size; the texture tops the view's own up to this share of the parent's, so below 1 it
+    # only fills what super-resolution left flat. A level made smaller than it is shown gets
+    # `sizes.detail_scale` of it (0.5 for the CPU path's 480 px in a 1280-px window: magnified,
+    # the band is blobs that cost NIQE; issue 21, docs/benchmarks.md)
+    detail_strength: float = 1.0
     edit_size: float = 0.18  # radius of an inserted structure / the short side of C_i
     relief: float = 1.0  # image-driven depth relief, in pixel footprints per unit luma contrast
     # seamless joins (generation/stages/harmonize.py): the new level keeps its parent's low

@@ -35,8 +35,8 @@ from engine.splats import SplatChunk
 from engine.world import World
 from engine.zoom import Scene, crop_camera, pick_surface, world_scene, zoom_request
 from generation.config import GenerationConfig
-from generation.sizes import (DISPLAY_LONG_SIDE, WorkingSize, display_low_pass_px2,
-                              working_long_side)
+from generation.sizes import (DISPLAY_LONG_SIDE, WorkingSize, detail_scale,
+                              display_low_pass_px2, working_long_side)
 from generation.stages import aux_views as aux_stage
 from generation.stages import context as context_stage
 from generation.stages import depth as depth_stage
@@ -327,8 +327,9 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
         sr_backend = config.backend_for("super_resolve")
         sr_opts = ({"model": config.sr_model, "threads": threads} if sr_backend == "builtin"
                    else config.options_for("super_resolve"))
-        sr = sr_stage.run(sr_stage.SuperResolveInput(obs.low_rgb, W, H, seed,
-                                                     config.detail_strength, ctx.caption),
+        detail = config.detail_strength * detail_scale(cam.width, request.camera.width)
+        sr = sr_stage.run(sr_stage.SuperResolveInput(obs.low_rgb, W, H, seed, detail,
+                                                     ctx.caption),
                           sr_backend, **sr_opts)
     with run.stage("edit"):
         uv, _ = cam.project(point[None])

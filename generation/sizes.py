@@ -11,13 +11,15 @@ made smaller, every splat is magnified (a 320-px level in a 1280-px window: 4x4 
   `bench/generation.py` figures stay within the targets (zoom <= 30 s, new <= 45 s on 2 cores;
   docs/benchmarks.md);
 - a size set explicitly (`--size`, `zoom_long_side` / `new_long_side` > 0) wins.
-And the consequence for the splat fit (`display_low_pass_px2`): a level made smaller than it
-is shown is fitted with the viewers' antialias term as the display applies it.
+And the consequences of a level made smaller than it is shown: it is fitted with the viewers'
+antialias term as the display applies it (`display_low_pass_px2`), and it gets less of the
+synthesized texture (`detail_scale`).
 Does not own: resampling cameras (`engine.camera`) or the other settings (`generation.config`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from engine.camera import DEFAULT_VIEW_SIZE
@@ -26,6 +28,10 @@ from engine.render.reference import LOW_PASS_PX2
 DISPLAY_LONG_SIDE = max(DEFAULT_VIEW_SIZE)  # `play`'s window, `render`'s frames (1280x720)
 CPU_ZOOM_LONG_SIDE = 480  # ~25 s a zoom on 2 cores (320: ~12 s, 640: ~45 s), see the module doc
 CPU_NEW_LONG_SIDE = 640  # ~30 s for scene E0 on 2 cores
+# how fast the synthesized texture's share falls with magnification: (working / shown) ** this,
+# anchored on the two measured points (docs/benchmarks.md "Detail at the size it is shown"):
+# a 480-px level in a 1280-px window is best at 0.5 of the parent band, a window-sized one at 1
+DETAIL_FALLOFF = math.log(0.5) / math.log(480 / 1280)  # ~0.71
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,18 @@ def display_low_pass_px2(working_px: int, shown_px: int) -> float:
     if working_px <= 0 or shown_px <= working_px:
         return LOW_PASS_PX2
     return LOW_PASS_PX2 * (working_px / shown_px) ** 2
+
+
+def detail_scale(working_px: int, shown_px: int) -> float:
+    """The share of `detail_strength` a level made `working_px` across and shown `shown_px`
+    across gets: 1 at its own size (or smaller), (working / shown) ** `DETAIL_FALLOFF` when
+    magnified (0.5 for 480 px in 1280). Detail synthesis gives a level its parent's finest band
+    at the same cycles per *working* pixel; shown at its own size that band is the screen's
+    grain, magnified 2.7x it is blobs several screen pixels across, which read as blotches
+    (NIQE rises and the seam shows them) rather than as texture."""
+    if working_px <= 0 or shown_px <= working_px:
+        return 1.0
+    return (working_px / shown_px) ** DETAIL_FALLOFF
 
 
 def accelerated(device: str = "auto") -> bool:

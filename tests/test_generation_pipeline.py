@@ -107,3 +107,26 @@ def test_a_level_made_smaller_than_it_is_shown_is_solid_where_it_is_shown(e0):
     fitted, solid = coverage(run.optimized.chunks), coverage(run.chunks)
     assert solid.mean() >= COVERED_ALPHA > fitted.mean()
     assert np.percentile(solid, 5) > np.percentile(fitted, 5) + 0.01
+
+
+def test_a_level_made_smaller_than_it_is_shown_gets_less_synthesized_texture(e0, monkeypatch):
+    from dataclasses import replace
+
+    from generation import pipeline
+    from generation.sizes import DETAIL_FALLOFF
+    from generation.stages import super_resolve
+
+    seen = []
+    real = super_resolve.run  # pipeline.sr_stage is this module
+
+    def bicubic(inp, backend="builtin", **options):
+        seen.append((inp.width, inp.detail_strength))
+        return real(inp, "bicubic")
+
+    monkeypatch.setattr(pipeline.sr_stage, "run", bicubic)
+    req = request(e0)
+    shown = req.camera.width  # 64: the request camera's size
+    for made, share in ((shown, 1.0), (shown // 2, 0.5 ** DETAIL_FALLOFF)):
+        seen.clear()
+        run_zoom(req, replace(CFG, zoom_long_side=made, detail_strength=0.8))
+        assert seen[0][0] == made and seen[0][1] == pytest.approx(0.8 * share)

@@ -55,3 +55,17 @@ def test_the_fit_s_antialias_term_is_the_display_s_in_working_pixels():
     assert display_low_pass_px2(0, 1280) == LOW_PASS_PX2
     terms = [display_low_pass_px2(w, 1280) for w in (160, 320, 480, 640, 960, 1280)]
     assert terms == sorted(terms)
+
+
+def test_a_magnified_level_gets_less_synthesized_texture():
+    from generation.sizes import detail_scale
+
+    assert detail_scale(1280, 1280) == 1.0  # the GPU-size path: the parent band's share
+    assert detail_scale(1280, 640) == 1.0  # shown smaller than made: never more
+    assert detail_scale(0, 1280) == 1.0
+    assert detail_scale(480, 1280) == pytest.approx(0.5)  # the CPU default, as measured
+    shares = [detail_scale(w, 1280) for w in (160, 320, 480, 640, 960, 1280)]
+    assert shares == sorted(shares) and 0 < shares[0] < 0.5
+    # a ratio of sizes, not sizes: the same magnification gets the same share
+    assert detail_scale(240, 640) == pytest.approx(detail_scale(480, 1280))
+
