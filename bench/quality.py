@@ -228,8 +228,8 @@ def summarise(rows: list[dict], niqe_photos: float | None = None) -> dict:
         at_k = [r for r in rows if r["level"] == k]
         d["seam_255_worst"] = round(max(r["seam_255"] for r in at_k), 3)
         d["seam_bias_255_worst"] = round(max(abs(b) for r in at_k for b in r["seam_bias_255"]), 3)
-        ours, blurry = niqe_sets([r for r in rows if r["level"] == k])
-        ours8, blurry8 = niqe_sets([r for r in rows if r["level"] == k], "8bit")
+        ours, blurry = niqe_sets(at_k)
+        ours8, blurry8 = niqe_sets(at_k, "8bit")
         d.update(niqe_ours=round(ours, 3), niqe_blurry=round(blurry, 3),
                  niqe_ratio=round(ours / blurry, 3), niqe_ratio_8bit=round(ours8 / blurry8, 3),
                  brisque_ratio=round(d["brisque_ours"] / d["brisque_blurry"], 3))

@@ -22,7 +22,6 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from scipy import ndimage
 
 from generation.imaging import blur
@@ -240,7 +239,7 @@ def draw(recipe: Recipe, canvas: Canvas, cu: float, cv: float, radius: float,
         coords = np.stack([cv + (v - cv) * lens - 0.5, cu + (u - cu) * lens - 0.5])
         under = np.stack([ndimage.map_coordinates(background[..., c], coords, order=1,
                                                   mode="nearest") for c in range(3)], -1)
-        under = np.stack([blur(under[..., c], max(0.5, R / 60)) for c in range(3)], -1)
+        under = blur(under, max(0.5, R / 60))  # `blur` keeps the channels
         rim = np.clip((r - 0.75) / 0.25, 0, 1) ** 2
         caustic = np.exp(-((x - 0.22) ** 2 + (y - 0.26) ** 2) / (2 * 0.2 ** 2))
         tint = 1.0 - 0.35 * (1.0 - np.asarray(col or (0.88, 0.94, 1.0)))  # coloured water

@@ -68,4 +68,3 @@ def test_a_magnified_level_gets_less_synthesized_texture():
     assert shares == sorted(shares) and 0 < shares[0] < 0.5
     # a ratio of sizes, not sizes: the same magnification gets the same share
     assert detail_scale(240, 640) == pytest.approx(detail_scale(480, 1280))
-
