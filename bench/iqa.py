@@ -65,6 +65,21 @@ def as_displayed(rgb: np.ndarray) -> np.ndarray:
     return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+PROBE_NOISE_255 = 0.5  # grey levels: below what an 8-bit frame can show
+
+
+def with_subgrey_noise(rgb: np.ndarray, seed: int = 0,
+                       sd_255: float = PROBE_NOISE_255) -> np.ndarray:
+    """Float `rgb` plus per-pixel Gaussian noise of `sd_255` grey levels (the same on R, G
+    and B): a probe of how much a float score rests on structure no screen shows. Half a
+    grey level, added to a level's views and not to its parent's, takes the NIQE ratio of
+    real photos and of ours far under 0.8 (docs/benchmarks.md "What the float NIQE
+    rewards")."""
+    x = np.asarray(rgb, dtype=np.float64)
+    noise = np.random.default_rng(seed).standard_normal(x.shape[:2]) * (sd_255 / 255.0)
+    return np.clip(x + noise[..., None], 0.0, 1.0)
+
+
 def niqe_features(rgb: np.ndarray) -> np.ndarray:
     """[n, 36] NIQE features of the 96-px patches of one image (n = whole patches)."""
     import cv2
