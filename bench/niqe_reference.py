@@ -1,7 +1,8 @@
 """What NIQE says of natural photos magnified as a zoom's levels are: the reference for
 `bench/quality.py`'s NIQE ratio (issue 21).
 
-Run from the repo root: `python bench/niqe_reference.py [--json] [--level 480] [--window 1280x720]`.
+Run from the repo root: `python bench/niqe_reference.py [--json] [--level 480] [--window 1280x720]
+[--photos coffee,astronaut,rocket,stereo_motorcycle]`.
 `bench/quality.py` scores a level (made at `--level` pixels across, 480 on the CPU path) shown
 in the window, against its parent magnified at the same camera (a level 4x coarser, so
 `--level`/4 pixels across the same view). Here the level's content is a real photo instead
@@ -32,6 +33,8 @@ sys.path.append(str(Path(__file__).resolve().parent))  # for iqa and quality; af
 import numpy as np  # noqa: E402
 
 PHOTOS = ("coffee", "astronaut", "rocket", "stereo_motorcycle")
+# RGB photos that ship with scikit-image (no download)
+BUNDLED = (*PHOTOS, "chelsea", "retina", "hubble_deep_field", "immunohistochemistry")
 
 
 def _photo(name: str) -> np.ndarray:
@@ -97,6 +100,9 @@ def main() -> int:
     ap.add_argument("--level", type=int, default=480,
                     help="the level's working size, pixels across (default 480, the CPU path)")
     ap.add_argument("--window", default="1280x720", help="the window (default 1280x720)")
+    ap.add_argument("--photos", default=",".join(PHOTOS),
+                    help="scikit-image photos to use (default: %(default)s; `retina` is the "
+                         "one bundled photo at least 1280 pixels wide)")
     args = ap.parse_args()
     missing = [m for m in ("skvideo", "cv2", "skimage") if importlib.util.find_spec(m) is None]
     if missing:
@@ -113,8 +119,12 @@ def main() -> int:
     if window is None:
         ap.error(f"--window takes WIDTHxHEIGHT, both over 192, got {args.window!r}")
     config = GenerationConfig(num_threads=usable_cores())
+    names = [n for n in args.photos.split(",") if n]
+    unknown = [n for n in names if n not in BUNDLED]
+    if unknown or not names:
+        ap.error(f"--photos takes names from {', '.join(BUNDLED)}, got {args.photos!r}")
     crops = {}
-    for name in PHOTOS:
+    for name in names:
         crop = crop_to(_photo(name), *window)
         if max(crop.shape[:2]) >= args.level:  # the fine level is never a magnified photo
             crops[name] = crop
