@@ -56,6 +56,10 @@ class GenerationConfig:
     # `sizes.detail_scale` of it (0.5 for the CPU path's 480 px in a 1280-px window: magnified,
     # the band is blobs that cost NIQE; issue 21, docs/benchmarks.md)
     detail_strength: float = 1.0
+    # with a share above 1: the synthesized band's level above the parent band's is bounded
+    # at this many grey levels (0 = no bound; `generation.detail.bounded_target`). Measured on
+    # one photo only (docs/benchmarks.md "Twice the parent band on the GPU-size path"): off
+    detail_bound_255: float = 0.0
     edit_size: float = 0.18  # radius of an inserted structure / the short side of C_i
     relief: float = 1.0  # image-driven depth relief, in pixel footprints per unit luma contrast
     # seamless joins (generation/stages/harmonize.py): the new level keeps its parent's low
@@ -177,7 +181,8 @@ _RANGES = (
     ("depth_ratio", 1.0, 100.0), ("new_iterations", 0, 10_000), ("zoom_iterations", 0, 10_000),
     ("aux_views_new", 0, 16), ("aux_views_zoom", 0, 16), ("aux_angle_new_deg", 0.0, 45.0),
     ("under_edge_px_new", 0, 16),
-    ("aux_angle_zoom_deg", 0.0, 45.0), ("detail_strength", 0.0, 4.0), ("edit_size", 0.01, 0.5),
+    ("aux_angle_zoom_deg", 0.0, 45.0), ("detail_strength", 0.0, 4.0),
+    ("detail_bound_255", 0.0, 64.0), ("edit_size", 0.01, 0.5),
     ("relief", 0.0, 20.0), ("aux_views_per_step", 0, 16), ("num_threads", 0, 1024),
     ("max_chunk_splats", 1024, 1 << 22), ("splat_footprint", 0.25, 2.0),
     ("tone_sigma", 0.0, 16.0), ("border_fade", 0.0, 0.25),

@@ -7,11 +7,14 @@ the new level's finest octaves are synthesised from the parent view's finest oct
   high-pass band, taken at the same frequencies in cycles *per pixel* (self-similarity), with
   the amplitude that brings the image's own band up to the parent band's robust standard
   deviation (times `strength`): an image that already has that much texture gets none, so
-  texture does not compound from zoom to zoom. The exemplar is the band's *texture*, not its
-  edges: values beyond `EDGE_CLIP` robust deviations are clipped before the spectrum is taken
-  (a strong edge would put a line in the spectrum, which random phases turn into parallel
-  streaks over the whole view), and the amplitude is averaged over orientations (isotropic
-  grain);
+  texture does not compound from zoom to zoom. A `bound` (> 0) caps the part of that target
+  above the parent band's own level (strength 1): with a share above 1, a parent that is
+  already grainy gets no more than its own level, a smooth one up to `bound` (issue 21,
+  docs/benchmarks.md "Twice the parent band on the GPU-size path"). The exemplar is the
+  band's *texture*, not its edges: values beyond `EDGE_CLIP` robust deviations are clipped
+  before the spectrum is taken (a strong edge would put a line in the spectrum, which random
+  phases turn into parallel streaks over the whole view), and the amplitude is averaged over
+  orientations (isotropic grain);
 - modulated by an envelope: the parent's local high-frequency energy, up-sampled, so texture
   appears where the parent had texture (grass, wood, fabric) and smooth areas (sky, a cup's
   glaze) stay smooth;
@@ -54,6 +57,15 @@ def radial_average(amp: np.ndarray) -> np.ndarray:
     return (total / np.maximum(count, 1))[bins]
 
 
+def bounded_target(parent_sd: float, strength: float, bound: float = 0.0) -> float:
+    """The band level a level is topped up to: `strength` x the parent band's, and where that
+    is above the parent band's own level and `bound` > 0, at most max(`bound`, parent_sd)."""
+    target = parent_sd * strength
+    if bound > 0 and target > parent_sd:
+        target = min(target, max(bound, parent_sd))
+    return target
+
+
 def random_phase_texture(band: np.ndarray,  # [h, w] the exemplar band (zero mean)
                          height: int, width: int,
                          rng: np.random.Generator,
@@ -83,8 +95,11 @@ def random_phase_texture(band: np.ndarray,  # [h, w] the exemplar band (zero mea
 def synthesize_detail(image: np.ndarray,  # [H, W, 3] float in [0, 1], e.g. super-resolved
                       reference: np.ndarray,  # [h, w, 3] float, the parent-resolution view
                       seed: int = 0,
-                      strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """(image with synthesized detail [H, W, 3], the added luminance [H, W])."""
+                      strength: float = 1.0,
+                      bound: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(image with synthesized detail [H, W, 3], the added luminance [H, W]). `bound` (in
+    [0, 1] units of luma; 0 = none): the band's target is at most max(`bound`, the parent
+    band's level) where `strength` asks for more than the parent band."""
     H, W = image.shape[:2]
     h, w = reference.shape[:2]
     if strength <= 0 or min(h, w) < MIN_REFERENCE:
@@ -96,7 +111,8 @@ def synthesize_detail(image: np.ndarray,  # [H, W, 3] float in [0, 1], e.g. supe
     # top up: only the texture the image lacks (it may already carry some, e.g. when its parent
     # was sharp), so the band does not grow from zoom to zoom
     have = robust_sd(high_band(luma(image)))
-    amplitude = np.sqrt(max((sd * strength) ** 2 - have ** 2, 0.0))
+    target = bounded_target(sd, strength, bound)
+    amplitude = np.sqrt(max(target ** 2 - have ** 2, 0.0))
     if amplitude <= 1e-6:
         return image, np.zeros((H, W))
     rng = np.random.default_rng(seed)

@@ -329,7 +329,8 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
                    else config.options_for("super_resolve"))
         detail = config.detail_strength * detail_scale(cam.width, request.camera.width)
         sr = sr_stage.run(sr_stage.SuperResolveInput(obs.low_rgb, W, H, seed, detail,
-                                                     ctx.caption),
+                                                     ctx.caption,
+                                                     config.detail_bound_255 / 255.0),
                           sr_backend, **sr_opts)
     with run.stage("edit"):
         uv, _ = cam.project(point[None])

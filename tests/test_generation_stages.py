@@ -177,6 +177,33 @@ def test_detail_tops_up_the_band_instead_of_compounding():
     assert robust_sd(high_band(imaging.luma(twice))) < 1.1 * parent_sd
 
 
+def test_the_detail_bound_caps_only_what_a_share_above_one_adds():
+    from generation.detail import bounded_target
+
+    rng = np.random.default_rng(0)
+    for sd, strength, bound in rng.uniform((0.001, 0.0, 0.0), (0.05, 4.0, 0.05), (500, 3)):
+        t = bounded_target(sd, strength, bound)
+        assert t <= sd * strength + 1e-15  # never more than asked for
+        assert t >= min(sd * strength, sd) - 1e-15  # never less than the parent band's level
+        if bound > 0 and sd * strength > sd:
+            assert t <= max(bound, sd) + 1e-15
+        assert bounded_target(sd, strength, 0.0) == sd * strength  # 0: no bound
+    # a grainy parent gets its own level, a smooth one up to the bound
+    assert bounded_target(8 / 255, 2.0, 3 / 255) == pytest.approx(8 / 255)
+    assert bounded_target(1 / 255, 2.0, 3 / 255) == pytest.approx(2 / 255)
+    assert bounded_target(2 / 255, 2.0, 3 / 255) == pytest.approx(3 / 255)
+
+
+def test_the_detail_bound_reaches_the_texture():
+    ref = procedural_texture(32, 32, seed=2, detail=6.0)
+    img = imaging.resize(ref, 128, 128)
+    _, free = super_resolve.synthesize_detail(img, ref, seed=5, strength=3.0)
+    _, bounded = super_resolve.synthesize_detail(img, ref, seed=5, strength=3.0, bound=1e-6)
+    _, one = super_resolve.synthesize_detail(img, ref, seed=5, strength=1.0)
+    assert np.allclose(bounded, one)  # a tiny bound: the parent band's own level
+    assert free.std() > 1.5 * bounded.std()
+
+
 def test_bicubic_backend_and_factor_one():
     low = procedural_texture(12, 16, seed=1)
     out = super_resolve.run(super_resolve.SuperResolveInput(low, 16, 12), "bicubic")

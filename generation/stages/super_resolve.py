@@ -28,6 +28,7 @@ class SuperResolveInput:
     seed: int = 0
     detail_strength: float = 1.0
     prompt: str = ""  # the context caption (a text-conditioned upscaler uses it)
+    detail_bound: float = 0.0  # `generation.detail.bounded_target`'s bound (0 = none)
 
 
 @dataclass(frozen=True, eq=False)
@@ -57,7 +58,8 @@ class _Upscaler:
             return SuperResolveOutput(inp.low_rgb, inp.low_rgb, np.zeros((h, w)), "none")
         up = self.upscale(inp.low_rgb, inp.width, inp.height)
         rgb, detail = synthesize_detail(up, inp.low_rgb, seed=inp.seed,
-                                        strength=inp.detail_strength)
+                                        strength=inp.detail_strength,
+                                        bound=inp.detail_bound)
         return SuperResolveOutput(rgb, up, detail, self.name)
 
 
