@@ -206,6 +206,7 @@ class _Job:
     done: bool = False
     progress_seq: int = 0  # the last progress event passed on
     progress_held: dict = field(default_factory=dict)  # seq -> event that came early
+    retried: bool = False  # queued again once: its worker died before the job began
 
     @property
     def key(self) -> str:
@@ -403,10 +404,16 @@ class PoolDispatcher:
         try:
             meta = await meta_ref
         except RayError as exc:
-            if not job.done:
-                self._finish(job, failed_meta(f"the generation worker died: {_cause(exc)}"))
             if slot.actor is actor:
                 self._replace(slot)
+            if job.done:
+                return
+            if self._never_began(job):
+                job.retried, job.started = True, 0.0
+                self.queue.appendleft(job)
+                self._dispatch()
+            else:
+                self._finish(job, failed_meta(f"the generation worker died: {_cause(exc)}"))
             return
         if not job.done:
             self._finish(job, meta, stream_ref)
@@ -424,6 +431,16 @@ class PoolDispatcher:
             c.undelivered[job.request_id] = stream_ref
         self._post(job.client, Finished(job.request_id, meta,
                                         None if stream_ref is None else [stream_ref]))
+
+    @staticmethod
+    def _never_began(job: _Job) -> bool:
+        """A job whose worker died before it reported any progress, not cancelled, and not yet
+        queued again: its worker was most likely dead before the job reached it (an idle
+        worker on a node that just went away is still "ready" here until a call to it fails),
+        so it gets one more worker. Once only, so that a request which itself kills its
+        worker costs two workers, not all of them."""
+        return (not job.retried and job.cancel_at is None and job.progress_seq == 0
+                and not job.progress_held)
 
     def _fail_queue(self, error: str) -> None:
         while self.queue:

@@ -6,7 +6,8 @@ Test hooks travel in `request.settings` (keys starting with '_' are ignored by t
 `_gate` (a file the runner waits for, as in tests/gen_fakes.py), `_hold_s` (seconds the
 "model" stage holds, standing in for a GPU call), `_splats` (size of the result),
 `_malformed` ("nan" or "shape": a broken result the app must refuse), `_ignore_cancel` (a
-model that does not stop when asked). The result's backend says which process ran it
+model that does not stop when asked), `_exit_at_start` (a file: the worker appends its pid to
+it and dies before its first progress report). The result's backend says which process ran it
 and when it finished (wall clock: the benchmark times the way back to the app).
 """
 
@@ -34,6 +35,10 @@ def chunk_of(n: int, level: int) -> SplatChunk:
 def run(request: ZoomRequest, config, progress, cancel) -> ZoomResult:
     """observe -> (gate) -> optimize in `_hold_s` steps -> a result of `_splats` splats."""
     s = request.settings
+    if s.get("_exit_at_start"):
+        with open(s["_exit_at_start"], "a") as f:
+            f.write(f"{os.getpid()}\n")
+        os._exit(1)
     progress("observe", 0.0)
     progress("observe", 1.0)
     if not _wait_for_gate(request, cancel):

@@ -252,8 +252,12 @@ def test_a_cancel_ignored_past_the_grace_period_kills_the_worker(cluster, fakes)
 
 
 def live_worker_pids(svc) -> set[int]:
-    """The pids of the pool's workers once all of them are up again, asked through a
-    throwaway driver in a subprocess (the test process never joins the cluster)."""
+    return set(worker_pids(svc))
+
+
+def worker_pids(svc) -> list[int]:
+    """The pids of the pool's workers in slot order, once all of them are up again, asked
+    through a throwaway driver in a subprocess (the test process never joins the cluster)."""
     code = ("import ray, sys, json; ray.init(address=sys.argv[1], namespace='wonderzoom', "
             "logging_level='ERROR', log_to_driver=False); "
             "d = ray.get_actor('wonderzoom-pool-' + sys.argv[2]); "
@@ -263,7 +267,7 @@ def live_worker_pids(svc) -> set[int]:
         out = subprocess.run([sys.executable, "-c", code, svc.address, svc.pool],
                              capture_output=True, text=True, timeout=60,
                              env=child_env(**LOOPBACK, **NO_AUTH))
-        pids = set(json.loads(out.stdout.strip().splitlines()[-1]))
+        pids = json.loads(out.stdout.strip().splitlines()[-1])
         if len(pids) == svc.spec.workers or time.monotonic() > end:
             return pids
         time.sleep(0.2)
@@ -281,6 +285,27 @@ def test_a_worker_killed_mid_request_is_a_failed_result_then_the_next_works(fake
     res = results(wait_for(fakes, has_results(42, 43)))
     assert res[42].ok and res[43].ok
     assert dead not in {fakes.placements[42].pid, fakes.placements[43].pid}
+
+
+def test_a_worker_that_died_while_idle_hands_the_request_to_another(fakes):
+    """Ray tells the pool of a dead idle worker only when a call to it fails (as when its node
+    went away): the request it never began goes to the next worker, not back as a failure."""
+    first = worker_pids(fakes)[0]  # the slot the next request is given to
+    os.kill(first, signal.SIGKILL)
+    fakes.submit(request(45))
+    r = results(wait_for(fakes, has_results(45)))[45]
+    assert r.ok and fakes.placements[45].pid != first
+
+
+def test_a_request_that_kills_its_worker_at_once_is_tried_on_one_more_then_fails(fakes, tmp_path):
+    pids = tmp_path / "pids"
+    fakes.submit(request(47, _exit_at_start=str(pids)))
+    r = results(wait_for(fakes, has_results(47)))[47]
+    assert not r.ok and one_line(r.error) and "worker died" in r.error
+    tried = pids.read_text().split()
+    assert len(tried) == 2 and len(set(tried)) == 2  # two workers, not every one in turn
+    fakes.submit(request(48))
+    assert results(wait_for(fakes, has_results(48)))[48].ok
 
 
 def test_two_clients_share_one_pool_in_arrival_order(cluster, fakes):
