@@ -53,13 +53,15 @@ class GenerationConfig:
     # synthesized texture amplitude / the parent's (self-similar) for a level shown at its own
     # size; the texture tops the view's own up to this share of the parent's, so below 1 it
     # only fills what super-resolution left flat. A level made smaller than it is shown gets
-    # `sizes.detail_scale` of it (0.5 for the CPU path's 480 px in a 1280-px window: magnified,
-    # the band is blobs that cost NIQE; issue 21, docs/benchmarks.md)
-    detail_strength: float = 1.0
+    # `sizes.detail_scale` of it (a quarter, i.e. 0.5 of the parent band, for the CPU path's
+    # 480 px in a 1280-px window: magnified, the band is blobs that cost NIQE; issue 21,
+    # docs/benchmarks.md)
+    detail_strength: float = 2.0
     # with a share above 1: the synthesized band's level above the parent band's is bounded
-    # at this many grey levels (0 = no bound; `generation.detail.bounded_target`). Measured on
-    # one photo only (docs/benchmarks.md "Twice the parent band on the GPU-size path"): off
-    detail_bound_255: float = 0.0
+    # at this many grey levels (0 = no bound; `generation.detail.bounded_target`): twice a
+    # faint band, but a strong one is not doubled into speckle (docs/benchmarks.md "Twice the
+    # parent band on the GPU-size path")
+    detail_bound_255: float = 3.0
     edit_size: float = 0.18  # radius of an inserted structure / the short side of C_i
     relief: float = 1.0  # image-driven depth relief, in pixel footprints per unit luma contrast
     # seamless joins (generation/stages/harmonize.py): the new level keeps its parent's low

@@ -29,9 +29,11 @@ DISPLAY_LONG_SIDE = max(DEFAULT_VIEW_SIZE)  # `play`'s window, `render`'s frames
 CPU_ZOOM_LONG_SIDE = 480  # ~25 s a zoom on 2 cores (320: ~12 s, 640: ~45 s), see the module doc
 CPU_NEW_LONG_SIDE = 640  # ~30 s for scene E0 on 2 cores
 # how fast the synthesized texture's share falls with magnification: (working / shown) ** this,
-# anchored on the two measured points (docs/benchmarks.md "Detail at the size it is shown"):
-# a 480-px level in a 1280-px window is best at 0.5 of the parent band, a window-sized one at 1
-DETAIL_FALLOFF = math.log(0.5) / math.log(480 / 1280)  # ~0.71
+# anchored on the measured points (docs/benchmarks.md "Detail at the size it is shown", "Twice
+# the parent band on the GPU-size path"): a 480-px level in a 1280-px window is best at 0.5 of
+# the parent band, a window-sized one at 2 (bounded: `generation.detail.bounded_target`), so
+# the default share of 2 falls to a quarter at 480 in 1280
+DETAIL_FALLOFF = math.log(0.25) / math.log(480 / 1280)  # ~1.41
 
 
 @dataclass(frozen=True)
@@ -56,10 +58,10 @@ def display_low_pass_px2(working_px: int, shown_px: int) -> float:
 def detail_scale(working_px: int, shown_px: int) -> float:
     """The share of `detail_strength` a level made `working_px` across and shown `shown_px`
     across gets: 1 at its own size (or smaller), (working / shown) ** `DETAIL_FALLOFF` when
-    magnified (0.5 for 480 px in 1280). Detail synthesis gives a level its parent's finest band
-    at the same cycles per *working* pixel; shown at its own size that band is the screen's
-    grain, magnified 2.7x it is blobs several screen pixels across, which read as blotches
-    (NIQE rises and the seam shows them) rather than as texture."""
+    magnified (a quarter for 480 px in 1280). Detail synthesis gives a level its parent's
+    finest band at the same cycles per *working* pixel; shown at its own size that band is
+    the screen's grain, magnified 2.7x it is blobs several screen pixels across, which read
+    as blotches (NIQE rises and the seam shows them) rather than as texture."""
     if working_px <= 0 or shown_px <= working_px:
         return 1.0
     return (working_px / shown_px) ** DETAIL_FALLOFF
