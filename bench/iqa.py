@@ -65,6 +65,18 @@ def as_displayed(rgb: np.ndarray) -> np.ndarray:
     return (np.clip(x, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def as_displayed_dithered(rgb: np.ndarray, seed: int = 0) -> np.ndarray:
+    """`rgb` as an 8-bit framebuffer would hold it if the renderer dithered its output, as
+    game engines do against banding in smooth gradients: triangular (TPDF) noise of +-1
+    grey level, independent per pixel and channel, added before rounding. Applied with the
+    same seed to both images of a comparison, it is a property of the display, not of
+    either image (docs/benchmarks.md "A dithered display")."""
+    x = np.clip(np.asarray(rgb, dtype=np.float64), 0.0, 1.0) * 255.0
+    rng = np.random.default_rng(seed)
+    tpdf = rng.random(x.shape) - rng.random(x.shape)
+    return np.clip(np.floor(x + tpdf + 0.5), 0, 255).astype(np.uint8)
+
+
 PROBE_NOISE_255 = 0.5  # grey levels: below what an 8-bit frame can show
 
 

@@ -23,7 +23,9 @@ the working size `generation.sizes` picks). At each zoom camera C_k, at the wind
   BRISQUE, reads a float render's sub-grey-level smoothness; `bench/niqe_reference.py`
   gives both figures for real photos made into levels of the same sizes. A probe of the
   float figure, `niqe_ratio_noise_probe`: our views plus half a grey level of per-pixel
-  noise (invisible at 8 bits) against the clean blurry views;
+  noise (invisible at 8 bits) against the clean blurry views; and `niqe_ratio_8bit_dithered`:
+  both views as 8-bit frames of a display that dithers (+-1 grey level of TPDF noise, the
+  same on both), a question about the renderer, not the levels;
 - `seam_255` and `seam_bias_255` (issue 21): our render minus the coarse world's, low-passed
   at 4 px, on a band along the view's edge (1/12 of each side), as the mean absolute value
   and the per-channel mean in 1/255 (`generation.tone.seam_stats`; target <= 1.5 with
@@ -138,6 +140,8 @@ def run_photo(name: str, image: np.ndarray, out: Path | None, config,
         feats_8bit = (iqa.niqe_features(iqa.as_displayed(ours)),
                       iqa.niqe_features(iqa.as_displayed(blurry)))
         feats_probe = (iqa.niqe_features(iqa.with_subgrey_noise(ours, seed=k)), feats_blurry)
+        feats_dither = (iqa.niqe_features(iqa.as_displayed_dithered(ours, seed=k)),
+                        iqa.niqe_features(iqa.as_displayed_dithered(blurry, seed=k)))
         holes = []
         for yaw, pitch in ((ORBIT_DEG, 0), (-ORBIT_DEG, 0), (0, ORBIT_DEG), (0, -ORBIT_DEG)):
             _, a = _render(orbit_camera(cam, np.asarray(req.point), yaw, pitch), levels)
@@ -151,7 +155,7 @@ def run_photo(name: str, image: np.ndarray, out: Path | None, config,
         ok = np.isfinite(coarse) & (run.edited.mask[iv, iu] < 0.05)
         depth_err = float(np.median(np.abs(z[ok] - coarse[ok]) / coarse[ok])) if ok.any() else None
         row = {"_niqe_features": (feats_ours, feats_blurry), "_niqe_features_8bit": feats_8bit,
-               "_niqe_features_probe": feats_probe,
+               "_niqe_features_probe": feats_probe, "_niqe_features_dither": feats_dither,
                "photo": name, "level": k, "prompt": prompt, "at": [round(u, 1), round(v, 1)],
                "niqe_patches": len(feats_ours),
                "brisque_ours": iqa.brisque(ours), "brisque_blurry": iqa.brisque(blurry),
@@ -196,11 +200,12 @@ def niqe_sets(rows: list[dict], frames: str = "float") -> tuple[float, float]:
     """(NIQE of our views, NIQE of the blurry views), each scored as one set of patches, of
     the float renders (`frames="float"`), of the 8-bit frames the window shows ("8bit"), or
     of our float renders plus half a grey level of noise against the clean blurry ones
-    ("probe", `iqa.with_subgrey_noise`)."""
+    ("probe", `iqa.with_subgrey_noise`), or of both as a dithering display would show them
+    ("dither", `iqa.as_displayed_dithered`)."""
     import iqa
 
     key = {"float": "_niqe_features", "8bit": "_niqe_features_8bit",
-           "probe": "_niqe_features_probe"}[frames]
+           "probe": "_niqe_features_probe", "dither": "_niqe_features_dither"}[frames]
     ours = np.vstack([r[key][0] for r in rows])
     blurry = np.vstack([r[key][1] for r in rows])
     return iqa.niqe_of_features(ours), iqa.niqe_of_features(blurry)
@@ -238,9 +243,11 @@ def summarise(rows: list[dict], niqe_photos: float | None = None) -> dict:
         ours, blurry = niqe_sets(at_k)
         ours8, blurry8 = niqe_sets(at_k, "8bit")
         probe, _ = niqe_sets(at_k, "probe")
+        ours_d, blurry_d = niqe_sets(at_k, "dither")
         d.update(niqe_ours=round(ours, 3), niqe_blurry=round(blurry, 3),
                  niqe_ratio=round(ours / blurry, 3), niqe_ratio_8bit=round(ours8 / blurry8, 3),
                  niqe_ratio_noise_probe=round(probe / blurry, 3),
+                 niqe_ratio_8bit_dithered=round(ours_d / blurry_d, 3),
                  brisque_ratio=round(d["brisque_ours"] / d["brisque_blurry"], 3))
         per_level[str(k)] = d
     ours, blurry = niqe_sets(rows)
