@@ -29,16 +29,27 @@ def split_level(
         raise ValueError("max_splats must be positive")
     if len(level) <= max_splats:
         return [level if keep_origin else _recentre(level)]
-    world = level.world_positions()  # [N, 3] float64
     out: list[SplatChunk] = []
-    stack = [np.arange(len(level))]
+    for rows in kd_rows(level.world_positions(), max_splats):
+        piece = level.take(np.sort(rows))
+        out.append(piece if keep_origin else _recentre(piece))
+    return out
+
+
+def kd_rows(points: np.ndarray, max_rows: int) -> list[np.ndarray]:
+    """Row sets of at most `max_rows` of `points` [N, D], together each row exactly once: a
+    median split along the longest axis of each set's box, recursively (a kd-tree's leaves,
+    in depth-first order). Serves `split_level` and the web export's chunks."""
+    if max_rows < 1:
+        raise ValueError("max_rows must be positive")
+    out: list[np.ndarray] = []
+    stack = [np.arange(len(points))]
     while stack:
         rows = stack.pop()
-        if len(rows) <= max_splats:
-            piece = level.take(np.sort(rows))
-            out.append(piece if keep_origin else _recentre(piece))
+        if len(rows) <= max_rows:
+            out.append(rows)
             continue
-        p = world[rows]
+        p = points[rows]
         axis = int(np.argmax(p.max(axis=0) - p.min(axis=0)))
         half = len(rows) // 2
         order = np.argpartition(p[:, axis], half)

@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.camera import Camera, CameraError
-from engine.chunking import split_level
+from engine.chunking import kd_rows, split_level
 from engine.splats import (SplatChunk, SplatValidationError, matrices_to_quaternions,
                            quaternions_to_matrices)
 from engine.synthetic import nested_plane_world, pixel_aligned_splats
@@ -112,6 +112,19 @@ def test_split_level_keeps_every_splat_and_respects_the_limit():
         assert np.abs(p.positions).max() < 10  # local offsets small around each chunk's origin
     exact = split_level(level, max_splats=700, keep_origin=True)
     assert all(np.array_equal(p.origin, level.origin) for p in exact)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 3000), st.integers(1, 800), st.integers(1, 3), st.integers(0, 2**31))
+def test_kd_rows_is_a_partition_into_bounded_balanced_boxes(n, max_rows, dims, seed):
+    pts = np.random.default_rng(seed).normal(size=(n, dims)) * [1.0, 50.0, 0.01][:dims]
+    sets = kd_rows(pts, max_rows)
+    assert all(0 < len(r) <= max_rows for r in sets) or n == 0
+    assert np.array_equal(np.sort(np.concatenate(sets)), np.arange(n))  # each row once
+    if n > max_rows:  # a median split halves a set over the limit: no leaf under half of it
+        assert min(len(r) for r in sets) >= (max_rows + 1) // 2
+    with pytest.raises(ValueError):
+        kd_rows(pts, 0)
 
 
 def test_pixel_aligned_splats_follow_the_surface():

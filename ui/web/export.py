@@ -31,6 +31,7 @@ from typing import Mapping
 import numpy as np
 
 from engine.camera import Camera
+from engine.chunking import kd_rows
 from engine.errors import UserError
 from engine.history import History, HistoryError
 from engine.lod import LodIndex, LodLinks, link_level
@@ -104,24 +105,6 @@ def links_along_path(levels: list[tuple[Camera | None, Mapping[int, SplatChunk]]
 
 
 # ---- web chunks --------------------------------------------------------------------------
-def _kd_rows(points: np.ndarray, max_splats: int) -> list[np.ndarray]:
-    """Row sets of at most `max_splats` points: a median split along the longest axis."""
-    out: list[np.ndarray] = []
-    stack = [np.arange(len(points))]
-    while stack:
-        rows = stack.pop()
-        if len(rows) <= max_splats:
-            out.append(rows)
-            continue
-        p = points[rows]
-        axis = int(np.argmax(p.max(axis=0) - p.min(axis=0)))
-        half = len(rows) // 2
-        order = np.argpartition(p[:, axis], half)
-        stack.append(rows[order[half:]])
-        stack.append(rows[order[:half]])
-    return out
-
-
 def _morton(points: np.ndarray) -> np.ndarray:
     """[N, 3] -> permutation along a Z-order curve (10 bits per axis)."""
     lo = points.min(axis=0)
@@ -160,7 +143,7 @@ def _encode_rows(chunk: SplatChunk, links: _StepLinks, rows: np.ndarray, level: 
     except LayoutTooTight:
         if len(rows) <= MIN_SPLIT_SPLATS:
             raise
-        halves = _kd_rows(world, (len(rows) + 1) // 2)
+        halves = kd_rows(world, (len(rows) + 1) // 2)
         return [piece for half in halves
                 for piece in _encode_rows(chunk, links, rows[half], level, steps)]
     dec = decode_chunk(enc.data)
@@ -252,7 +235,7 @@ def export_web(
             chunk = chunks[cid]
             if len(chunk) == 0:
                 continue
-            for rows in _kd_rows(chunk.world_positions(), max_chunk_splats):
+            for rows in kd_rows(chunk.world_positions(), max_chunk_splats):
                 web_chunks.extend(_encode_rows(chunk, links[cid], np.sort(rows), k, len(path)))
 
     start = path[0].camera
