@@ -23,11 +23,11 @@ from engine.lod import LodLinks
 from engine.render.prepare import PreparedSplats, prepare
 from engine.render.reference import render as reference_render
 from engine.scene import ChunkStore, append_level, flat_scene
-from engine.splats import SplatChunk, normalize_quaternions, rgb_to_sh_dc
+from engine.splats import SplatChunk, rgb_to_sh_dc
 from engine.synthetic import nested_plane_world
 from tests.test_streaming import (_culled_camera, _culled_splats_world, _nested_world,
-                                  _opaque, _pieces, _random_pieces, assert_matches,
-                                  make_renderer)
+                                  _opaque, _pieces, _random_pieces, _tiny_splats_near_and_far,
+                                  assert_matches, make_renderer)
 
 moderngl = pytest.importorskip("moderngl")
 from engine.render import streaming  # noqa: E402
@@ -306,21 +306,8 @@ def test_zoom_sweep_across_level_transitions_matches_and_is_seamless(gpu):
 def test_tiny_splats_a_million_times_zoomed_far_from_the_origin(gpu):
     """1e-6-sized splats seen from 1e-5 away at (1e4, -3e3, 2e3) render like at the origin:
     the per-chunk origins are float64 differences on the CPU, the GPU sees float32 offsets."""
-    rng = np.random.default_rng(0)
-    n = 60
-    local = np.stack([rng.uniform(-4e-6, 4e-6, n), rng.uniform(-4e-6, 4e-6, n),
-                      rng.uniform(-2e-6, 2e-6, n)], 1)
-    parts = dict(rotations=normalize_quaternions(rng.normal(size=(n, 4))),
-                 log_scales=np.log(rng.uniform(2e-7, 1e-6, (n, 3))).astype(np.float32),
-                 opacity_logits=rng.normal(1.0, 1.0, n).astype(np.float32),
-                 sh_dc=rgb_to_sh_dc(rng.uniform(0, 1, (n, 3))),
-                 s_native=np.full(n, 1e-7, np.float32))
     images = []
-    for centre in (np.zeros(3), np.array([1e4, -3e3, 2e3])):
-        cam = Camera.look_at(centre + [2e-6, -3e-6, -1e-5], centre, fov_y_deg=40, width=64,
-                             height=64, near=1e-7)
-        chunk = SplatChunk(origin=centre.copy(), positions=local.astype(np.float32), **parts)
-        world = flat_scene([(chunk, None)])
+    for world, cam in _tiny_splats_near_and_far():
         out = gpu.render_offscreen(world, cam)
         assert_matches(out, reference_render(_reference_in_gpu_order(gpu, world, cam), cam))
         images.append(out)

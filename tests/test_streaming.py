@@ -495,9 +495,9 @@ def test_lod_modes_on_the_point_and_the_quad_path(ctx):
             r.release()
 
 
-def test_tiny_splats_a_million_times_zoomed_far_from_the_origin(exact):
-    """1e-6-sized splats seen from 1e-5 away at (1e4, -3e3, 2e3) render like at the origin:
-    chunk origins are subtracted from the eye in float64 before anything is float32."""
+def _tiny_splats_near_and_far():
+    """The same 60 splats of 1e-6 seen from 1e-5 away, at the origin and at (1e4, -3e3, 2e3):
+    [(world, camera)] for both places."""
     rng = np.random.default_rng(0)
     n = 60
     local = np.stack([rng.uniform(-4e-6, 4e-6, n), rng.uniform(-4e-6, 4e-6, n),
@@ -505,13 +505,22 @@ def test_tiny_splats_a_million_times_zoomed_far_from_the_origin(exact):
     parts = dict(rotations=normalize_quaternions(rng.normal(size=(n, 4))),
                  log_scales=np.log(rng.uniform(2e-7, 1e-6, (n, 3))).astype(np.float32),
                  opacity_logits=rng.normal(1.0, 1.0, n).astype(np.float32),
-                 sh_dc=rgb_to_sh_dc(rng.uniform(0, 1, (n, 3))), s_native=np.full(n, 1e-7, np.float32))
-    images = []
+                 sh_dc=rgb_to_sh_dc(rng.uniform(0, 1, (n, 3))),
+                 s_native=np.full(n, 1e-7, np.float32))
+    out = []
     for centre in (np.zeros(3), np.array([1e4, -3e3, 2e3])):
         cam = Camera.look_at(centre + [2e-6, -3e-6, -1e-5], centre, fov_y_deg=40, width=64,
                              height=64, near=1e-7)
         chunk = SplatChunk(origin=centre.copy(), positions=local.astype(np.float32), **parts)
-        world = flat_scene([(chunk, None)])
+        out.append((flat_scene([(chunk, None)]), cam))
+    return out
+
+
+def test_tiny_splats_a_million_times_zoomed_far_from_the_origin(exact):
+    """1e-6-sized splats seen from 1e-5 away at (1e4, -3e3, 2e3) render like at the origin:
+    chunk origins are subtracted from the eye in float64 before anything is float32."""
+    images = []
+    for world, cam in _tiny_splats_near_and_far():
         gpu = exact.render_offscreen(world, cam)
         assert_matches(gpu, reference_render(_reference_in_draw_order(exact, world, cam), cam))
         images.append(gpu)
