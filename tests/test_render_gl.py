@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 
 from engine.camera import Camera
-from engine.lod import LodLinks, build_lod_index
+from engine.lod import build_lod_index
 from engine.modulation import ALPHA_CULL, alpha as modulation_alpha
 from engine.render.prepare import COL_LOG_S_NATIVE, COL_OPACITY, links_from_columns, prepare
 from engine.render.reference import render as reference_render
 from engine.splats import SplatChunk, normalize_quaternions, rgb_to_sh_dc
 from engine.synthetic import nested_plane_world, procedural_texture
+from tests.factories import random_linked_scene
 
 moderngl = pytest.importorskip("moderngl")
 from engine.render.gl import (HeadlessContextError, SplatRenderer,  # noqa: E402
@@ -60,19 +61,8 @@ def _opaque(chunk: SplatChunk, opacity: float = 0.9) -> SplatChunk:
 def _random_scene(seed: int, n: int = 1500):
     """Anisotropic random splats in front of an off-centre, non-square camera, some of them
     half faded by LoD links."""
-    rng = np.random.default_rng(seed)
-    cam = Camera.look_at(rng.normal(0, 0.3, 3), [0.0, 0.0, 4.0], fov_y_deg=55, width=96,
-                         height=72)
-    cam = dataclasses.replace(cam, cx=cam.cx + 3.3, cy=cam.cy - 2.7)
-    pts = np.stack([rng.uniform(-2, 2, n), rng.uniform(-1.5, 1.5, n), rng.uniform(2.5, 6, n)], 1)
-    chunk = SplatChunk.from_world(
-        pts, normalize_quaternions(rng.normal(size=(n, 4))),
-        rng.uniform(-4.5, -2.0, (n, 3)), rng.normal(0.0, 1.5, n),
-        rgb_to_sh_dc(rng.uniform(0, 1, (n, 3))),
-        s_native=cam.pixel_scale(pts) * np.exp(rng.uniform(-2.0, 2.0, n)), origin=[0.3, -0.2, 4.0])
-    s_parent = np.where(rng.uniform(size=n) < 0.5, chunk.s_native * 3, np.inf)
-    s_child = np.where(rng.uniform(size=n) < 0.5, chunk.s_native / 3, 0.0)
-    return cam, [(chunk, LodLinks(s_parent.astype(np.float32), s_child.astype(np.float32)))]
+    cam, chunk, links = random_linked_scene(seed, n)
+    return cam, [(chunk, links)]
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])

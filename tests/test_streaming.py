@@ -29,6 +29,7 @@ from engine.scene import ChunkHandle, ChunkStore, append_level, build_scene, fla
 from engine.splats import SplatChunk, normalize_quaternions, rgb_to_sh_dc
 from engine.synthetic import nested_plane_world
 from engine.world import World
+from tests.factories import random_linked_scene
 from tests.procs import child_env
 
 moderngl = pytest.importorskip("moderngl")
@@ -259,23 +260,10 @@ def test_output_matches_the_reference_across_two_levels(exact):
 
 def _random_pieces(seed, n=1500):
     """Anisotropic random splats, some half faded by links, around an off-centre camera;
-    many near the image border (their footprints cross it: clamped points)."""
-    rng = np.random.default_rng(seed)
-    cam = Camera.look_at(rng.normal(0, 0.3, 3), [0.0, 0.0, 4.0], fov_y_deg=55, width=96,
-                         height=72)
-    cam = dataclasses.replace(cam, cx=cam.cx + 3.3, cy=cam.cy - 2.7)
-    pts = np.stack([rng.uniform(-3, 3, n), rng.uniform(-2.2, 2.2, n), rng.uniform(2.5, 6, n)], 1)
-    chunk = SplatChunk.from_world(
-        pts, normalize_quaternions(rng.normal(size=(n, 4))),
-        rng.uniform(-4.5, -2.0, (n, 3)), rng.normal(0.0, 1.5, n),
-        rgb_to_sh_dc(rng.uniform(0, 1, (n, 3))),
-        s_native=cam.pixel_scale(pts) * np.exp(rng.uniform(-2.0, 2.0, n)), origin=[0.3, -0.2, 4.0])
-    s_parent = np.where(rng.uniform(size=n) < 0.5, chunk.s_native * 3, np.inf)
-    s_child = np.where(rng.uniform(size=n) < 0.5, chunk.s_native / 3, 0.0)
-    links = LodLinks(s_parent.astype(np.float32), s_child.astype(np.float32))
-    half = n // 2
-    return cam, [(chunk.take(np.arange(half)), LodLinks(links.s_parent[:half], links.s_child[:half])),
-                 (chunk.take(np.arange(half, n)), LodLinks(links.s_parent[half:], links.s_child[half:]))]
+    many near the image border (their footprints cross it: clamped points); two chunks."""
+    cam, chunk, links = random_linked_scene(seed, n, half_extent=(3.0, 2.2))
+    halves = (np.arange(n // 2), np.arange(n // 2, n))
+    return cam, [(chunk.take(r), LodLinks(links.s_parent[r], links.s_child[r])) for r in halves]
 
 
 @pytest.mark.parametrize("seed", [0, 1])
