@@ -484,3 +484,32 @@ def test_the_app_grows_a_level_with_the_real_pipeline(tmp_path):
         assert saver.flush(30) and step.id in load_world(path).history.steps
     finally:
         app.close()
+
+
+def test_a_display_without_vsync_is_no_warning_and_other_warnings_pass(monkeypatch):
+    """Xvfb and some drivers cannot wait for the refresh: SDL warns, the frame cap paces the
+    loop instead, so the window says nothing of it; any other warning still reaches the user."""
+    import warnings
+
+    from ui.window import Window
+
+    real = pygame.display.set_mode
+
+    def set_mode(size, flags, vsync=0):
+        if vsync:
+            warnings.warn("regular vsync for OpenGL not available", Warning)
+        warnings.warn("something else", UserWarning)
+        return real(size, flags)
+
+    monkeypatch.setattr(pygame.display, "set_mode", set_mode)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        w = Window((64, 48), "test", vsync=True)
+        try:
+            assert w.vsync is False
+        finally:
+            w.close()
+        w = Window((64, 48), "test", vsync=False)
+        assert w.vsync is False
+        w.close()
+    assert [str(c.message) for c in caught] == ["something else", "something else"]

@@ -9,6 +9,7 @@ Does not own: what is drawn (the app's stages) or input (`ui.input`).
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import moderngl
@@ -34,7 +35,15 @@ class Window:
                                         pygame.GL_CONTEXT_PROFILE_CORE)
         flags = pygame.OPENGL | pygame.DOUBLEBUF | pygame.RESIZABLE
         self.size = (int(size[0]), int(size[1]))
-        pygame.display.set_mode(self.size, flags, vsync=1 if vsync else 0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            pygame.display.set_mode(self.size, flags, vsync=1 if vsync else 0)
+        # without vsync (Xvfb, some drivers) the app's frame cap paces the loop instead, so
+        # SDL's warning is no news to the user; any other warning is passed on
+        self.vsync = vsync and not any("vsync" in str(w.message) for w in caught)
+        for w in caught:
+            if "vsync" not in str(w.message):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         self.set_title(title)
         self.ctx = moderngl.create_context()
         for i in range(pygame.joystick.get_count()):  # controllers plugged in before start
