@@ -1,8 +1,10 @@
 """Benchmark of zoom quality with the builtin backend: detail, holes and geometry.
 
 Run from the repo root: `python bench/quality.py [--json] [--photos coffee,chelsea,astronaut]
-[--window 1280x720] [--out DIR] [--set KEY=VALUE ...]` (generation settings other than the
-defaults, e.g. `--set splat_footprint=1`, `--set zoom_long_side=1280` for the GPU-size path).
+[--window 1280x720] [--out DIR] [--set KEY=VALUE ...] [--picks RUN.json]` (generation settings
+other than the defaults, e.g. `--set splat_footprint=1`, `--set zoom_long_side=1280` for the
+GPU-size path; `--picks`: zoom where an earlier `--json` run zoomed, so two settings are
+compared on the same views).
 Everything is seen as the app shows it, in a window of the app's default size (1280x720): for
 each photo (scikit-image's real photos), `new` at the default working size, its camera
 reframed to the window as `play` does; then 3 successive zooms (factor 4, prompts "a red
@@ -101,7 +103,9 @@ def screen_px_per_splat(chunk, camera) -> float:
 
 
 def run_photo(name: str, image: np.ndarray, out: Path | None, config,
-              window: tuple[int, int]) -> list[dict]:
+              window: tuple[int, int], picks: dict | None = None) -> list[dict]:
+    """The photo's new world and its three zooms, scored. `picks` {(photo, level): (u, v)}:
+    zoom there instead of at the view's point of highest contrast (`--picks`)."""
     import iqa
 
     from engine.history import History, Step
@@ -120,7 +124,7 @@ def run_photo(name: str, image: np.ndarray, out: Path | None, config,
     rows = []
     for k, prompt in enumerate(PROMPTS, start=1):
         current, current_alpha = _render(view, levels)
-        u, v = _pick(current, current_alpha)
+        u, v = (picks or {}).get((name, k)) or _pick(current, current_alpha)
         req = request_at_pixel(history, chunks, view, (u, v), prompt, seed=k)
         t0 = time.perf_counter()
         run = run_zoom(req, config)
@@ -285,6 +289,10 @@ def main() -> int:
                     help="the window the views are seen in (default: the app's, 1280x720)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a generation setting other than the default (repeatable)")
+    ap.add_argument("--picks", default=None, metavar="RUN.json",
+                    help="zoom at the points an earlier --json run zoomed at (its rows' "
+                         "\"at\"), not at each view's point of highest contrast: a setting "
+                         "that changes a level changes the next pick, and so the views compared")
     args = ap.parse_args()
     missing = [m for m in ("skvideo", "brisque", "cv2", "skimage")
                if importlib.util.find_spec(m) is None]
@@ -311,12 +319,21 @@ def main() -> int:
     window = parse_window(args.window)
     if window is None:
         ap.error(f"--window takes WIDTHxHEIGHT, both over 192, got {args.window!r}")
+    picks = None
+    if args.picks:
+        try:
+            earlier = json.loads(Path(args.picks).read_text())
+            picks = {(r["photo"], int(r["level"])): tuple(map(float, r["at"]))
+                     for r in earlier["rows"]}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            ap.error(f"--picks: {args.picks} is not a --json run of this bench ({exc})")
     rows = []
     photos = {name: getattr(skimage.data, name)() for name in args.photos.split(",")}
     for name, image in photos.items():
-        rows += run_photo(name, image, out, config, window)
+        rows += run_photo(name, image, out, config, window, picks)
     summary = summarise(rows, photos_niqe(photos, max(window)))
     summary["settings"] = settings
+    summary["picks_from"] = args.picks
     summary["window"] = list(window)
     if args.json:
         print(json.dumps(summary))
