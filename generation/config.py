@@ -62,6 +62,12 @@ class GenerationConfig:
     # faint band, but a strong one is not doubled into speckle (docs/benchmarks.md "Twice the
     # parent band on the GPU-size path")
     detail_bound_255: float = 3.0
+    # the super-resolved view's own finest band amplified by 1 + this before detail synthesis
+    # (`generation.detail.sharpen_band`, builtin and bicubic upscalers), with `edge_limit`
+    # within each pixel's 3x3 range (no halo). Off: measured, it lowers BRISQUE but not NIQE,
+    # and unlimited it draws halos (docs/benchmarks.md "Sharpening the super-resolved view")
+    edge_gain: float = 0.0
+    edge_limit: bool = False
     edit_size: float = 0.18  # radius of an inserted structure / the short side of C_i
     relief: float = 1.0  # image-driven depth relief, in pixel footprints per unit luma contrast
     # seamless joins (generation/stages/harmonize.py): the new level keeps its parent's low
@@ -184,7 +190,7 @@ _RANGES = (
     ("aux_views_new", 0, 16), ("aux_views_zoom", 0, 16), ("aux_angle_new_deg", 0.0, 45.0),
     ("under_edge_px_new", 0, 16),
     ("aux_angle_zoom_deg", 0.0, 45.0), ("detail_strength", 0.0, 4.0),
-    ("detail_bound_255", 0.0, 64.0), ("edit_size", 0.01, 0.5),
+    ("detail_bound_255", 0.0, 64.0), ("edge_gain", 0.0, 4.0), ("edit_size", 0.01, 0.5),
     ("relief", 0.0, 20.0), ("aux_views_per_step", 0, 16), ("num_threads", 0, 1024),
     ("max_chunk_splats", 1024, 1 << 22), ("splat_footprint", 0.25, 2.0),
     ("tone_sigma", 0.0, 16.0), ("border_fade", 0.0, 0.25),

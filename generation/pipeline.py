@@ -330,7 +330,8 @@ def run_zoom(request: ZoomRequest, config: GenerationConfig | None = None,
         detail = config.detail_strength * detail_scale(cam.width, request.camera.width)
         sr = sr_stage.run(sr_stage.SuperResolveInput(obs.low_rgb, W, H, seed, detail,
                                                      ctx.caption,
-                                                     config.detail_bound_255 / 255.0),
+                                                     config.detail_bound_255 / 255.0,
+                                                     config.edge_gain, config.edge_limit),
                           sr_backend, **sr_opts)
     with run.stage("edit"):
         uv, _ = cam.project(point[None])

@@ -204,6 +204,36 @@ def test_the_detail_bound_reaches_the_texture():
     assert free.std() > 1.5 * bounded.std()
 
 
+def test_sharpening_the_upscaled_view_keeps_hue_and_a_limited_one_never_overshoots():
+    from scipy import ndimage
+
+    from generation.detail import high_band, robust_sd, sharpen_band
+
+    rng = np.random.default_rng(4)
+    img = imaging.resize(procedural_texture(24, 32, seed=3, detail=4.0), 128, 96) * 0.8 + 0.1
+    assert sharpen_band(img, 0.0) is img
+    flat = np.full((20, 30, 3), 0.4)
+    np.testing.assert_allclose(sharpen_band(flat, 2.0), flat)  # nothing to sharpen
+    for gain in rng.uniform(0.2, 3.0, 4):
+        for limit in (False, True):
+            out = sharpen_band(img, gain, limit)
+            added = out - img
+            inside = ((out > 0) & (out < 1)).all(axis=-1)
+            # the same amount on R, G and B wherever nothing was clipped: hue is kept
+            assert np.ptp(added[inside], axis=-1).max() < 1e-12
+            band_sd = [robust_sd(high_band(imaging.luma(x))) for x in (img, out)]
+            assert band_sd[1] > band_sd[0]
+        y, ys = imaging.luma(img), imaging.luma(sharpen_band(img, gain, limit=True))
+        assert (ys >= ndimage.minimum_filter(y, 3) - 1e-9).all()
+        assert (ys <= ndimage.maximum_filter(y, 3) + 1e-9).all()
+    # the stage applies it to the upscaled view before detail synthesis, only when asked
+    low = procedural_texture(24, 32, seed=1)
+    plain = super_resolve.run(super_resolve.SuperResolveInput(low, 128, 96), "bicubic")
+    sharp = super_resolve.run(super_resolve.SuperResolveInput(low, 128, 96, edge_gain=1.0),
+                              "bicubic")
+    np.testing.assert_allclose(sharp.upscaled, sharpen_band(plain.upscaled, 1.0))
+
+
 def test_bicubic_backend_and_factor_one():
     low = procedural_texture(12, 16, seed=1)
     out = super_resolve.run(super_resolve.SuperResolveInput(low, 16, 12), "bicubic")

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from generation.detail import synthesize_detail
+from generation.detail import sharpen_band, synthesize_detail
 from generation.imaging import resize
 from generation.registry import Registry
 
@@ -29,6 +29,8 @@ class SuperResolveInput:
     detail_strength: float = 1.0
     prompt: str = ""  # the context caption (a text-conditioned upscaler uses it)
     detail_bound: float = 0.0  # `generation.detail.bounded_target`'s bound (0 = none)
+    edge_gain: float = 0.0  # `generation.detail.sharpen_band` of the upscaled view (0 = none)
+    edge_limit: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -56,7 +58,8 @@ class _Upscaler:
         h, w = inp.low_rgb.shape[:2]
         if (w, h) == (inp.width, inp.height):  # nothing to enlarge (a factor-1 "zoom")
             return SuperResolveOutput(inp.low_rgb, inp.low_rgb, np.zeros((h, w)), "none")
-        up = self.upscale(inp.low_rgb, inp.width, inp.height)
+        up = sharpen_band(self.upscale(inp.low_rgb, inp.width, inp.height), inp.edge_gain,
+                          inp.edge_limit)
         rgb, detail = synthesize_detail(up, inp.low_rgb, seed=inp.seed,
                                         strength=inp.detail_strength,
                                         bound=inp.detail_bound)
