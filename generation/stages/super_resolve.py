@@ -30,7 +30,7 @@ class SuperResolveInput:
     prompt: str = ""  # the context caption (a text-conditioned upscaler uses it)
     detail_bound: float = 0.0  # `generation.detail.bounded_target`'s bound (0 = none)
     edge_gain: float = 0.0  # `generation.detail.sharpen_band` of the upscaled view (0 = none)
-    edge_limit: bool = False
+    edge_limit: bool = False  # ... kept within each pixel's 3x3 luma range (no halo)
 
 
 @dataclass(frozen=True, eq=False)
