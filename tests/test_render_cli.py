@@ -96,6 +96,33 @@ def test_render_an_imported_ply_world(demo, tmp_path, capsys):
     assert "render.mp4" in printed or "note: --mp4 needs imageio" in printed
 
 
+def test_the_start_camera_of_a_one_chunk_import_looks_at_it_from_outside(tmp_path):
+    """A small import is one chunk, and a streamed world's start camera is framed from its
+    chunks' boxes: from their centres alone it framed one point and stood inside the splats."""
+    from cli.common import open_file
+    from engine.render.headless import start_camera
+    from engine.scene import build_streamed_scene, close_scene
+    from saves.ply import export_ply
+    from tests.factories import random_chunk
+
+    chunk = random_chunk(np.random.default_rng(4), 3000, origin=np.array([5.0, -2.0, 30.0]))
+    ply, world_path = tmp_path / "blob.ply", tmp_path / "blob.wzs"
+    export_ply(ply, [chunk])
+    assert main.main(["import", str(ply), "-o", str(world_path)]) == 0
+    source = open_file(str(world_path))
+    try:
+        world = build_streamed_scene(source.history, source.source)
+        try:
+            camera = start_camera(world, 160, 120)
+        finally:
+            close_scene(world)
+    finally:
+        source.close()
+    uv, depth = camera.project(chunk.world_positions())
+    seen = (depth > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < 160) & (uv[:, 1] >= 0) & (uv[:, 1] < 120)
+    assert seen.mean() > 0.95
+
+
 BAD_PATHS = {
     "missing": None,
     "not_json": "{ version: 1,",

@@ -46,6 +46,12 @@ def world_chunks(world: World) -> list:
     return out
 
 
+def box_corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:  # [8, 3]
+    """The eight corners of the box `lo`..`hi` ([3] each)."""
+    pick = np.array([[(i >> k) & 1 for k in range(3)] for i in range(8)], bool)  # [8, 3]
+    return np.where(pick, np.asarray(hi, np.float64), np.asarray(lo, np.float64))
+
+
 def start_camera(world: World, width: int, height: int) -> Camera:
     """The root level's camera at this image size as `play` opens it (same pose and
     horizontal field of view: a photo's width fills the frame), or, for a world without
@@ -54,11 +60,13 @@ def start_camera(world: World, width: int, height: int) -> Camera:
     for _, node in levels:
         if node.camera is not None:
             return node.camera.reframed(width, height, keep="fov_x")
-    if world.resource(ChunkStore).streaming:  # the boxes' centres, one per 1000 splats
+    if world.resource(ChunkStore).streaming:  # the boxes' corners, 8 per 1000 splats
         boxes = [b for _, (b,) in world.query(ChunkBounds) if b.count]
         if not boxes:
             raise CameraPathError("the world holds no splats to look at")
-        points = np.concatenate([np.repeat(0.5 * (b.lo + b.hi)[None], max(1, b.count // 1000), 0)
+        # corners, not centres: a world of one chunk (a small import) would be one point, and
+        # a camera framing a point stands inside the splats it should look at
+        points = np.concatenate([np.repeat(box_corners(b.lo, b.hi), max(1, b.count // 1000), 0)
                                  for b in boxes])
         return default_camera(points, width, height)
     chunks = world_chunks(world)
