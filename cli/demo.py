@@ -9,6 +9,12 @@ from pathlib import Path
 from cli import info
 from cli.common import now
 
+# depth jitter of the demo's plane, relative: each splat moves along its ray from the eye all
+# three levels share, so from there the picture is the same, but every splat has a depth of
+# its own and the draw order, and with it the picture, no longer depends on which way the
+# camera turns (`engine.synthetic.fractal_plane_world`'s `relief`)
+RELIEF = 1e-3
+
 
 def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="build a procedural 3-level world offline (no models needed)",
@@ -22,13 +28,15 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from engine.synthetic import fractal_plane_world, levels_history
+    from generation.procedural import fade_into_parent
     from saves import save_world
     from saves.ply import export_ply
 
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     world_path = out_dir / "demo.wzs"
-    levels = fractal_plane_world(levels=3, factor=4.0, size=args.size, seed=args.seed)
+    levels = fractal_plane_world(levels=3, factor=4.0, size=args.size, seed=args.seed,
+                                 relief=RELIEF, join=fade_into_parent)
     history, chunks = levels_history(levels, seed=args.seed, created=now())
     save_world(world_path, history, chunks, meta={"demo": True})
     for step, (_, level) in zip(history, levels):

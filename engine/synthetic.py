@@ -11,6 +11,7 @@ Does not own: optimisation of the splats (generation) or any model inference.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
@@ -178,20 +179,37 @@ def fractal_colour(points: np.ndarray, finest: float, seed: int = 0) -> np.ndarr
 
 
 def fractal_plane_world(levels: int = 3, factor: float = 4.0, size: int = 256, seed: int = 0,
-                        opacity: float = 0.95) -> list[tuple[Camera, SplatChunk]]:
+                        opacity: float = 0.95, relief: float = 0.0,
+                        join: Callable[[Camera, np.ndarray, list[tuple[Camera, SplatChunk]]],
+                                       np.ndarray] | None = None,
+                        ) -> list[tuple[Camera, SplatChunk]]:
     """Like `nested_plane_world` but coloured by `fractal_colour`, consistent across levels;
-    opaque splats stand in for optimised ones. The bundled sample world of `play`."""
+    opaque splats stand in for optimised ones. The world of `wonderzoom demo`. `relief`: each
+    splat's depth is scaled by 1 + relief x a standard normal draw. Seen head-on, a flat plane
+    gives all its splats one depth, the ties are drawn in row order, and overlapping opaque
+    splats show the last one drawn; a camera turned a little (C_i, towards its target) orders
+    them by depth instead, so the same splats look shifted by a splat or two. A small relief
+    (along the rays from the eye the levels share) gives them one order from every camera.
+    `join(C_i,
+    colours [size, size, 3], the coarser levels made so far)` -> the colours level i is made
+    of, e.g. faded into how the coarser levels look at its border
+    (`generation.procedural.fade_into_parent`); None: as drawn."""
     cam = Camera.look_at([0.0, 0.0, -4.0], [0.0, 0.0, 0.0], fov_y_deg=50, width=size, height=size)
     out = []
     target = np.array([0.0137, -0.0071, 0.0])  # off the lattice of the noise, not centred on a cell
+    relief_rng = np.random.default_rng(seed + 1)
     for i in range(levels):
         if i > 0:
             cam = zoom_camera(cam, target, factor)
         depth = _plane_depth(cam)
+        if relief > 0:
+            depth = depth * (1.0 + relief * relief_rng.standard_normal(depth.shape))
         v, u = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
         pts = cam.unproject(np.stack([u.ravel(), v.ravel()], 1), depth.ravel())
         finest = float(cam.pixel_scale(target[None])[0])
         rgb = fractal_colour(pts, finest, seed).reshape(size, size, 3)
+        if join is not None and out:
+            rgb = join(cam, rgb, list(out))
         out.append((cam, pixel_aligned_splats(cam, depth, rgb, level=i, opacity=opacity)))
     return out
 
