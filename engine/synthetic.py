@@ -190,9 +190,8 @@ def fractal_plane_world(levels: int = 3, factor: float = 4.0, size: int = 256, s
     splats show the last one drawn; a camera turned a little (C_i, towards its target) orders
     them by depth instead, so the same splats look shifted by a splat or two. A small relief
     (along the rays from the eye the levels share) gives them one order from every camera.
-    `join(C_i,
-    colours [size, size, 3], the coarser levels made so far)` -> the colours level i is made
-    of, e.g. faded into how the coarser levels look at its border
+    `join(C_i, colours [size, size, 3], the coarser levels made so far)` -> the colours level
+    i is made of, e.g. faded into how the coarser levels look at its border
     (`generation.procedural.fade_into_parent`); None: as drawn."""
     cam = Camera.look_at([0.0, 0.0, -4.0], [0.0, 0.0, 0.0], fov_y_deg=50, width=size, height=size)
     out = []
