@@ -395,6 +395,41 @@ def _cli(*args, env_extra=None):
                           capture_output=True, text=True, env=env, timeout=300)
 
 
+def test_a_world_without_cameras_opens_where_render_frames_it(tmp_path):
+    """An import (no camera) opens at `render`'s start view (and the web page's), with its
+    splats in view: before, `play` had a framing of its own, from the bounding box's
+    diagonal, and showed an imported photo world small in the middle of the window."""
+    from cli.play import open_world_state
+    from engine.render.headless import start_camera
+    from engine.scene import build_streamed_scene, close_scene
+    from saves.ply import export_ply
+    from saves.world_file import open_world
+    from tests.factories import random_chunk
+
+    chunk = random_chunk(np.random.default_rng(8), 5000, origin=np.array([1.0, 2.0, 20.0]))
+    ply, path = tmp_path / "blob.ply", tmp_path / "blob.wzs"
+    export_ply(ply, [chunk])
+    assert _cli("import", ply, "-o", path).returncode == 0
+    with open_world(path) as world:
+        scene = build_streamed_scene(world.history, world.source)
+        try:
+            expected = start_camera(scene, W, H)
+        finally:
+            close_scene(scene)
+    app = App(open_world_state(str(path)),
+              config=AppConfig(width=W, height=H, fps_cap=30, vsync=False, screenshot_dir=tmp_path),
+              generator=ProceduralGenerator(), clock=FakeClock())
+    try:
+        camera = app.controller.camera
+    finally:
+        app.close()
+    np.testing.assert_allclose(camera.position, expected.position, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(camera.fy, expected.fy, rtol=1e-6)
+    uv, depth = camera.project(chunk.world_positions())
+    seen = (depth > 0) & (uv[:, 0] >= 0) & (uv[:, 0] < W) & (uv[:, 1] >= 0) & (uv[:, 1] < H)
+    assert seen.mean() > 0.95
+
+
 def test_play_cli_runs_frames_and_writes_a_screenshot(tmp_path):
     path = _world_file(tmp_path)
     shot = tmp_path / "last.png"

@@ -34,6 +34,7 @@ from engine.errors import first_line
 from engine.history import History, Step
 from engine.loop import DRAW_NOTHING, DRAW_WORLD, FrameContext, FrameLoop
 from engine.messages import MAX_PROMPT_CHARS, Observation, ZoomResult
+from engine.render.headless import framing_camera
 from engine.render.reference import RenderOutput
 from engine.render.streaming import StreamingRenderer
 from engine.scene import (ChunkBounds, ChunkStore, LevelNode, append_level, build_scene,
@@ -94,16 +95,16 @@ class Messages:
         return [(t, e) for (when, t, e) in self.items if now - when < MESSAGE_SECONDS]
 
 
-def default_camera(boxes: list[tuple[np.ndarray, np.ndarray]], width: int, height: int
-                   ) -> tuple[Camera, float]:
-    """A camera looking at the chunks' bounding boxes ((lo, hi) each) from -z (for worlds
-    without a camera)."""
-    lo = np.min([b[0] for b in boxes], axis=0)
-    hi = np.max([b[1] for b in boxes], axis=0)
-    centre, radius = (lo + hi) / 2, max(float(np.linalg.norm(hi - lo)) / 2, 1e-9)
-    distance = radius / math.tan(math.radians(25)) * 1.1
-    eye = centre - np.array([0.0, 0.0, distance])
-    return Camera.look_at(eye, centre, fov_y_deg=50, width=width, height=height), distance
+def default_camera(world: World, width: int, height: int) -> tuple[Camera, float]:
+    """For a world without cameras (an import): the view `render` and the web page open it
+    at (`engine.render.headless.framing_camera`: from -z, the bulk of its splats filling the
+    frame), and the distance to what it looks at (the fly speed's scale)."""
+    camera = framing_camera(world, width, height)
+    boxes = [b for _, (b,) in world.query(ChunkBounds) if b.count]
+    centres = np.array([0.5 * (b.lo + b.hi) for b in boxes])
+    depth = camera.points_to_camera(centres)[:, 2]
+    ahead = depth[depth > 0]
+    return camera, float(np.median(ahead)) if len(ahead) else 1.0
 
 
 def size_note(backend: Mapping[str, Any], window: tuple[int, int]) -> str:
@@ -206,7 +207,7 @@ class App:
                      if points is not None and len(points) else 1.0)
             return FlyController(cam, depth)
         if boxes:
-            cam, distance = default_camera(boxes, w, h)
+            cam, distance = default_camera(self.world, w, h)
             return FlyController(cam, distance)
         return FlyController(Camera.look_at([0, 0, -3.0], [0, 0, 0.0], width=w, height=h), 3.0)
 

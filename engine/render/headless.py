@@ -60,6 +60,13 @@ def start_camera(world: World, width: int, height: int) -> Camera:
     for _, node in levels:
         if node.camera is not None:
             return node.camera.reframed(width, height, keep="fov_x")
+    return framing_camera(world, width, height)
+
+
+def framing_camera(world: World, width: int, height: int) -> Camera:
+    """A camera looking along +z at the bulk of the world's splats, far enough back that they
+    fill the frame (`engine.render.camera_path.default_camera`, which the web export applies to
+    the splats too): where `render` and `play` open a world without cameras."""
     if world.resource(ChunkStore).streaming:  # the boxes' corners, 8 per 1000 splats
         boxes = [b for _, (b,) in world.query(ChunkBounds) if b.count]
         if not boxes:
