@@ -150,7 +150,8 @@ def parse_at(text: str, width: int, height: int) -> tuple[float, float]:
 
 def parse_view(text: str | None, history):
     """The camera `--view` names: a step id, a camera JSON file or inline JSON (default: the
-    head step's camera)."""
+    head step's camera), or `FILE#K`: camera K (from 0) of a camera list such as the
+    `cameras.json` that `render` writes beside its frames (frame_00K.png's view)."""
     from engine.camera import Camera, CameraError
 
     if text is None:
@@ -167,6 +168,13 @@ def parse_view(text: str | None, history):
         if history.steps[step].camera is None:
             raise UserError(f"--view {text}: step {step} has no camera")
         return history.steps[step].camera
+    index = None
+    if not t.startswith("{") and not Path(t).exists() and "#" in t:
+        t, _, k = t.rpartition("#")
+        if not k.isdigit():
+            raise UserError(f"--view {printable(text)}: after '#' comes a camera's number "
+                            "(from 0)")
+        index = int(k)
     if t.startswith("{"):
         raw = t
     elif Path(t).exists():
@@ -178,6 +186,16 @@ def parse_view(text: str | None, history):
         raise UserError("--view: the camera JSON is too large")
     try:
         data = json.loads(raw, parse_constant=_refuse_constant)
+        cameras = data.get("cameras") if isinstance(data, dict) else None
+        if isinstance(cameras, list):  # a camera list (`render`'s cameras.json)
+            if index is None or not index < len(cameras):
+                raise UserError(f"--view {printable(text)}: a list of {len(cameras)} cameras; "
+                                f"name one as {printable(t)}#K, K from 0 to "
+                                f"{len(cameras) - 1} (frame_{0:04d}.png is #0)")
+            data = cameras[index]
+        elif index is not None:
+            raise UserError(f"--view {printable(text)}: '#K' names a camera of a camera list, "
+                            "and this file holds one camera")
         cam = Camera.from_dict(data.get("camera", data) if isinstance(data, dict) else data)
     except (ValueError, RecursionError) as exc:  # JSONDecodeError, 5,000-digit integers
         if isinstance(exc, CameraError):

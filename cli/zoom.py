@@ -24,8 +24,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--at", required=True, metavar="U,V",
                    help="pixel of the view to zoom into (column, row; 0,0 = top left)")
     p.add_argument("--view", default=None, metavar="STEP_OR_CAMERA_JSON",
-                   help="the view --at refers to: a step id (its camera), a camera JSON file or "
-                        "inline JSON (default: the head step's camera)")
+                   help="the view --at refers to: a step id (its camera), a camera JSON file, "
+                        "inline JSON, or FILE#K: camera K of a list such as the cameras.json "
+                        "`render` writes (frame K's view) (default: the head step's camera)")
     p.add_argument("--factor", type=float, default=4.0,
                    help="how many times narrower the new view is (default 4)")
     add_generation_arguments(p, "zoom", default_iterations=10)

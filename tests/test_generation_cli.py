@@ -153,6 +153,42 @@ def test_image_limits_and_formats(tmp_path):
         load_image(tiny)
 
 
+def test_view_names_a_camera_of_render_s_camera_list(world, capsys, tmp_path):
+    """`--view FILE#K`: frame K's camera from the cameras.json `render` writes beside its
+    frames, so a zoom can be asked at a pixel of any rendered frame."""
+    import shutil
+
+    from cli.common import parse_view
+    from engine.camera import Camera
+    from engine.errors import UserError
+    from saves import load_world
+
+    w = tmp_path / "copy.wzs"
+    shutil.copy(world, w)
+    history = load_world(w).history
+    root = history.steps[0].camera
+    frames = tmp_path / "frames"
+    assert main.main(["render", str(w), "--zoom-sweep", "--out", str(frames), "--frames", "3",
+                      "--width", "64", "--height", "48"]) == 0
+    listed = json.loads((frames / "cameras.json").read_text())["cameras"]
+    for k in range(3):
+        cam = parse_view(f"{frames / 'cameras.json'}#{k}", history)
+        assert cam.to_dict() == Camera.from_dict(listed[k]).to_dict()
+    assert listed[0] != listed[2]  # the sweep flew in: each K is its own view
+    for view, needle in ((frames / "cameras.json", "a list of 3 cameras; name one as"),
+                         (f"{frames / 'cameras.json'}#3", "K from 0 to 2"),
+                         (f"{frames / 'cameras.json'}#x", "a camera's number")):
+        with pytest.raises(UserError, match=needle):
+            parse_view(str(view), history)
+    (tmp_path / "one.json").write_text(json.dumps(root.to_dict()))
+    with pytest.raises(UserError, match="holds one camera"):
+        parse_view(f"{tmp_path / 'one.json'}#0", history)
+    code, out, err = run(capsys, "zoom", w, "--at", "30,20", "--view",
+                         f"{frames / 'cameras.json'}#1", *FAST_ZOOM)
+    assert code == 0, err
+    assert "appended step 2" in out
+
+
 @pytest.mark.parametrize("args, needle", [
     (["--at", "abc"], "expected U,V"),
     (["--at", "1,2,3"], "expected U,V"),
