@@ -151,7 +151,7 @@ def parse_at(text: str, width: int, height: int) -> tuple[float, float]:
 def parse_view(text: str | None, history):
     """The camera `--view` names: a step id, a camera JSON file or inline JSON (default: the
     head step's camera), or `FILE#K`: camera K (from 0) of a camera list such as the
-    `cameras.json` that `render` writes beside its frames (frame_00K.png's view)."""
+    `cameras.json` that `render` writes beside its frames (frame K's view)."""
     from engine.camera import Camera, CameraError
 
     if text is None:

@@ -109,6 +109,16 @@ def _check_intrinsics(fx: float, fy: float, cx: float, cy: float, width: Any, he
     return w, h
 
 
+_CORNER_PICK = np.array([[(i >> k) & 1 for k in range(3)] for i in range(8)], bool)  # [8, 3]
+
+
+def aabb_corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:  # [M, 8, 3]
+    """The eight corners of each axis-aligned box ([M, 3] or [3] lo / hi), world units."""
+    lo = np.atleast_2d(np.asarray(lo, np.float64))
+    hi = np.atleast_2d(np.asarray(hi, np.float64))
+    return np.where(_CORNER_PICK[None], hi[:, None, :], lo[:, None, :])
+
+
 @dataclass(frozen=True, eq=False)
 class Camera:
     T_world_camera: np.ndarray  # [4, 4] float64 camera-to-world, OpenCV axes
@@ -288,10 +298,7 @@ class Camera:
         return ~outside_one_plane
 
     def _aabb_corners_camera(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-        lo = np.atleast_2d(np.asarray(lo, np.float64))
-        hi = np.atleast_2d(np.asarray(hi, np.float64))
-        sel = np.array([[(i >> k) & 1 for k in range(3)] for i in range(8)], bool)  # [8, 3]
-        corners = np.where(sel[None], hi[:, None, :], lo[:, None, :])  # [M, 8, 3]
+        corners = aabb_corners(lo, hi)  # [M, 8, 3]
         return self.points_to_camera(corners.reshape(-1, 3)).reshape(-1, 8, 3)
 
     # ---- serialisation ------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Sequence
 import numpy as np
 
 from engine.atomic import atomic_write, write_all
-from engine.camera import Camera
+from engine.camera import Camera, aabb_corners
 from engine.render.camera_path import CameraPathError, default_camera, zoom_sweep
 from engine.render.reference import RenderOutput
 from engine.render.visibility import chunk_table, visible_chunks
@@ -44,12 +44,6 @@ def world_chunks(world: World) -> list:
         if chunk is not None and len(chunk):
             out.append(chunk)
     return out
-
-
-def box_corners(lo: np.ndarray, hi: np.ndarray) -> np.ndarray:  # [8, 3]
-    """The eight corners of the box `lo`..`hi` ([3] each)."""
-    pick = np.array([[(i >> k) & 1 for k in range(3)] for i in range(8)], bool)  # [8, 3]
-    return np.where(pick, np.asarray(hi, np.float64), np.asarray(lo, np.float64))
 
 
 def start_camera(world: World, width: int, height: int) -> Camera:
@@ -73,7 +67,7 @@ def framing_camera(world: World, width: int, height: int) -> Camera:
             raise CameraPathError("the world holds no splats to look at")
         # corners, not centres: a world of one chunk (a small import) would be one point, and
         # a camera framing a point stands inside the splats it should look at
-        points = np.concatenate([np.repeat(box_corners(b.lo, b.hi), max(1, b.count // 1000), 0)
+        points = np.concatenate([np.repeat(aabb_corners(b.lo, b.hi)[0], max(1, b.count // 1000), 0)
                                  for b in boxes])
         return default_camera(points, width, height)
     chunks = world_chunks(world)

@@ -38,7 +38,7 @@ from typing import Sequence
 
 import numpy as np
 
-from engine.camera import Camera
+from engine.camera import Camera, aabb_corners
 from engine.lod import LodLinks
 from engine.modulation import ALPHA_CULL, chunk_render_scale_range, chunks_possibly_visible
 from engine.render.prepare import MIN_FRAGMENT_ALPHA, SORT_KEY_MAX, margin_per_depth
@@ -101,8 +101,7 @@ def aabbs_in_frustum(camera: Camera, lo: np.ndarray, hi: np.ndarray) -> np.ndarr
     every depth (the low-pass dilation lets a 3-sigma box just outside the frustum still
     touch the image; `prepare` keeps such splats). A widened side is still a half-space
     through the eye, n.p + m p_z >= 0, so "all 8 corners outside one plane" stays exact."""
-    sel = np.array([[(i >> k) & 1 for k in range(3)] for i in range(8)], bool)  # [8, 3]
-    corners = np.where(sel[None], hi[:, None, :], lo[:, None, :])  # [M, 8, 3]
+    corners = aabb_corners(lo, hi)  # [M, 8, 3]
     cam = camera.points_to_camera(corners.reshape(-1, 3)).reshape(-1, 8, 3)
     planes = camera.frustum_planes_camera()  # [6, 4]
     planes[:4, 2] += margin_per_depth(camera)
