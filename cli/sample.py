@@ -5,7 +5,8 @@ scikit-image's sample data; `new`, then three prompted zooms, each at the centre
 previous level's view, so every inserted structure holds the next one: a red flower on the
 crema, a ladybug on the flower, a dew drop on the ladybug), growing it once with progress
 bars, and caching the file in the platform's data folder (`platformdirs`; on Linux
-`$XDG_DATA_HOME/wonderzoom`, else `~/.local/share/wonderzoom`) so later runs open it at once.
+`$XDG_DATA_HOME/wonderzoom`, else `~/.local/share/wonderzoom`) so later runs open it at once;
+once a new recipe's world is grown, the files earlier recipes left there (~50 MB each) go.
 Does not own: the pipeline (`generation`) or the file format (`saves`).
 """
 
@@ -45,7 +46,22 @@ def ensure_sample_world(quiet: bool = False) -> Path:
         except SaveFormatError:
             pass  # damaged: grow it again
     grow_sample(path, quiet)
+    remove_old_samples(path)
     return path
+
+
+def remove_old_samples(current: Path) -> list[Path]:
+    """Delete the sample worlds earlier recipes cached beside `current` (the file names this
+    module gives, `sample-<photo>-v<N>.wzs`, other than `current`'s); returns what went."""
+    gone = []
+    for old in current.parent.glob("sample-*-v*.wzs"):
+        if old.name != current.name and old.is_file():
+            try:
+                old.unlink()
+                gone.append(old)
+            except OSError:
+                pass  # in use or read-only: it only costs disk space
+    return gone
 
 
 def grow_sample(path: Path, quiet: bool = False) -> None:

@@ -230,3 +230,27 @@ def test_help_states_the_working_size_the_level_is_made_at(command, cpu_cap, cap
     text = " ".join(capsys.readouterr().out.split())
     assert f"on a CPU at most {getattr(sizes, cpu_cap)}" in text
     assert "default 320" not in text and "default 384" not in text
+
+
+def test_a_new_sample_recipe_removes_the_worlds_older_recipes_cached(tmp_path, monkeypatch):
+    """Each recipe change grows a new ~50 MB sample world; the ones before it are dead weight
+    in the user's data folder and go once the new one is there (other files stay)."""
+    from cli import sample
+
+    monkeypatch.setattr(sample, "data_dir", lambda: tmp_path)
+    current = sample.sample_path()
+    old = [tmp_path / "sample-coffee-v1.wzs", tmp_path / "sample-coffee-v2.wzs"]
+    keep = [tmp_path / "my-world.wzs", tmp_path / "sample-notes.txt"]
+    for p in old + keep:
+        p.write_bytes(b"x")
+    grown = []
+
+    def fake_grow(path, quiet=False):
+        grown.append(path)
+        path.write_bytes(b"a world")
+
+    monkeypatch.setattr(sample, "grow_sample", fake_grow)
+    assert sample.ensure_sample_world(quiet=True) == current
+    assert grown == [current] and current.is_file()
+    assert not any(p.exists() for p in old)
+    assert all(p.exists() for p in keep)
