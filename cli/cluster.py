@@ -59,7 +59,9 @@ def stage_fraction(stages: Sequence[str], stage: str, overall: float) -> float:
         return overall
     total = sum(STAGE_WEIGHTS[s] for s in stages)
     before = sum(STAGE_WEIGHTS[s] for s in stages[:list(stages).index(stage)])
-    return min(1.0, max(0.0, (overall * total - before) / STAGE_WEIGHTS[stage]))
+    # rounded: a stage's end comes back as 0.9999999999999994 for some weights, and a bar
+    # short of 1 is never finished (its clock ran on to the end of the request)
+    return min(1.0, max(0.0, round((overall * total - before) / STAGE_WEIGHTS[stage], 9)))
 
 
 def run_on_service(service, request, stages: Sequence[str], quiet: bool = False,

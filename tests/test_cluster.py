@@ -667,3 +667,19 @@ def test_cli_new_and_zoom_on_a_ray_head_then_the_head_stops(tmp_path):
     finally:
         kill_tree(head.pid)
         head.wait(30)
+
+
+def test_a_stage_bar_from_the_cluster_ends_at_exactly_one():
+    """The CLI's bars for a cluster request are rebuilt from the overall fraction; each stage's
+    end must come back as 1.0 (rich finishes a task, and stops its clock, only at its total:
+    context, super_resolve, edit and aux_views came back 0.9999999999999994 and their clocks
+    showed the whole request's time)."""
+    from cli.cluster import stage_fraction
+    from generation.pipeline import NEW_STAGES, ZOOM_STAGES, overall_fraction
+
+    for stages in (ZOOM_STAGES, NEW_STAGES):
+        for stage in stages:
+            assert stage_fraction(stages, stage, overall_fraction(stages, stage, 1.0)) == 1.0
+            assert stage_fraction(stages, stage, overall_fraction(stages, stage, 0.0)) == 0.0
+            half = stage_fraction(stages, stage, overall_fraction(stages, stage, 0.5))
+            assert half == pytest.approx(0.5)
