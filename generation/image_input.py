@@ -1,7 +1,8 @@
 """Reading the user's input image safely and resizing it to the working size.
 
 Owns: `load_image` (JPEG / PNG / WebP only, bounded file size and pixel count, EXIF rotation
-applied, alpha composited on white, always RGB uint8) and `resize_long_side`.
+applied, an embedded colour profile converted to sRGB, alpha composited on white, always RGB
+uint8) and `resize_long_side`.
 Does not own: what the pipeline does with the pixels.
 Every refusal is an `ImageInputError` whose message is one line naming the file.
 """
@@ -55,6 +56,7 @@ def load_image(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES,
                 if min(w, h) < MIN_SIDE:
                     raise ImageInputError(f"{p}: {w}x{h} is too small (at least "
                                           f"{MIN_SIDE} pixels a side)")
+                icc = im.info.get("icc_profile")
                 im = ImageOps.exif_transpose(im)
                 if im.mode.startswith("I") or im.mode == "F":  # 16-bit (or 32-bit) grey
                     im = Image.fromarray(grey_to_uint8(np.asarray(im)), "L")
@@ -62,6 +64,8 @@ def load_image(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES,
                     rgba = im.convert("RGBA")
                     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                     im = Image.alpha_composite(white, rgba)
+                if icc:
+                    im = to_srgb(im if im.mode in ("RGB", "CMYK", "L") else im.convert("RGB"), icc)
                 rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
     except ImageInputError:
         raise
@@ -71,6 +75,28 @@ def load_image(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES,
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise ImageInputError(f"{p}: cannot decode the image ({first})") from None
     return np.ascontiguousarray(rgb)
+
+
+def to_srgb(im, icc: bytes):
+    """`im` converted from its embedded ICC profile to sRGB, the space every renderer here
+    writes (a phone's Display P3 photo read as sRGB comes out duller). An image already in
+    sRGB, a mode the conversion does not take, or a profile littlecms cannot use is returned
+    as it is (a broken profile is not worth refusing the photo)."""
+    import io
+
+    from PIL import ImageCms
+
+    if im.mode not in ("RGB", "CMYK", "L"):
+        return im
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if "srgb" in (ImageCms.getProfileDescription(source) or "").lower().replace(" ", ""):
+            return im
+        return ImageCms.profileToProfile(im, source, ImageCms.createProfile("sRGB"),
+                                         renderingIntent=ImageCms.Intent.RELATIVE_COLORIMETRIC,
+                                         outputMode="RGB")
+    except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
+        return im
 
 
 def grey_to_uint8(values: np.ndarray) -> np.ndarray:  # [H, W] any numeric -> [H, W] uint8

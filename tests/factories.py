@@ -55,3 +55,38 @@ def random_linked_scene(seed: int, n: int = 1500, half_extent: tuple[float, floa
     s_parent = np.where(rng.uniform(size=n) < 0.5, chunk.s_native * 3, np.inf)
     s_child = np.where(rng.uniform(size=n) < 0.5, chunk.s_native / 3, 0.0)
     return cam, chunk, LodLinks(s_parent.astype(np.float32), s_child.astype(np.float32))
+
+
+def matrix_icc_profile(primaries_xyz: np.ndarray,  # [3, 3]: columns R, G, B in XYZ (D50)
+                       gamma: float, description: str) -> bytes:
+    """A minimal ICC v2 RGB display profile (matrix and pure-gamma curves), as a camera or a
+    phone embeds in its JPEGs; no profile files ship with the system or with Pillow."""
+    import struct
+
+    def s15(v: float) -> bytes:
+        return struct.pack(">i", int(round(v * 65536)))
+
+    def xyz(v) -> bytes:
+        return b"XYZ " + bytes(4) + b"".join(s15(c) for c in v)
+
+    text = description.encode("ascii") + b"\0"
+    desc = (b"desc" + bytes(4) + struct.pack(">I", len(text)) + text
+            + bytes(8) + bytes(3) + bytes(67))
+    curve = b"curv" + bytes(4) + struct.pack(">IH", 1, int(round(gamma * 256))) + bytes(2)
+    m = np.asarray(primaries_xyz, np.float64)
+    tags = [(b"desc", desc), (b"wtpt", xyz((0.9642, 1.0, 0.8249))), (b"rXYZ", xyz(m[:, 0])),
+            (b"gXYZ", xyz(m[:, 1])), (b"bXYZ", xyz(m[:, 2])), (b"rTRC", curve),
+            (b"gTRC", curve), (b"bTRC", curve), (b"cprt", b"text" + bytes(4) + b"none\0")]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for sig, body in tags:
+        body += bytes(-len(body) % 4)
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = (struct.pack(">I", size) + b"none" + struct.pack(">I", 0x02100000) + b"mntr"
+              + b"RGB " + b"XYZ " + bytes(12) + b"acsp" + bytes(4) + bytes(4) + bytes(8)
+              + bytes(8) + struct.pack(">I", 0) + xyz((0.9642, 1.0, 0.8249))[8:] + bytes(4)
+              + bytes(16) + bytes(28))
+    assert len(header) == 128, len(header)
+    return header + struct.pack(">I", len(tags)) + table + data

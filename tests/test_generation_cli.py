@@ -254,3 +254,38 @@ def test_a_new_sample_recipe_removes_the_worlds_older_recipes_cached(tmp_path, m
     assert grown == [current] and current.is_file()
     assert not any(p.exists() for p in old)
     assert all(p.exists() for p in keep)
+
+
+def test_a_photo_with_a_colour_profile_is_read_in_srgb(tmp_path):
+    """A phone's Display P3 photo read as if it were sRGB comes out duller; its profile is
+    applied (checked against the matrix maths), an sRGB or a broken profile changes nothing."""
+    from PIL import Image, ImageCms
+
+    from tests.factories import matrix_icc_profile
+
+    p3 = np.array([[0.5151, 0.2920, 0.1571], [0.2412, 0.6922, 0.0666],
+                   [-0.0011, 0.0419, 0.7841]])  # Display P3 primaries, XYZ adapted to D50
+    srgb = np.array([[0.4361, 0.3851, 0.1431], [0.2225, 0.7169, 0.0606],
+                     [0.0139, 0.0971, 0.7141]])
+    pixel = np.array([200, 100, 100])
+    tagged = tmp_path / "p3.png"
+    Image.new("RGB", (16, 12), tuple(pixel)).save(
+        tagged, icc_profile=matrix_icc_profile(p3, 2.2, "Display P3 (test)"))
+    linear = np.clip(np.linalg.solve(srgb, p3 @ (pixel / 255.0) ** 2.2), 0, 1)
+    want = 255 * np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    got = load_image(tagged)
+    assert got.shape == (12, 16, 3)
+    assert np.abs(got[5, 5] - want).max() <= 2, (got[5, 5], want)
+    assert got[5, 5, 0] > pixel[0] + 10  # more saturated than the numbers read as sRGB
+
+    as_srgb = tmp_path / "srgb.jpg"
+    builtin = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.new("RGB", (16, 12), tuple(pixel)).save(as_srgb, quality=100, icc_profile=builtin)
+    assert np.abs(load_image(as_srgb)[5, 5].astype(int) - pixel).max() <= 2
+    broken = tmp_path / "broken.png"
+    Image.new("RGB", (16, 12), tuple(pixel)).save(broken, icc_profile=b"\0" * 200)
+    assert load_image(broken)[5, 5].tolist() == pixel.tolist()
+    with_alpha = tmp_path / "p3_alpha.png"
+    Image.new("RGBA", (16, 12), (*pixel, 255)).save(
+        with_alpha, icc_profile=matrix_icc_profile(p3, 2.2, "Display P3 (test)"))
+    assert np.abs(load_image(with_alpha)[5, 5] - want).max() <= 2
