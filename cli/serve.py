@@ -8,6 +8,7 @@ that folder (`ui.web.serve`).
 from __future__ import annotations
 
 import argparse
+import signal
 import tempfile
 from pathlib import Path
 
@@ -40,19 +41,20 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--port must be in 0..65535")
     source = Path(args.world)
     temp = None
-    if source.is_dir():
-        if not is_web_export(source):
-            raise UserError(f"{printable(str(source))}: not a folder made by export --web")
-        folder = source
-    else:
-        loaded = load(args.world)
-        step = step_arg(loaded.history, args.step)
-        temp = tempfile.TemporaryDirectory(prefix="wonderzoom-web-")
-        folder = Path(temp.name) / "world"
-        result = export_web(loaded.history, loaded.chunks, folder, step, title=source.name)
-        print(f"exported {result.splats:,} splats of step {step} "
-              f"({result.bytes_per_splat:.1f} bytes a splat)")
+    previous = _stop_on_termination()
     try:
+        if source.is_dir():
+            if not is_web_export(source):
+                raise UserError(f"{printable(str(source))}: not a folder made by export --web")
+            folder = source
+        else:
+            loaded = load(args.world)
+            step = step_arg(loaded.history, args.step)
+            temp = tempfile.TemporaryDirectory(prefix="wonderzoom-web-")
+            folder = Path(temp.name) / "world"
+            result = export_web(loaded.history, loaded.chunks, folder, step, title=source.name)
+            print(f"exported {result.splats:,} splats of step {step} "
+                  f"({result.bytes_per_splat:.1f} bytes a splat)")
         server = make_server(folder, host=args.host, port=args.port)
         print(f"serving {printable(str(folder))} at {server.url}", flush=True)
         if server.lan_url:
@@ -67,4 +69,19 @@ def run(args: argparse.Namespace) -> int:
     finally:
         if temp is not None:
             temp.cleanup()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     return 0
+
+
+def _stop_on_termination() -> dict:
+    """SIGTERM (a service manager, `kill`) and SIGHUP (the terminal closed) stop the server
+    as Ctrl+C does, so the temporary export is removed; returns the handlers they had."""
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = {}
+    for signum in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None and signal.getsignal(signum) is not signal.SIG_IGN:
+            previous[signum] = signal.signal(signum, stop)
+    return previous
