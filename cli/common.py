@@ -128,23 +128,37 @@ def parse_size(text: str, flag: str = "--size") -> tuple[int, int]:
     return w, h
 
 
-def parse_pixel(text: str) -> tuple[float, float]:
-    """`U,V` as two finite numbers."""
+def parse_pixel(text: str, width: float | None = None,
+                height: float | None = None) -> tuple[float, float]:
+    """`U,V` as two finite numbers: pixels, or percentages of a `width` x `height` view
+    (`50%,40%`; 100% is the last pixel's centre), so a point can be named without knowing the
+    size a world's views were made at (640 px on a CPU, 1280 on a GPU)."""
+    def one(part: str, size: float | None) -> float:
+        part = part.strip()
+        if part.endswith("%") and size is not None:
+            share = float(part[:-1])
+            if not 0 <= share <= 100:
+                raise UserError(f"--at {text!r}: a percentage must be in 0..100")
+            return min(share / 100 * size, size - 0.5)
+        return float(part)
+
     try:
         u_s, v_s = text.split(",")
-        u, v = float(u_s), float(v_s)
+        u, v = one(u_s, width), one(v_s, height)
     except ValueError:
-        raise UserError(f"--at {text!r}: expected U,V (two numbers, e.g. --at 120,80)") from None
+        raise UserError(f"--at {text!r}: expected U,V (two numbers, e.g. --at 120,80, or "
+                        f"percentages of the view, e.g. --at 50%,40%)") from None
     if not (math.isfinite(u) and math.isfinite(v)):
         raise UserError(f"--at {text!r}: not finite")
     return u, v
 
 
 def parse_at(text: str, width: int, height: int) -> tuple[float, float]:
-    """`U,V`, a pixel inside a `width` x `height` view."""
-    u, v = parse_pixel(text)
+    """`U,V` (pixels or percentages), a pixel inside a `width` x `height` view."""
+    u, v = parse_pixel(text, width, height)
     if not (0 <= u < width and 0 <= v < height):
-        raise UserError(f"--at {text!r}: outside the {width}x{height} view")
+        raise UserError(f"--at {text!r}: outside the {width}x{height} view (its pixels, not "
+                        f"the photo's; or give percentages, e.g. --at 50%,40%)")
     return u, v
 
 

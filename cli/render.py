@@ -37,7 +37,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=None,
                    help="frames of the zoom sweep (default 60) or of a keyframe path")
     p.add_argument("--at", metavar="U,V", default=None,
-                   help="zoom-sweep target pixel of the start camera (default: the centre)")
+                   help="zoom-sweep target pixel of the start camera, or percentages of "
+                        "its frame, e.g. 30%%,60%% (default: the centre)")
     p.add_argument("--mp4", action="store_true", help="also write render.mp4 (needs imageio-ffmpeg)")
     p.add_argument("--fps", type=float, default=30.0, help="mp4 frame rate (default 30)")
     add_renderer_argument(p)
@@ -75,7 +76,10 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"--{name} must be in 1..8192")
     if args.frames is not None and not 0 < args.frames <= 100_000:
         raise UserError("--frames must be in 1..100000")
-    at = parse_pixel(args.at) if args.at is not None else None
+    at = None
+    if args.at is not None:  # percentages are of the start camera's frame
+        at = parse_pixel(args.at, args.width or DEFAULT_VIEW_SIZE[0],
+                         args.height or DEFAULT_VIEW_SIZE[1])
     path_choice = renderer_choice(args.renderer)
     out_dir = Path(args.out)
     if out_dir.exists() and not out_dir.is_dir():

@@ -22,7 +22,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                                    "the level is appended to the world as a new step.")
     p.add_argument("world", help="world file (.wzs); the new level is appended to it")
     p.add_argument("--at", required=True, metavar="U,V",
-                   help="pixel of the view to zoom into (column, row; 0,0 = top left)")
+                   help="pixel of the view to zoom into (column, row; 0,0 = top left), or "
+                        "percentages of its width and height, e.g. 50%%,40%%")
     p.add_argument("--view", default=None, metavar="STEP_OR_CAMERA_JSON",
                    help="the view --at refers to: a step id (its camera), a camera JSON file, "
                         "inline JSON, or FILE#K: camera K of a list such as the cameras.json "

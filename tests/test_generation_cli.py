@@ -194,6 +194,8 @@ def test_view_names_a_camera_of_render_s_camera_list(world, capsys, tmp_path):
     (["--at", "1,2,3"], "expected U,V"),
     (["--at", "nan,3"], "not finite"),
     (["--at", "5000,10"], "outside the"),
+    (["--at", "120%,10%"], "percentage must be in 0..100"),
+    (["--at", "50%,x%"], "expected U,V"),
     (["--at", "10,10", "--view", "99"], "no step 99"),
     (["--at", "10,10", "--view", "{not json"], "not valid JSON"),
     (["--at", "10,10", "--view", '{"fx": 1}'], "bad camera"),
@@ -206,6 +208,20 @@ def test_zoom_refuses_bad_arguments_and_leaves_the_world_alone(world, capsys, ar
     code, _, err = run(capsys, "zoom", world, *args, "--quiet")
     assert_one_line_error(code, err, needle)
     assert world.read_bytes() == before
+
+
+def test_a_pixel_named_by_percentages_of_the_view():
+    """`--at 50%,40%` names a point without knowing the size the world's views were made at
+    (640 px on a CPU, 1280 on a GPU); numbers and percentages mix; 100% is the last pixel."""
+    from cli.common import parse_at, parse_pixel
+    from engine.errors import UserError
+
+    assert parse_at("50%,40%", 640, 360) == (320.0, 144.0)
+    assert parse_at("0%,100%", 640, 360) == (0.0, 359.5)
+    assert parse_at("10,25%", 640, 360) == (10.0, 90.0)
+    assert parse_at("12.5,7", 640, 360) == (12.5, 7.0)
+    with pytest.raises(UserError, match="expected U,V"):
+        parse_pixel("50%,40%")  # no view to take them of
 
 
 def test_zoom_refuses_missing_and_non_world_files(tmp_path, capsys, photo):
