@@ -51,6 +51,7 @@ def summary(info, path: Path, with_steps: bool = True) -> dict[str, Any]:
                           "level": level, "prompt": step.prompt, "chunks": len(ids),
                           "splats": splats})
     head_path = history.path()
+    head_camera = by_id[history.head].camera if history.head in by_id else None
     return {
         "path": str(path),
         "valid": True,  # every record, step and chunk header (payloads: checked on load)
@@ -59,6 +60,8 @@ def summary(info, path: Path, with_steps: bool = True) -> dict[str, Any]:
         "head": history.head,
         "head_path": [s.id for s in head_path],
         "splats_at_head": sum(splats_of[c] for s in head_path for c in s.chunk_ids),
+        # the size of the view `zoom --at` pixels refer to (None: an import has no camera)
+        "head_view": None if head_camera is None else [head_camera.width, head_camera.height],
         "splats_total": sum(splats_of.values()),
         "levels": [levels[k] for k in sorted(levels)],
         "steps": steps,
@@ -93,6 +96,9 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     lines = [f"{printable(str(path))}  ({info['file_bytes'] / 1e6:.2f} MB, records valid)",
              f"head: step {info['head']}  ({info['splats_at_head']:,} splats on the path to it)"]
+    if info["head_view"]:
+        w, h = info["head_view"]
+        lines.append(f"head view: {w}x{h} pixels (what `zoom --at U,V` counts in by default)")
     for lv in info["levels"]:
         steps = ", ".join(map(str, lv["steps"][:20])) + (", ..." if len(lv["steps"]) > 20 else "")
         lines.append(f"  level {lv['level']}: {lv['splats']:,} splats in {lv['chunks']} chunks "

@@ -44,8 +44,13 @@ def test_info_json_lists_one_entry_per_level(demo):
     assert [lv["level"] for lv in info["levels"]] == [0, 1, 2]
     assert all(lv["splats"] == 64 * 64 for lv in info["levels"])
     assert info["valid"] and info["head"] == 2 and info["head_path"] == [0, 1, 2]
+    from saves import load_world
+
+    head = load_world(demo).history.steps[2].camera
+    assert info["head_view"] == [head.width, head.height]  # what zoom --at counts in
     text = run("info", demo)
     assert "level 2" in text.stdout and text.returncode == 0
+    assert f"head view: {head.width}x{head.height} pixels" in text.stdout
 
 
 def test_checkout_history_and_export_at_a_step(demo, tmp_path):
