@@ -171,7 +171,10 @@ def parse_view(text: str | None, history):
     if text is None:
         cam = history.steps[history.head].camera
         if cam is None:
-            raise UserError(f"the head step {history.head} has no camera; pass --view")
+            raise UserError(f"the head step {history.head} has no camera (an imported world): "
+                            f"name a view with --view, e.g. the first frame's after `wonderzoom "
+                            f"render WORLD --zoom-sweep --frames 1 --out DIR`: "
+                            f"--view DIR/cameras.json#0")
         return cam
     t = text.strip()
     if t.lstrip("-").isdigit():

@@ -409,9 +409,12 @@ def _table_to_arrays(cols: dict[str, np.ndarray], n: int, name: str) -> dict[str
         # No native scale in a plain 3DGS file. For a one-level world it does not matter (the
         # modulation weight is 1 at every scale while there is no finer or coarser level); it
         # only matters once finer content is appended. The best proxy for the pixel footprint
-        # that created a splat is the splat's own size: the geometric mean of its std-devs.
+        # that created a splat is the splat's own size across the surface it lies on: the
+        # geometric mean of its two largest std-devs. (All three, as before, put a flat splat
+        # -- a surfel, or a trained 3DGS disc -- at a fraction of its footprint: on our own
+        # exported levels 0.5x, so a zoom into an import came out "x1.00 finer" than it.)
         # (The clip only matters for out-of-range scales, which validate() then refuses by name.)
-        mean_log = out["log_scales"].astype(np.float64).mean(axis=1)  # [N]
+        mean_log = np.sort(out["log_scales"].astype(np.float64), axis=1)[:, 1:].mean(axis=1)
         mean_log = np.clip(mean_log, LOG_SCALE_MIN, LOG_SCALE_MAX)
         out["s_native"] = np.exp(mean_log).astype(np.float32)
     if "level" in cols:
