@@ -38,10 +38,12 @@ def test_export_web_writes_a_static_folder(tmp_path):
 
 
 def _ctrl_c_stops() -> None:
-    """In the child: Ctrl+C (SIGINT) acts as in a terminal, whatever this test runner was
-    started with (a shell's background job ignores SIGINT, and its children inherit that:
-    serve then never saw the test's Ctrl+C)."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    """In the child: Ctrl+C (SIGINT) and a closed terminal (SIGHUP) act as in a terminal,
+    whatever this test runner was started with (a shell's background job ignores SIGINT,
+    `nohup` SIGHUP, and children inherit that: serve then never saw the test's signal, as
+    it should not, since whoever started it asked for it to be ignored)."""
+    for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 @pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
