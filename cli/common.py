@@ -34,10 +34,18 @@ def world_path(path: str, must_exist: bool = True) -> Path:
 
 
 def new_world_path(path: str, force: bool) -> Path:
-    """An output world path: refused if it exists and `force` is not given."""
+    """An output world path: refused if it exists and `force` is not given, or if its folder
+    is missing or not writable -- before the command's work, not after minutes of it."""
     out = world_path(path, must_exist=False)
     if out.exists() and not force:
         raise UserError(f"{out}: already exists (use --force to replace it)")
+    folder = out.parent
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{out}: {folder}: Not a directory")
+    if not folder.is_dir():
+        raise UserError(f"{out}: no folder {folder} to write it in")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{out}: cannot write in {folder} (permission denied)")
     return out
 
 

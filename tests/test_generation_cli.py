@@ -136,6 +136,23 @@ def test_new_refuses_missing_huge_gif_and_bad_options(tmp_path, capsys, photo):
     assert_one_line_error(code, err, "already exists")
 
 
+def test_an_output_folder_that_cannot_take_the_world_is_refused_before_the_work(
+        tmp_path, capsys, photo, monkeypatch):
+    """A missing (or read-only) folder for -o was found only when the world was written,
+    after the whole pipeline had run (minutes on a big photo, or with real models)."""
+    import cli.new
+
+    def no_work(*a, **k):
+        raise AssertionError("the pipeline ran before the output folder was checked")
+
+    monkeypatch.setattr(cli.new, "grow_new", no_work)
+    code, _, err = run(capsys, "new", photo, "-o", tmp_path / "missing" / "w.wzs")
+    assert_one_line_error(code, err, "no folder")
+    monkeypatch.setattr("os.access", lambda p, mode: False)  # (root may write anywhere)
+    code, _, err = run(capsys, "new", photo, "-o", tmp_path / "w.wzs")
+    assert_one_line_error(code, err, "cannot write in")
+
+
 def test_image_limits_and_formats(tmp_path):
     from PIL import Image
 
