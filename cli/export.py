@@ -29,14 +29,20 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="--ply: also write each splat's s_native and level (256 bytes a vertex "
                         "instead of INRIA's 248: viewers that read a fixed struct, like SIBR, "
                         "need the default; `wonderzoom import --level N` takes one level back)")
+    p.add_argument("--finest", action="store_true",
+                   help="--ply: only the finest level at each place (other viewers draw every "
+                        "level at once, so a coarse level shows through the finer ones where "
+                        "it was zoomed into; this drops the coarse splats a finer level covers, "
+                        "what this app draws when zoomed all the way in)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
     if args.ply is not None and Path(args.ply).suffix.lower() != ".ply":
         raise UserError(f"{printable(args.ply)}: the output must end in .ply")
-    if args.web is not None and args.with_levels:
-        raise UserError("--with-levels goes with --ply (a web export always keeps the levels)")
+    if args.web is not None and (args.with_levels or args.finest):
+        raise UserError("--with-levels and --finest go with --ply (a web export always keeps "
+                        "the levels)")
     if args.web is not None:
         from ui.web.export import export_web
 
@@ -53,8 +59,29 @@ def run(args: argparse.Namespace) -> int:
     with open_file(args.world) as world:
         step = step_arg(world.history, args.step)
         ids = world.history.chunk_ids_at(step)
-        total = sum(world.chunk_meta(c).count for c in ids)
-        n = export_ply_stream(args.ply, total, (world.read_chunk(c) for c in ids),
-                              with_levels=args.with_levels)
+        if args.finest:
+            rows = finest_rows(world, step, ids)
+            total = sum(len(r) for r in rows.values())
+            chunks = (world.read_chunk(c).take(rows[c]) for c in ids)
+        else:
+            total = sum(world.chunk_meta(c).count for c in ids)
+            chunks = (world.read_chunk(c) for c in ids)
+        levels = len(world.history.path(step))
+        n = export_ply_stream(args.ply, total, chunks, with_levels=args.with_levels)
     print(f"wrote {n:,} splats of step {step} to {printable(args.ply)}")
+    if levels > 1 and not args.finest:
+        print(f"note: other viewers draw all {levels} levels at once (a coarse level shows "
+              f"through where it was zoomed into); --finest keeps the finest at each place")
     return 0
+
+
+def finest_rows(world, step: int, ids) -> dict:
+    """For each chunk on the path to `step`, the rows no finer level covers there (s_child is
+    0: the modulation draws them at every scale finer than their own). Reads links only."""
+    import numpy as np
+
+    from engine.catalog import plan_path
+
+    plan = plan_path(world.history, world.source, step)
+    return {c: np.flatnonzero(~(world.source.read_links(c, plan.child_step.get(c)).s_child > 0))
+            for c in ids}

@@ -1,6 +1,7 @@
 """The wonderzoom CLI as a user runs it: real subprocesses, one-line errors, fast start-up."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -132,3 +133,32 @@ def test_checkout_unknown_step_is_a_user_error(demo, tmp_path):
     world.write_bytes(demo.read_bytes())
     r = run("checkout", world, 42)
     assert r.returncode == 2 and "no step 42" in r.stderr
+
+
+def test_a_finest_ply_looks_in_other_viewers_as_the_app_does_zoomed_in(demo, tmp_path):
+    """Other viewers draw every level of a PLY at once, so the coarse levels show through
+    where they were zoomed into; --finest drops the coarse splats a finer level covers. Drawn
+    without the modulation (an import is one level), it matches the world at its finest scale,
+    and the plain export does not."""
+    from engine.render.headless import read_png
+
+    frames = tmp_path / "world"
+    assert run("render", demo, "--zoom-sweep", "--frames", 3, "--width", 96, "--height", 64,
+               "--out", frames).returncode == 0
+    plain = run("export", demo, "--ply", tmp_path / "all.ply")
+    assert plain.returncode == 0 and "--finest keeps the finest" in plain.stdout
+    finest = run("export", demo, "--ply", tmp_path / "finest.ply", "--finest")
+    assert finest.returncode == 0 and "note:" not in finest.stdout
+    diffs = {}
+    for name in ("all", "finest"):
+        assert run("import", tmp_path / f"{name}.ply", "-o", tmp_path / f"{name}.wzs"
+                   ).returncode == 0
+        assert run("render", tmp_path / f"{name}.wzs", "--camera-path", frames / "cameras.json",
+                   "--out", tmp_path / name).returncode == 0
+        ours = read_png(frames / "frame_0002.png").astype(float)
+        theirs = read_png(tmp_path / name / "frame_0002.png").astype(float)
+        diffs[name] = np.abs(ours - theirs).mean()
+    kept = int(re.search(r"wrote ([\d,]+) splats", finest.stdout).group(1).replace(",", ""))
+    assert kept < 3 * 64 * 64
+    assert diffs["finest"] < 0.5 * diffs["all"] and diffs["finest"] < 2.0, diffs
+    assert run("export", demo, "--web", tmp_path / "site", "--finest").returncode == 2
