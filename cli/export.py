@@ -76,12 +76,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def finest_rows(world, step: int, ids) -> dict:
-    """For each chunk on the path to `step`, the rows no finer level covers there (s_child is
-    0: the modulation draws them at every scale finer than their own). Reads links only."""
+    """For each chunk on the path to `step`, the rows the modulation still draws when zoomed
+    in without end (`engine.modulation.alpha` at s_render 0: no finer level covers them; a
+    link that points the wrong way counts as none, as it does when drawing). Reads each chunk
+    once for its native scales; the export reads it again to write it (memory: one chunk)."""
     import numpy as np
 
     from engine.catalog import plan_path
+    from engine.modulation import alpha
 
     plan = plan_path(world.history, world.source, step)
-    return {c: np.flatnonzero(~(world.source.read_links(c, plan.child_step.get(c)).s_child > 0))
-            for c in ids}
+    rows = {}
+    for c in ids:
+        links = world.source.read_links(c, plan.child_step.get(c))
+        drawn = alpha(0.0, world.read_chunk(c).s_native, links.s_parent, links.s_child) > 0
+        rows[c] = np.flatnonzero(drawn)
+    return rows

@@ -65,7 +65,7 @@ def load_image(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES,
                     white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
                     im = Image.alpha_composite(white, rgba)
                 if icc:
-                    im = to_srgb(im if im.mode in ("RGB", "CMYK", "L") else im.convert("RGB"), icc)
+                    im = to_srgb(im, icc)
                 rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
     except ImageInputError:
         raise
@@ -79,15 +79,16 @@ def load_image(path: str | os.PathLike[str], max_bytes: int = MAX_FILE_BYTES,
 
 def to_srgb(im, icc: bytes):
     """`im` converted from its embedded ICC profile to sRGB, the space every renderer here
-    writes (a phone's Display P3 photo read as sRGB comes out duller). An image already in
-    sRGB, a mode the conversion does not take, or a profile littlecms cannot use is returned
-    as it is (a broken profile is not worth refusing the photo)."""
+    writes (a phone's Display P3 photo read as sRGB comes out duller). Modes other than RGB,
+    CMYK and grey (alpha already composited, a palette) are made RGB first. An image already
+    in sRGB, or a profile littlecms cannot use, is returned as it is (a broken profile is not
+    worth refusing the photo)."""
     import io
 
     from PIL import ImageCms
 
     if im.mode not in ("RGB", "CMYK", "L"):
-        return im
+        im = im.convert("RGB")
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
         if "srgb" in (ImageCms.getProfileDescription(source) or "").lower().replace(" ", ""):
